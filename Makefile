@@ -1,0 +1,58 @@
+# rocebed — `make help` lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/rocebed
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+# Debian packages rocebed needs: ibverbs for the cgo verbs package, iproute2 for comparison
+# and outside clients, QEMU and friends for the VM tier.
+APT_PACKAGES := build-essential pkg-config libibverbs-dev ibverbs-providers ibverbs-utils rdma-core \
+	rdmacm-utils perftest iproute2 kmod qemu-system-x86 qemu-utils busybox-static xz-utils zstd tcpdump
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install Debian packages (as root) and Go modules
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	  else \
+	    echo "missing Debian packages; run: sudo apt-get install -y --no-install-recommends $(APT_PACKAGES)"; exit 3; \
+	  fi; \
+	fi
+	$(GO) mod download
+
+.PHONY: build
+build: ## build bin/rocebed
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/rocebed
+
+.PHONY: vet
+vet: ## gofmt and go vet
+	@test -z "$$(gofmt -l . | tee /dev/stderr)"
+	$(GO) vet ./...
+
+# The host tier: unit tests everywhere, root tests inside throwaway network namespaces.
+.PHONY: test
+test: vet ## unit and root tests on this host (root tests run when root)
+	$(GO) test -race -count=1 ./...
+
+.PHONY: test-nocgo
+test-nocgo: ## unit tests without cgo
+	CGO_ENABLED=0 $(GO) test -count=1 ./...
+
+# check: the README's test command; CI runs it. Host tier, then the VM tier (real rdma_rxe).
+.PHONY: check
+check: deps test test-vm ## everything CI runs: deps, host tests, VM tests
+
+.PHONY: bench
+bench: ## benchmarks and reports
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./testbed/
+
+# ---- VM tier (see vm/) ----
+.PHONY: test-vm
+test-vm: ## real-kernel tests in a QEMU guest with rdma_rxe
+	@echo "test-vm: not yet wired"; exit 1
