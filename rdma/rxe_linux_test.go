@@ -69,7 +69,7 @@ func TestPreflightOnThisKernel(t *testing.T) {
 }
 
 func TestPreflightDecisions(t *testing.T) {
-	loaded := Sysfs{Root: "testdata/rxe-pair"}   // has module/rdma_rxe
+	loaded := Sysfs{Root: "testdata/rxe-pair"}    // has module/rdma_rxe
 	unloaded := Sysfs{Root: "testdata/mlx5-roce"} // has not
 	noProto := func() error { return fmt.Errorf("socket: %w", unix.EPROTONOSUPPORT) }
 	ok := func() error { return nil }
