@@ -1,0 +1,104 @@
+package testbed
+
+import "net/netip"
+
+// Defaults a scenario may leave out. Parse applies them before validation (SetDefaults), so
+// the planner and the traffic runner never see a zero that means "default".
+const (
+	// DefaultLocalRulePriority is where the generated policy-routing fix moves the `local`
+	// rule (from 0), below the per-endpoint `iif lo` rules.
+	DefaultLocalRulePriority = 100
+	// DefaultRulePriority is the first of the two per-endpoint rules (10 and 11).
+	DefaultRulePriority = 10
+	// DefaultTableA and DefaultTableB are the routing tables of endpoint a and b.
+	DefaultTableA = 100
+	DefaultTableB = 101
+
+	// DefaultRCTimeout, DefaultRCRetryCount and DefaultRCRNRRetry give a bounded verdict on a
+	// broken path: 4.096 µs × 2^12 ≈ 17 ms per try, 3 tries (measured ~58 ms to
+	// IBV_WC_RETRY_EXC_ERR). The kernel-verbs default retry_cnt 7 retries forever on rxe.
+	DefaultRCTimeout    = 12
+	DefaultRCRetryCount = 2
+	DefaultRCRNRRetry   = 7
+
+	// DefaultDeadlineMS bounds one traffic batch, connect included.
+	DefaultDeadlineMS = 30000
+)
+
+// SetDefaults fills every field the scenario left at "default": the policy-routing knobs, the
+// RC timers of RC traffic (each unset one individually), traffic deadlines, and each
+// endpoint's address (its NIC's first IPv4 address, or first address if it has no IPv4 one).
+// Parse calls it; call it on a scenario built in Go before Validate.
+func (s *Scenario) SetDefaults() {
+	for i := range s.Fixes {
+		if pr := s.Fixes[i].PolicyRouting; pr != nil {
+			*pr = pr.withDefaults()
+		}
+	}
+	for i := range s.Traffic {
+		t := &s.Traffic[i]
+		if t.Transport == TransportRC {
+			if t.RC == nil {
+				t.RC = &RCParams{}
+			}
+			setIntDefault(&t.RC.Timeout, DefaultRCTimeout)
+			setIntDefault(&t.RC.RetryCount, DefaultRCRetryCount)
+			setIntDefault(&t.RC.RNRRetry, DefaultRCRNRRetry)
+		}
+		if t.DeadlineMS == 0 {
+			t.DeadlineMS = DefaultDeadlineMS
+		}
+	}
+	for _, ep := range []*Endpoint{&s.Endpoints.A, &s.Endpoints.B} {
+		ep.Address = s.endpointAddress(*ep)
+	}
+}
+
+func setIntDefault(p **int, v int) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
+// withDefaults returns p with each zero knob replaced by its default.
+func (p PolicyRouting) withDefaults() PolicyRouting {
+	if p.LocalRulePriority == 0 {
+		p.LocalRulePriority = DefaultLocalRulePriority
+	}
+	if p.RulePriority == 0 {
+		p.RulePriority = DefaultRulePriority
+	}
+	if p.TableA == 0 {
+		p.TableA = DefaultTableA
+	}
+	if p.TableB == 0 {
+		p.TableB = DefaultTableB
+	}
+	return p
+}
+
+// endpointAddress is the address an endpoint uses: its own, or its NIC's first IPv4 address
+// (first address if none is IPv4), as a bare IP. It is "" when neither exists.
+func (s *Scenario) endpointAddress(ep Endpoint) string {
+	if ep.Address != "" {
+		return ep.Address
+	}
+	nic, ok := s.NIC(ep.NIC)
+	if !ok {
+		return ""
+	}
+	first := ""
+	for _, a := range nic.Addresses {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			continue
+		}
+		if p.Addr().Is4() {
+			return p.Addr().String()
+		}
+		if first == "" {
+			first = p.Addr().String()
+		}
+	}
+	return first
+}
