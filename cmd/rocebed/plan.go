@@ -1,0 +1,68 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/rocebed/rocebed/testbed"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newPlanCmd) }
+
+func newPlanCmd(o *options) *cobra.Command {
+	var skipRDMA bool
+	c := &cobra.Command{
+		Use:   "plan SCENARIO",
+		Short: "Print every host change `up` would make, in order; changes nothing, needs no root",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, _, err := loadScenario(o, args[0])
+			if err != nil {
+				return err
+			}
+			env, err := testbed.OpenEnv(o.netns)
+			if err != nil {
+				return withExit(exitEnvironment, err)
+			}
+			defer env.Close()
+			p, err := testbed.MakePlan(s, env.View(), testbed.PlanOptions{SkipRDMA: skipRDMA})
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return writeJSON(os.Stdout, p)
+			}
+			writePlan(os.Stdout, p)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&skipRDMA, "skip-rdma", false, "leave out the rxe links")
+	return c
+}
+
+// writePlan prints a plan as numbered commands with the fix each belongs to and old → new.
+func writePlan(w io.Writer, p *testbed.Plan) {
+	fmt.Fprintf(w, "lab %s (%s): %d changes\n", p.Lab, p.File, len(p.Steps))
+	for i, st := range p.Steps {
+		line := fmt.Sprintf("%3d. %s", i+1, st.Command())
+		switch st.Kind {
+		case testbed.StepSysctl:
+			line += fmt.Sprintf("   (%s → %s)", st.Old, st.Value)
+		case testbed.StepMTU:
+			line += fmt.Sprintf("   (%s → %d)", st.Old, st.MTU)
+		}
+		if st.Fix != "" {
+			line += "   [fix " + st.Fix + "]"
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

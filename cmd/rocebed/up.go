@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/rocebed/rocebed/testbed"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newUpCmd) }
+
+func newUpCmd(o *options) *cobra.Command {
+	var skipRDMA bool
+	c := &cobra.Command{
+		Use:   "up SCENARIO",
+		Short: "Build the lab: every change journaled first, rolled back on failure",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, src, err := loadScenario(o, args[0])
+			if err != nil {
+				return err
+			}
+			env, err := testbed.OpenEnv(o.netns)
+			if err != nil {
+				return withExit(exitEnvironment, err)
+			}
+			defer env.Close()
+			opts := testbed.UpOptions{StateDir: o.stateDir, SkipRDMA: skipRDMA, Source: src, Sets: o.sets}
+			if err := testKillHook(&opts); err != nil {
+				return usageError(err)
+			}
+			p, err := testbed.Up(cmd.Context(), env, s, opts)
+			if err != nil {
+				return classifyLabErr(err)
+			}
+			if o.json {
+				return writeJSON(os.Stdout, map[string]any{"lab": s.Name, "up": true, "steps": p.Steps})
+			}
+			fmt.Printf("lab %s is up (%d changes); `rocebed down %s` restores the host\n", s.Name, len(p.Steps), s.Name)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&skipRDMA, "skip-rdma", false, "build everything but the RDMA links (for kernels without rxe)")
+	return c
+}
+
+// classifyLabErr gives lab-state errors their exit class: a busy or already-up lab is an
+// environment problem (3); a failed step is a kernel error (4).
+func classifyLabErr(err error) error {
+	if errors.Is(err, testbed.ErrLabBusy) || errors.Is(err, testbed.ErrLabUp) {
+		return withExit(exitEnvironment, err)
+	}
+	return err
+}
+
+// testKillHook implements ROCEBED_TEST_KILL_AT=K:before|after, which makes `up` SIGKILL itself
+// right before or after making change K (1-based). It exists only so tests can prove that
+// `down` restores the host after a `kill -9` at any moment.
+func testKillHook(opts *testbed.UpOptions) error {
+	v := os.Getenv("ROCEBED_TEST_KILL_AT")
+	if v == "" {
+		return nil
+	}
+	ks, phase, _ := strings.Cut(v, ":")
+	k, err := strconv.Atoi(ks)
+	if err != nil || (phase != "before" && phase != "after") {
+		return fmt.Errorf("ROCEBED_TEST_KILL_AT=%q: want K:before or K:after", v)
+	}
+	kill := func(i int, _ *testbed.Step) error {
+		if i+1 == k {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // never returns
+		}
+		return nil
+	}
+	if phase == "before" {
+		opts.BeforeApply = kill
+	} else {
+		opts.AfterApply = kill
+	}
+	return nil
+}

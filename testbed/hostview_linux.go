@@ -1,0 +1,176 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// hostView reads the planning inputs from an Env; it changes nothing.
+type hostView struct{ e *Env }
+
+// View returns the read-only view of the environment that planning uses.
+func (e *Env) View() HostView { return hostView{e} }
+
+func (v hostView) Link(name string) (LinkState, bool, error) {
+	l, err := v.e.NL.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return LinkState{}, false, nil
+		}
+		return LinkState{}, false, err
+	}
+	st := LinkState{MTU: l.Attrs().MTU, Up: l.Attrs().Flags&net.FlagUp != 0}
+	addrs, err := v.e.NL.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return LinkState{}, false, err
+	}
+	for _, a := range addrs {
+		if p, ok := ipNetToPrefix(a.IPNet); ok {
+			st.Addrs = append(st.Addrs, p)
+		}
+	}
+	return st, true, nil
+}
+
+func (v hostView) DefaultRouteLinks() ([]string, error) {
+	var out []string
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := v.e.NL.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range routes {
+			if r.Dst != nil {
+				if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+					continue
+				}
+			}
+			if l, err := v.e.NL.LinkByIndex(r.LinkIndex); err == nil {
+				out = append(out, l.Attrs().Name)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (v hostView) Sysctl(key string) (string, error) { return v.e.GetSysctl(key) }
+
+func (v hostView) Rules(family int) ([]RuleSpec, error) {
+	rules, err := v.e.NL.RuleList(family)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RuleSpec, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, ruleSpecOf(family, r))
+	}
+	return out, nil
+}
+
+func (v hostView) RouteExists(r RouteSpec) (bool, error) {
+	nr, err := v.e.netlinkRoute(r)
+	if err != nil {
+		return false, err
+	}
+	fam := netlink.FAMILY_V4
+	if nr.Dst.IP.To4() == nil {
+		fam = netlink.FAMILY_V6
+	}
+	routes, err := v.e.NL.RouteListFiltered(fam, &netlink.Route{Table: nr.Table, Dst: nr.Dst}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+	if err != nil {
+		return false, err
+	}
+	return len(routes) > 0, nil
+}
+
+// RDMADevice looks in sysfs, which works even where NETLINK_RDMA does not exist.
+func (v hostView) RDMADevice(name string) (bool, error) {
+	_, err := os.Lstat(filepath.Join(v.e.SysfsRoot, "class/infiniband", name))
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return false, err
+}
+
+// ruleSpecOf converts a kernel rule to rocebed's form, so planned and existing rules compare.
+func ruleSpecOf(family int, r netlink.Rule) RuleSpec {
+	rs := RuleSpec{Family: family, Priority: r.Priority, IIF: r.IifName, OIF: r.OifName, Table: r.Table}
+	if r.Src != nil {
+		rs.From = r.Src.String()
+	}
+	if r.Dst != nil {
+		rs.To = r.Dst.String()
+	}
+	return rs
+}
+
+// netlinkRule converts rocebed's rule form to netlink's.
+func netlinkRule(rs RuleSpec) (*netlink.Rule, error) {
+	r := netlink.NewRule()
+	r.Family = rs.Family
+	r.Priority = rs.Priority
+	r.Table = rs.Table
+	r.IifName = rs.IIF
+	r.OifName = rs.OIF
+	var err error
+	if rs.From != "" {
+		if _, r.Src, err = net.ParseCIDR(rs.From); err != nil {
+			return nil, fmt.Errorf("rule from %q: %w", rs.From, err)
+		}
+	}
+	if rs.To != "" {
+		if _, r.Dst, err = net.ParseCIDR(rs.To); err != nil {
+			return nil, fmt.Errorf("rule to %q: %w", rs.To, err)
+		}
+	}
+	return r, nil
+}
+
+// netlinkRoute converts rocebed's route form to netlink's, resolving the device by name.
+func (e *Env) netlinkRoute(rs RouteSpec) (*netlink.Route, error) {
+	_, dst, err := net.ParseCIDR(rs.To)
+	if err != nil {
+		return nil, fmt.Errorf("route to %q: %w", rs.To, err)
+	}
+	r := &netlink.Route{Dst: dst, Table: rs.Table, Scope: netlink.SCOPE_LINK}
+	if r.Table == 0 {
+		r.Table = unix.RT_TABLE_MAIN
+	}
+	if rs.Src != "" {
+		r.Src = net.ParseIP(rs.Src)
+	}
+	if rs.Via != "" {
+		r.Gw = net.ParseIP(rs.Via)
+		r.Scope = netlink.SCOPE_UNIVERSE
+	}
+	if rs.Dev != "" {
+		l, err := e.NL.LinkByName(rs.Dev)
+		if err == nil {
+			r.LinkIndex = l.Attrs().Index
+		}
+	}
+	return r, nil
+}
+
+func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}

@@ -1,0 +1,389 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/rocebed/rocebed/sysctl"
+)
+
+// HostView is what planning reads from the host. Planning never changes anything, so `plan`
+// needs no root; tests pass a fake.
+type HostView interface {
+	// Link returns the state of an interface, or ok=false if there is none by that name.
+	Link(name string) (l LinkState, ok bool, err error)
+	// DefaultRouteLinks names the interfaces that carry a default route (IPv4 or IPv6).
+	DefaultRouteLinks() ([]string, error)
+	// Sysctl returns a parameter's value; an error wrapping os.ErrNotExist if there is none.
+	Sysctl(key string) (string, error)
+	// Rules lists the policy rules of a family.
+	Rules(family int) ([]RuleSpec, error)
+	// RouteExists reports whether the route is already in its table.
+	RouteExists(r RouteSpec) (bool, error)
+	// RDMADevice reports whether an RDMA device of that name exists.
+	RDMADevice(name string) (bool, error)
+}
+
+// LinkState is what planning needs to know of an existing interface.
+type LinkState struct {
+	MTU   int
+	Up    bool
+	Addrs []netip.Prefix
+}
+
+// PlanOptions change what Plan produces.
+type PlanOptions struct {
+	// SkipRDMA leaves out the rxe links, so the network part can be built on a kernel without
+	// RDMA.
+	SkipRDMA bool
+}
+
+// Plan is the ordered list of host changes `up` makes.
+type Plan struct {
+	Lab   string `json:"lab"`
+	File  string `json:"file"`
+	Steps []Step `json:"steps"`
+}
+
+// localTable is the kernel's `local` routing table.
+const localTable = 255
+
+// MakePlan turns a validated scenario into the ordered host changes that build it, reading the
+// host only to fill in old values and to refuse conflicts. Errors are all collected: scenario
+// problems that depend on the host (a NIC carrying the default route) are *FieldError, missing
+// or conflicting host objects are *PreflightError.
+func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
+	p := &Plan{Lab: s.Name, File: s.File}
+	var errs []error
+	add := func(st Step) { p.Steps = append(p.Steps, st) }
+
+	defaultLinks, err := h.DefaultRouteLinks()
+	if err != nil {
+		return nil, fmt.Errorf("read default routes: %w", err)
+	}
+
+	// Topology: veth cables, MTU of existing NICs, addresses.
+	created := map[string]bool{}
+	existing := map[string]LinkState{}
+	for i, n := range s.NICs {
+		path := fmt.Sprintf("nics[%d]", i)
+		if n.Netns != "" {
+			errs = append(errs, s.fieldErr(path+".netns", "NICs in other namespaces are not supported by this version of rocebed; remove netns"))
+			continue
+		}
+		l, ok, err := h.Link(n.Name)
+		if err != nil {
+			return nil, fmt.Errorf("look up interface %s: %w", n.Name, err)
+		}
+		switch n.Kind {
+		case NICVeth:
+			if ok {
+				errs = append(errs, &PreflightError{Check: "interface " + n.Name, Need: "no interface named " + n.Name + " (rocebed creates this veth)",
+					Have: "one already exists", Hint: "rename the NIC in the scenario, or remove the interface if it is a leftover"})
+				continue
+			}
+			if created[n.Name] {
+				continue // created with its peer
+			}
+			peer, _ := s.NIC(n.Peer)
+			created[n.Name], created[n.Peer] = true, true
+			add(Step{Kind: StepVeth, Link: n.Name, Peer: n.Peer, MAC: n.MAC, PeerMAC: peer.MAC, MTU: vethMTU(&s.NICs[i], peer)})
+		case NICExisting:
+			if !ok {
+				errs = append(errs, &PreflightError{Check: "interface " + n.Name, Need: "an existing interface " + n.Name,
+					Have: "none by that name", Hint: "name the right interface in the scenario (or with --set if it is a parameter)"})
+				continue
+			}
+			if contains(defaultLinks, n.Name) && !n.AllowDefaultRoute {
+				errs = append(errs, s.fieldErr(path+".name", "interface %s carries this host's default route; using it may cut the host off the network: set allow_default_route: true if you mean it", n.Name))
+			}
+			existing[n.Name] = l
+			if n.MTU != 0 && n.MTU != l.MTU {
+				add(Step{Kind: StepMTU, Link: n.Name, MTU: n.MTU, Old: fmt.Sprint(l.MTU)})
+			}
+		}
+	}
+	for _, n := range s.NICs {
+		for _, a := range n.Addresses {
+			pfx, err := netip.ParsePrefix(a)
+			if err != nil {
+				continue // validation reported it
+			}
+			if l, ok := existing[n.Name]; ok && containsPrefix(l.Addrs, pfx) {
+				continue // already there: not ours to add or remove
+			}
+			add(Step{Kind: StepAddr, Link: n.Name, Addr: pfx.String()})
+		}
+	}
+
+	// Sysctls of every fix, before the links come up, so ARP starts under the fixed settings.
+	seenKey := map[string]bool{}
+	for _, f := range s.Fixes {
+		for _, kv := range fixSysctls(f) {
+			if seenKey[kv.Key] {
+				continue
+			}
+			seenKey[kv.Key] = true
+			old, err := plannedOld(h, kv.Key, created)
+			if err != nil {
+				errs = append(errs, &PreflightError{Check: "sysctl " + kv.Key, Need: "the parameter " + kv.Key, Have: "none on this kernel", Err: err,
+					Hint: "check the name (`sysctl -a | grep " + lastComponent(kv.Key) + "`)"})
+				continue
+			}
+			add(Step{Kind: StepSysctl, Fix: f.Name, Key: kv.Key, Value: kv.Value, Old: old})
+		}
+	}
+
+	for _, n := range s.NICs {
+		if l, ok := existing[n.Name]; ok && l.Up {
+			continue
+		}
+		if n.Netns != "" {
+			continue
+		}
+		add(Step{Kind: StepUp, Link: n.Name, Old: "down"})
+	}
+
+	// Routing fixes: neighbours, rules and routes.
+	rules := map[int][]RuleSpec{}
+	for _, fam := range []int{afInet, afInet6} {
+		rs, err := h.Rules(fam)
+		if err != nil {
+			return nil, fmt.Errorf("list rules: %w", err)
+		}
+		rules[fam] = rs
+	}
+	addRule := func(fix string, r RuleSpec) {
+		for _, e := range rules[r.Family] {
+			if e == r {
+				return // already there: not ours
+			}
+			if e.Priority == r.Priority {
+				errs = append(errs, &PreflightError{Check: "rule priority " + fmt.Sprint(r.Priority),
+					Need: "a free rule priority " + fmt.Sprint(r.Priority), Have: "rule " + e.String(),
+					Hint: "choose other priorities in the scenario's fix " + fix})
+				return
+			}
+		}
+		rules[r.Family] = append(rules[r.Family], r)
+		add(Step{Kind: StepRule, Fix: fix, Rule: &r})
+	}
+	moveLocal := func(fix string, family, prio int) {
+		local0 := RuleSpec{Family: family, Priority: 0, Table: localTable}
+		addRule(fix, RuleSpec{Family: family, Priority: prio, Table: localTable})
+		for _, e := range rules[family] {
+			if e == local0 {
+				add(Step{Kind: StepRuleDel, Fix: fix, Rule: &local0})
+				rules[family] = removeRule(rules[family], local0)
+				return
+			}
+		}
+	}
+	addRoute := func(fix string, r RouteSpec) {
+		ok, err := h.RouteExists(r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("look up route %s: %w", r.String(), err))
+			return
+		}
+		if ok {
+			errs = append(errs, &PreflightError{Check: "route " + r.String(), Need: "no such route yet", Have: "it exists",
+				Hint: "choose another table in the scenario's fix " + fix + ", or remove the route"})
+			return
+		}
+		add(Step{Kind: StepRoute, Fix: fix, Route: &r})
+	}
+	for _, f := range s.Fixes {
+		for _, n := range f.Neighbors {
+			add(Step{Kind: StepNeighbor, Fix: f.Name, Link: n.NIC, Addr: n.IP, MAC: n.MAC})
+		}
+		if f.MoveLocalRule != 0 {
+			fams := familiesOf(s)
+			for _, fam := range fams {
+				moveLocal(f.Name, fam, f.MoveLocalRule)
+			}
+		}
+		for _, r := range f.Routes {
+			to := hostPrefix(r.To)
+			addRoute(f.Name, RouteSpec{To: to, Dev: r.Dev, Src: r.Src, Via: r.Via, Table: r.Table})
+		}
+		for _, r := range f.Rules {
+			rs := RuleSpec{Priority: r.Priority, IIF: r.IIF, OIF: r.OIF, Table: r.Table, Family: afInet}
+			if r.From != "" {
+				rs.From = hostPrefix(r.From)
+			}
+			if r.To != "" {
+				rs.To = hostPrefix(r.To)
+			}
+			if strings.Contains(rs.From+rs.To, ":") {
+				rs.Family = afInet6
+			}
+			addRule(f.Name, rs)
+		}
+		if pr := f.PolicyRouting; pr != nil {
+			a, b := endpointAddr(s, s.Endpoints.A), endpointAddr(s, s.Endpoints.B)
+			if !a.IsValid() || !b.IsValid() {
+				errs = append(errs, s.fieldErr("fixes", "policy_routing needs an address on both endpoint NICs"))
+				continue
+			}
+			fam := afInet
+			if a.Is6() && !a.Is4In6() {
+				fam = afInet6
+			}
+			moveLocal(f.Name, fam, pr.LocalRulePriority)
+			addRoute(f.Name, RouteSpec{To: hostPrefix(b.String()), Dev: s.Endpoints.A.NIC, Src: a.String(), Table: pr.TableA})
+			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority, IIF: "lo", From: hostPrefix(a.String()), To: hostPrefix(b.String()), Table: pr.TableA})
+			addRoute(f.Name, RouteSpec{To: hostPrefix(a.String()), Dev: s.Endpoints.B.NIC, Src: b.String(), Table: pr.TableB})
+			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority + 1, IIF: "lo", From: hostPrefix(b.String()), To: hostPrefix(a.String()), Table: pr.TableB})
+		}
+	}
+
+	// RDMA links last: rxe binds to a NIC that is up and addressed, so its GIDs appear at once.
+	if !opts.SkipRDMA {
+		for _, ep := range []Endpoint{s.Endpoints.A, s.Endpoints.B} {
+			if ep.RXE == "" {
+				continue
+			}
+			ok, err := h.RDMADevice(ep.RXE)
+			if err != nil {
+				return nil, fmt.Errorf("look up RDMA device %s: %w", ep.RXE, err)
+			}
+			if ok {
+				errs = append(errs, &PreflightError{Check: "rdma device " + ep.RXE, Need: "no RDMA device named " + ep.RXE,
+					Have: "one already exists", Hint: "rename the endpoint's rxe in the scenario, or `rdma link del " + ep.RXE + "` if it is a leftover"})
+				continue
+			}
+			add(Step{Kind: StepRXE, Link: ep.NIC, RXE: ep.RXE})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// vethMTU is the MTU of a veth pair: a cable has one MTU, so both ends must agree; validation
+// checks that, and 0 leaves the kernel default.
+func vethMTU(a, b *NIC) int {
+	if a.MTU != 0 {
+		return a.MTU
+	}
+	return b.MTU
+}
+
+// fixSysctls lists a fix's sysctls, ARP settings included, in order.
+func fixSysctls(f Fix) []sysctl.Setting {
+	var out []sysctl.Setting
+	for _, kv := range f.Sysctls {
+		k, v, _ := strings.Cut(kv, "=")
+		out = append(out, sysctl.Setting{Key: strings.TrimSpace(k), Value: strings.TrimSpace(v)})
+	}
+	for _, a := range f.ARP {
+		for _, p := range []struct {
+			name string
+			v    *int
+		}{{"arp_ignore", a.Ignore}, {"arp_announce", a.Announce}, {"arp_filter", a.Filter}} {
+			if p.v != nil {
+				out = append(out, sysctl.Setting{Key: "net.ipv4.conf." + a.NIC + "." + p.name, Value: fmt.Sprint(*p.v)})
+			}
+		}
+	}
+	return out
+}
+
+// plannedOld reads a parameter's current value. For a NIC rocebed has yet to create, the value
+// it will start with is the `default` one, which the new interface inherits.
+func plannedOld(h HostView, key string, created map[string]bool) (string, error) {
+	if ifc := sysctl.Interface(key); created[ifc] {
+		key = strings.Replace(key, "."+ifc+".", ".default.", 1)
+	}
+	return h.Sysctl(key)
+}
+
+func lastComponent(key string) string { return key[strings.LastIndexByte(key, '.')+1:] }
+
+// endpointAddr is the address an endpoint's GID is derived from.
+func endpointAddr(s *Scenario, ep Endpoint) netip.Addr {
+	if ep.Address != "" {
+		if a, err := netip.ParseAddr(ep.Address); err == nil {
+			return a
+		}
+		if p, err := netip.ParsePrefix(ep.Address); err == nil {
+			return p.Addr()
+		}
+	}
+	n, ok := s.NIC(ep.NIC)
+	if !ok {
+		return netip.Addr{}
+	}
+	for _, a := range n.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
+}
+
+// familiesOf lists the address families the lab's NICs use.
+func familiesOf(s *Scenario) []int {
+	var v4, v6 bool
+	for _, n := range s.NICs {
+		for _, a := range n.Addresses {
+			if p, err := netip.ParsePrefix(a); err == nil {
+				if p.Addr().Is4() {
+					v4 = true
+				} else {
+					v6 = true
+				}
+			}
+		}
+	}
+	var out []int
+	if v4 || !v6 {
+		out = append(out, afInet)
+	}
+	if v6 {
+		out = append(out, afInet6)
+	}
+	return out
+}
+
+// hostPrefix turns "10.0.0.1" into "10.0.0.1/32" and normalises a CIDR.
+func hostPrefix(s string) string {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked().String()
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()).String()
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsPrefix(list []netip.Prefix, p netip.Prefix) bool {
+	for _, x := range list {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+func removeRule(list []RuleSpec, r RuleSpec) []RuleSpec {
+	out := list[:0:0]
+	for _, x := range list {
+		if x != r {
+			out = append(out, x)
+		}
+	}
+	return out
+}
