@@ -1,0 +1,534 @@
+//go:build linux && cgo
+
+package verbs
+
+// This is the only file of the package that imports "C": the C preamble, every call into
+// libibverbs, and every conversion between Go and C values. No C type leaves this file;
+// handles travel through the rest of the package as unsafe.Pointer.
+//
+// Two error conventions meet here (see the RETURN VALUE sections of the man pages):
+// constructors and ibv_query_gid/ibv_close_device return NULL or -1 and set errno, read with
+// cgo's two-result call form; ibv_post_*, ibv_modify_qp, ibv_query_port and the destroy calls
+// return the errno value itself. errnoError and rcError turn both into *Error.
+
+/*
+#cgo LDFLAGS: -libverbs
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <infiniband/verbs.h>
+
+// ibv_query_port is a macro around a static inline function whose prototype cgo cannot use
+// (it sees struct _compat_ibv_port_attr), so it is called from C.
+static int rb_query_port(struct ibv_context *c, uint8_t port, struct ibv_port_attr *a) {
+	return ibv_query_port(c, port, a);
+}
+
+static int rb_query_gid(struct ibv_context *c, uint8_t port, int index, uint8_t *out) {
+	union ibv_gid gid;
+	int rc = ibv_query_gid(c, port, index, &gid);
+	if (rc == 0)
+		memcpy(out, gid.raw, 16);
+	return rc;
+}
+
+// rb_reg_mr allocates a zeroed, page-aligned buffer in C memory and registers it; mr->addr is
+// the buffer. On failure nothing is left allocated and errno says why.
+static struct ibv_mr *rb_reg_mr(struct ibv_pd *pd, size_t size, int access) {
+	void *buf = NULL;
+	long pg = sysconf(_SC_PAGESIZE);
+	int rc = posix_memalign(&buf, pg > 0 ? (size_t)pg : 4096, size);
+	if (rc != 0) {
+		errno = rc;
+		return NULL;
+	}
+	memset(buf, 0, size);
+	struct ibv_mr *mr = ibv_reg_mr(pd, buf, size, access);
+	if (mr == NULL) {
+		int e = errno;
+		free(buf);
+		errno = e;
+	}
+	return mr;
+}
+
+// rb_dereg_mr frees the buffer only once the device has let go of it.
+static int rb_dereg_mr(struct ibv_mr *mr, void *buf) {
+	int rc = ibv_dereg_mr(mr);
+	if (rc == 0)
+		free(buf);
+	return rc;
+}
+
+// The QP transitions with exactly the attribute masks ibv_modify_qp(3) lists as required.
+
+static int rb_qp_to_init(struct ibv_qp *qp, int ud, uint8_t port, uint32_t qkey) {
+	struct ibv_qp_attr a;
+	memset(&a, 0, sizeof a);
+	a.qp_state = IBV_QPS_INIT;
+	a.pkey_index = 0;
+	a.port_num = port;
+	if (ud) {
+		a.qkey = qkey;
+		return ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY);
+	}
+	a.qp_access_flags = 0; // SEND only: no remote read/write/atomic
+	return ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
+}
+
+static int rb_qp_to_rtr_ud(struct ibv_qp *qp) {
+	struct ibv_qp_attr a;
+	memset(&a, 0, sizeof a);
+	a.qp_state = IBV_QPS_RTR;
+	return ibv_modify_qp(qp, &a, IBV_QP_STATE);
+}
+
+static void rb_fill_grh_ah(struct ibv_ah_attr *ah, uint8_t port, const uint8_t *dgid,
+                           uint8_t sgid_index, uint8_t hop_limit) {
+	memset(ah, 0, sizeof *ah);
+	ah->is_global = 1; // RoCE: every packet carries a GRH (the IP header)
+	memcpy(ah->grh.dgid.raw, dgid, 16);
+	ah->grh.sgid_index = sgid_index;
+	ah->grh.hop_limit = hop_limit;
+	ah->port_num = port;
+}
+
+static int rb_qp_to_rtr_rc(struct ibv_qp *qp, uint8_t port, uint32_t dest_qpn, uint32_t rq_psn,
+                           const uint8_t *dgid, uint8_t sgid_index, int mtu, uint8_t hop_limit,
+                           uint8_t min_rnr_timer) {
+	struct ibv_qp_attr a;
+	memset(&a, 0, sizeof a);
+	a.qp_state = IBV_QPS_RTR;
+	a.path_mtu = (enum ibv_mtu)mtu;
+	a.dest_qp_num = dest_qpn;
+	a.rq_psn = rq_psn;
+	a.max_dest_rd_atomic = 1;
+	a.min_rnr_timer = min_rnr_timer;
+	rb_fill_grh_ah(&a.ah_attr, port, dgid, sgid_index, hop_limit);
+	return ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+	                             IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
+}
+
+static int rb_qp_to_rts(struct ibv_qp *qp, int ud, uint32_t sq_psn, uint8_t timeout,
+                        uint8_t retry_cnt, uint8_t rnr_retry) {
+	struct ibv_qp_attr a;
+	memset(&a, 0, sizeof a);
+	a.qp_state = IBV_QPS_RTS;
+	a.sq_psn = sq_psn;
+	if (ud)
+		return ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN);
+	a.timeout = timeout;
+	a.retry_cnt = retry_cnt;
+	a.rnr_retry = rnr_retry;
+	a.max_rd_atomic = 1;
+	return ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+	                             IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
+}
+
+static struct ibv_ah *rb_create_ah(struct ibv_pd *pd, uint8_t port, const uint8_t *dgid,
+                                   uint8_t sgid_index, uint8_t hop_limit) {
+	struct ibv_ah_attr a;
+	rb_fill_grh_ah(&a, port, dgid, sgid_index, hop_limit);
+	return ibv_create_ah(pd, &a);
+}
+
+// Work requests have unions (ibv_post_send(3)); they are built here from scalars.
+
+static int rb_post_recv(struct ibv_qp *qp, void *addr, uint32_t len, uint32_t lkey, uint64_t wr_id) {
+	struct ibv_sge sge = { .addr = (uintptr_t)addr, .length = len, .lkey = lkey };
+	struct ibv_recv_wr wr, *bad = NULL;
+	memset(&wr, 0, sizeof wr);
+	wr.wr_id = wr_id;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	return ibv_post_recv(qp, &wr, &bad);
+}
+
+static int rb_post_send(struct ibv_qp *qp, void *addr, uint32_t len, uint32_t lkey, uint64_t wr_id,
+                        unsigned int flags, struct ibv_ah *ah, uint32_t remote_qpn, uint32_t remote_qkey) {
+	struct ibv_sge sge = { .addr = (uintptr_t)addr, .length = len, .lkey = lkey };
+	struct ibv_send_wr wr, *bad = NULL;
+	memset(&wr, 0, sizeof wr);
+	wr.wr_id = wr_id;
+	wr.sg_list = &sge;
+	wr.num_sge = len > 0 ? 1 : 0;
+	wr.opcode = IBV_WR_SEND;
+	wr.send_flags = flags;
+	if (ah != NULL) {
+		wr.wr.ud.ah = ah;
+		wr.wr.ud.remote_qpn = remote_qpn;
+		wr.wr.ud.remote_qkey = remote_qkey;
+	}
+	return ibv_post_send(qp, &wr, &bad);
+}
+
+// rb_wc is struct ibv_wc without its union, so Go never touches the union.
+struct rb_wc {
+	uint64_t wr_id;
+	uint32_t status, opcode, vendor_err, byte_len, imm_host, qp_num, src_qp, wc_flags;
+};
+
+// rb_poll_cq polls up to n completions into out; it returns the count or ibv_poll_cq's
+// negative failure value.
+static int rb_poll_cq(struct ibv_cq *cq, int n, struct rb_wc *out) {
+	struct ibv_wc wc[16];
+	int total = 0;
+	while (total < n) {
+		int want = n - total < 16 ? n - total : 16;
+		int got = ibv_poll_cq(cq, want, wc);
+		if (got < 0)
+			return got;
+		for (int i = 0; i < got; i++) {
+			struct rb_wc *o = &out[total + i];
+			o->wr_id = wc[i].wr_id;
+			o->status = wc[i].status;
+			o->opcode = wc[i].opcode;
+			o->vendor_err = wc[i].vendor_err;
+			o->byte_len = wc[i].byte_len;
+			o->imm_host = (wc[i].wc_flags & IBV_WC_WITH_IMM) ? ntohl(wc[i].imm_data) : 0;
+			o->qp_num = wc[i].qp_num;
+			o->src_qp = wc[i].src_qp;
+			o->wc_flags = wc[i].wc_flags;
+		}
+		total += got;
+		if (got < want)
+			break;
+	}
+	return total;
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"unsafe"
+)
+
+// Compile-time checks that the Go enums (fixed in status.go and verbs.go so that they exist
+// without cgo) equal the C constants: a mismatch makes an index out of range or a negative
+// constant overflow, and the build fails.
+var (
+	_ = [1]struct{}{}[WCSuccess-C.IBV_WC_SUCCESS]
+	_ = [1]struct{}{}[WCLocLenErr-C.IBV_WC_LOC_LEN_ERR]
+	_ = [1]struct{}{}[WCLocQPOpErr-C.IBV_WC_LOC_QP_OP_ERR]
+	_ = [1]struct{}{}[WCLocEECOpErr-C.IBV_WC_LOC_EEC_OP_ERR]
+	_ = [1]struct{}{}[WCLocProtErr-C.IBV_WC_LOC_PROT_ERR]
+	_ = [1]struct{}{}[WCWRFlushErr-C.IBV_WC_WR_FLUSH_ERR]
+	_ = [1]struct{}{}[WCMWBindErr-C.IBV_WC_MW_BIND_ERR]
+	_ = [1]struct{}{}[WCBadRespErr-C.IBV_WC_BAD_RESP_ERR]
+	_ = [1]struct{}{}[WCLocAccessErr-C.IBV_WC_LOC_ACCESS_ERR]
+	_ = [1]struct{}{}[WCRemInvReqErr-C.IBV_WC_REM_INV_REQ_ERR]
+	_ = [1]struct{}{}[WCRemAccessErr-C.IBV_WC_REM_ACCESS_ERR]
+	_ = [1]struct{}{}[WCRemOpErr-C.IBV_WC_REM_OP_ERR]
+	_ = [1]struct{}{}[WCRetryExcErr-C.IBV_WC_RETRY_EXC_ERR]
+	_ = [1]struct{}{}[WCRNRRetryExcErr-C.IBV_WC_RNR_RETRY_EXC_ERR]
+	_ = [1]struct{}{}[WCLocRDDViolErr-C.IBV_WC_LOC_RDD_VIOL_ERR]
+	_ = [1]struct{}{}[WCRemInvRDReqErr-C.IBV_WC_REM_INV_RD_REQ_ERR]
+	_ = [1]struct{}{}[WCRemAbortErr-C.IBV_WC_REM_ABORT_ERR]
+	_ = [1]struct{}{}[WCInvEECNErr-C.IBV_WC_INV_EECN_ERR]
+	_ = [1]struct{}{}[WCInvEECStateErr-C.IBV_WC_INV_EEC_STATE_ERR]
+	_ = [1]struct{}{}[WCFatalErr-C.IBV_WC_FATAL_ERR]
+	_ = [1]struct{}{}[WCRespTimeoutErr-C.IBV_WC_RESP_TIMEOUT_ERR]
+	_ = [1]struct{}{}[WCGeneralErr-C.IBV_WC_GENERAL_ERR]
+	_ = [1]struct{}{}[WCTMErr-C.IBV_WC_TM_ERR]
+	_ = [1]struct{}{}[WCTMRndvIncomplete-C.IBV_WC_TM_RNDV_INCOMPLETE]
+
+	_ = [1]struct{}{}[WCSend-C.IBV_WC_SEND]
+	_ = [1]struct{}{}[WCRDMAWrite-C.IBV_WC_RDMA_WRITE]
+	_ = [1]struct{}{}[WCRDMARead-C.IBV_WC_RDMA_READ]
+	_ = [1]struct{}{}[WCCompSwap-C.IBV_WC_COMP_SWAP]
+	_ = [1]struct{}{}[WCFetchAdd-C.IBV_WC_FETCH_ADD]
+	_ = [1]struct{}{}[WCBindMW-C.IBV_WC_BIND_MW]
+	_ = [1]struct{}{}[WCLocalInv-C.IBV_WC_LOCAL_INV]
+	_ = [1]struct{}{}[WCTSO-C.IBV_WC_TSO]
+	_ = [1]struct{}{}[WCAtomicWrite-C.IBV_WC_ATOMIC_WRITE]
+	_ = [1]struct{}{}[WCRecv-C.IBV_WC_RECV]
+	_ = [1]struct{}{}[WCRecvRDMAWithImm-C.IBV_WC_RECV_RDMA_WITH_IMM]
+
+	_ = [1]struct{}{}[WCFlagGRH-C.IBV_WC_GRH]
+	_ = [1]struct{}{}[WCFlagWithImm-C.IBV_WC_WITH_IMM]
+
+	_ = [1]struct{}{}[PortNOP-C.IBV_PORT_NOP]
+	_ = [1]struct{}{}[PortDown-C.IBV_PORT_DOWN]
+	_ = [1]struct{}{}[PortInit-C.IBV_PORT_INIT]
+	_ = [1]struct{}{}[PortArmed-C.IBV_PORT_ARMED]
+	_ = [1]struct{}{}[PortActive-C.IBV_PORT_ACTIVE]
+	_ = [1]struct{}{}[PortActiveDefer-C.IBV_PORT_ACTIVE_DEFER]
+
+	_ = [1]struct{}{}[MTU256-C.IBV_MTU_256]
+	_ = [1]struct{}{}[MTU512-C.IBV_MTU_512]
+	_ = [1]struct{}{}[MTU1024-C.IBV_MTU_1024]
+	_ = [1]struct{}{}[MTU2048-C.IBV_MTU_2048]
+	_ = [1]struct{}{}[MTU4096-C.IBV_MTU_4096]
+
+	_ = [1]struct{}{}[LinkLayerUnspecified-C.IBV_LINK_LAYER_UNSPECIFIED]
+	_ = [1]struct{}{}[LinkLayerInfiniBand-C.IBV_LINK_LAYER_INFINIBAND]
+	_ = [1]struct{}{}[LinkLayerEthernet-C.IBV_LINK_LAYER_ETHERNET]
+
+	_ = [1]struct{}{}[QPTypeRC-C.IBV_QPT_RC]
+	_ = [1]struct{}{}[QPTypeUD-C.IBV_QPT_UD]
+
+	_ = [1]struct{}{}[GRHLen-C.sizeof_struct_ibv_grh]
+)
+
+// libStatusString is ibv_wc_status_str(3), for the test that String matches the library.
+func libStatusString(s WCStatus) string {
+	return C.GoString(C.ibv_wc_status_str(C.enum_ibv_wc_status(s)))
+}
+
+// deviceList returns the devices and a func that frees the list. ENOSYS (no kernel uverbs:
+// the list is NULL, not empty) becomes ErrNoVerbs.
+func deviceList(op string) ([]*C.struct_ibv_device, func(), error) {
+	var n C.int
+	list, errno := C.ibv_get_device_list(&n)
+	if list == nil {
+		if errno == syscall.ENOSYS {
+			return nil, nil, &Error{Op: op, Err: errNoUverbs}
+		}
+		return nil, nil, errnoError(op, errnoOf(errno))
+	}
+	free := func() { C.ibv_free_device_list(list) }
+	if n <= 0 {
+		return nil, free, nil
+	}
+	return unsafe.Slice(list, int(n)), free, nil
+}
+
+// errnoOf turns the error of a two-result cgo call into an Errno (0 if none was set).
+func errnoOf(err error) syscall.Errno {
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	return 0
+}
+
+func sysListDevices() ([]string, error) {
+	devs, free, err := deviceList("list rdma devices")
+	if err != nil {
+		return nil, err
+	}
+	defer free()
+	names := make([]string, 0, len(devs))
+	for _, d := range devs {
+		names = append(names, C.GoString(C.ibv_get_device_name(d)))
+	}
+	return names, nil
+}
+
+func sysOpenDevice(name string) (unsafe.Pointer, error) {
+	op := "open rdma device " + name
+	devs, free, err := deviceList(op)
+	if err != nil {
+		return nil, err
+	}
+	defer free()
+	var have []string
+	for _, d := range devs {
+		n := C.GoString(C.ibv_get_device_name(d))
+		if n != name {
+			have = append(have, n)
+			continue
+		}
+		ctx, errno := C.ibv_open_device(d)
+		if ctx == nil {
+			return nil, errnoError(op, errnoOf(errno))
+		}
+		return unsafe.Pointer(ctx), nil
+	}
+	list := "none"
+	if len(have) > 0 {
+		list = strings.Join(have, ", ")
+	}
+	return nil, &Error{Op: op, Err: fmt.Errorf("%w (devices: %s); create it with `rdma link add %s type rxe netdev DEV`", ErrDeviceNotFound, list, name)}
+}
+
+func sysCloseDevice(op string, h unsafe.Pointer) error {
+	rc, errno := C.ibv_close_device((*C.struct_ibv_context)(h))
+	if rc != 0 {
+		return errnoError(op, errnoOf(errno))
+	}
+	return nil
+}
+
+func sysQueryPort(op string, h unsafe.Pointer, port int) (PortAttr, error) {
+	var a C.struct_ibv_port_attr
+	if rc := C.rb_query_port((*C.struct_ibv_context)(h), C.uint8_t(port), &a); rc != 0 {
+		return PortAttr{}, rcError(op, int(rc))
+	}
+	return PortAttr{
+		State:       PortState(a.state),
+		MaxMTU:      MTU(a.max_mtu),
+		ActiveMTU:   MTU(a.active_mtu),
+		GIDTableLen: int(a.gid_tbl_len),
+		LinkLayer:   LinkLayer(a.link_layer),
+	}, nil
+}
+
+func sysQueryGID(op string, h unsafe.Pointer, port, index int) (GID, error) {
+	var g GID
+	rc, errno := C.rb_query_gid((*C.struct_ibv_context)(h), C.uint8_t(port), C.int(index), (*C.uint8_t)(unsafe.Pointer(&g[0])))
+	if rc != 0 {
+		return GID{}, errnoError(op, errnoOf(errno))
+	}
+	return g, nil
+}
+
+func sysAllocPD(op string, h unsafe.Pointer) (unsafe.Pointer, error) {
+	pd, errno := C.ibv_alloc_pd((*C.struct_ibv_context)(h))
+	if pd == nil {
+		return nil, errnoError(op, errnoOf(errno))
+	}
+	return unsafe.Pointer(pd), nil
+}
+
+func sysDeallocPD(op string, h unsafe.Pointer) error {
+	return rcError(op, int(C.ibv_dealloc_pd((*C.struct_ibv_pd)(h))))
+}
+
+func sysRegMR(op string, h unsafe.Pointer, size int) (regMR, error) {
+	mr, errno := C.rb_reg_mr((*C.struct_ibv_pd)(h), C.size_t(size), C.IBV_ACCESS_LOCAL_WRITE)
+	if mr == nil {
+		return regMR{}, errnoError(op, errnoOf(errno))
+	}
+	return regMR{mr: unsafe.Pointer(mr), buf: mr.addr, lkey: uint32(mr.lkey), rkey: uint32(mr.rkey)}, nil
+}
+
+func sysDeregMR(op string, h, buf unsafe.Pointer) error {
+	return rcError(op, int(C.rb_dereg_mr((*C.struct_ibv_mr)(h), buf)))
+}
+
+func sysCreateCQ(op string, h unsafe.Pointer, depth int) (unsafe.Pointer, error) {
+	cq, errno := C.ibv_create_cq((*C.struct_ibv_context)(h), C.int(depth), nil, nil, 0)
+	if cq == nil {
+		return nil, errnoError(op, errnoOf(errno))
+	}
+	return unsafe.Pointer(cq), nil
+}
+
+func sysDestroyCQ(op string, h unsafe.Pointer) error {
+	return rcError(op, int(C.ibv_destroy_cq((*C.struct_ibv_cq)(h))))
+}
+
+func sysCreateQP(op string, pd, sendCQ, recvCQ unsafe.Pointer, cfg QPConfig) (createdQP, error) {
+	var a C.struct_ibv_qp_init_attr
+	a.send_cq = (*C.struct_ibv_cq)(sendCQ)
+	a.recv_cq = (*C.struct_ibv_cq)(recvCQ)
+	a.qp_type = C.enum_ibv_qp_type(cfg.Type)
+	a.sq_sig_all = 0
+	a.cap.max_send_wr = C.uint32_t(cfg.MaxSend)
+	a.cap.max_recv_wr = C.uint32_t(cfg.MaxRecv)
+	a.cap.max_send_sge = C.uint32_t(cfg.MaxSGE)
+	a.cap.max_recv_sge = C.uint32_t(cfg.MaxSGE)
+	a.cap.max_inline_data = C.uint32_t(cfg.MaxInline)
+	qp, errno := C.ibv_create_qp((*C.struct_ibv_pd)(pd), &a)
+	if qp == nil {
+		return createdQP{}, errnoError(op, errnoOf(errno))
+	}
+	return createdQP{
+		qp:  unsafe.Pointer(qp),
+		qpn: uint32(qp.qp_num),
+		caps: QPCaps{
+			MaxSend:    int(a.cap.max_send_wr),
+			MaxRecv:    int(a.cap.max_recv_wr),
+			MaxSendSGE: int(a.cap.max_send_sge),
+			MaxRecvSGE: int(a.cap.max_recv_sge),
+			MaxInline:  int(a.cap.max_inline_data),
+		},
+	}, nil
+}
+
+func sysDestroyQP(op string, h unsafe.Pointer) error {
+	return rcError(op, int(C.ibv_destroy_qp((*C.struct_ibv_qp)(h))))
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func sysQPToInit(op string, h unsafe.Pointer, typ QPType, port int, qkey uint32) error {
+	rc := C.rb_qp_to_init((*C.struct_ibv_qp)(h), boolInt(typ == QPTypeUD), C.uint8_t(port), C.uint32_t(qkey))
+	return rcError(op, int(rc))
+}
+
+func sysQPToRTR(op string, h unsafe.Pointer, typ QPType, cfg RTRConfig) error {
+	qp := (*C.struct_ibv_qp)(h)
+	if typ == QPTypeUD {
+		return rcError(op, int(C.rb_qp_to_rtr_ud(qp)))
+	}
+	dgid := cfg.DestGID
+	rc := C.rb_qp_to_rtr_rc(qp, C.uint8_t(cfg.Port), C.uint32_t(cfg.RemoteQPN), C.uint32_t(cfg.RemotePSN),
+		(*C.uint8_t)(unsafe.Pointer(&dgid[0])), C.uint8_t(cfg.SGIDIndex), C.int(cfg.PathMTU), C.uint8_t(cfg.HopLimit),
+		C.uint8_t(cfg.MinRNRTimer))
+	return rcError(op, int(rc))
+}
+
+func sysQPToRTS(op string, h unsafe.Pointer, typ QPType, cfg RTSConfig) error {
+	rc := C.rb_qp_to_rts((*C.struct_ibv_qp)(h), boolInt(typ == QPTypeUD), C.uint32_t(cfg.PSN),
+		C.uint8_t(cfg.Timeout), C.uint8_t(cfg.RetryCnt), C.uint8_t(cfg.RNRRetry))
+	return rcError(op, int(rc))
+}
+
+func sysCreateAH(op string, pd unsafe.Pointer, port int, dgid GID, sgidIndex int, hopLimit uint8) (unsafe.Pointer, error) {
+	ah, errno := C.rb_create_ah((*C.struct_ibv_pd)(pd), C.uint8_t(port), (*C.uint8_t)(unsafe.Pointer(&dgid[0])),
+		C.uint8_t(sgidIndex), C.uint8_t(hopLimit))
+	if ah == nil {
+		return nil, errnoError(op, errnoOf(errno))
+	}
+	return unsafe.Pointer(ah), nil
+}
+
+func sysDestroyAH(op string, h unsafe.Pointer) error {
+	return rcError(op, int(C.ibv_destroy_ah((*C.struct_ibv_ah)(h))))
+}
+
+func sysPostRecv(op string, qp, addr unsafe.Pointer, length int, lkey uint32, wrID uint64) error {
+	rc := C.rb_post_recv((*C.struct_ibv_qp)(qp), addr, C.uint32_t(length), C.uint32_t(lkey), C.uint64_t(wrID))
+	return rcError(op, int(rc))
+}
+
+func sysPostSend(op string, qp, addr unsafe.Pointer, length int, lkey uint32, wrID uint64, signaled, inline bool,
+	ah unsafe.Pointer, remoteQPN, remoteQKey uint32) error {
+	var flags C.uint
+	if signaled {
+		flags |= C.IBV_SEND_SIGNALED
+	}
+	if inline {
+		flags |= C.IBV_SEND_INLINE
+	}
+	rc := C.rb_post_send((*C.struct_ibv_qp)(qp), addr, C.uint32_t(length), C.uint32_t(lkey), C.uint64_t(wrID),
+		flags, (*C.struct_ibv_ah)(ah), C.uint32_t(remoteQPN), C.uint32_t(remoteQKey))
+	return rcError(op, int(rc))
+}
+
+func sysPollCQ(op string, h unsafe.Pointer, max int) ([]Completion, error) {
+	out := make([]C.struct_rb_wc, max)
+	n := C.rb_poll_cq((*C.struct_ibv_cq)(h), C.int(max), &out[0])
+	if n < 0 {
+		// ibv_poll_cq(3) promises only "a negative value", not an errno.
+		return nil, &Error{Op: op, Err: fmt.Errorf("ibv_poll_cq failed with %d: %w", int(n), syscall.EIO)}
+	}
+	cs := make([]Completion, int(n))
+	for i := range cs {
+		w := &out[i]
+		cs[i] = Completion{
+			WRID:      uint64(w.wr_id),
+			Status:    WCStatus(w.status),
+			Opcode:    WCOpcode(w.opcode),
+			ByteLen:   uint32(w.byte_len),
+			QPN:       uint32(w.qp_num),
+			SrcQP:     uint32(w.src_qp),
+			Flags:     WCFlags(w.wc_flags),
+			VendorErr: uint32(w.vendor_err),
+			ImmData:   uint32(w.imm_host),
+		}
+	}
+	return cs, nil
+}

@@ -1,0 +1,66 @@
+//go:build !(linux && cgo)
+
+package verbs
+
+// Without cgo (or off Linux) there is no libibverbs: every call fails with an error that
+// matches ErrNoVerbs and says how to rebuild.
+
+import "unsafe"
+
+func noVerbs(op string) error { return &Error{Op: op, Err: errNoCgo} }
+
+func libStatusString(WCStatus) string { return "" }
+
+func sysListDevices() ([]string, error) { return nil, noVerbs("list rdma devices") }
+
+func sysOpenDevice(name string) (unsafe.Pointer, error) {
+	return nil, noVerbs("open rdma device " + name)
+}
+
+func sysCloseDevice(op string, _ unsafe.Pointer) error { return noVerbs(op) }
+
+func sysQueryPort(op string, _ unsafe.Pointer, _ int) (PortAttr, error) {
+	return PortAttr{}, noVerbs(op)
+}
+
+func sysQueryGID(op string, _ unsafe.Pointer, _, _ int) (GID, error) { return GID{}, noVerbs(op) }
+
+func sysAllocPD(op string, _ unsafe.Pointer) (unsafe.Pointer, error) { return nil, noVerbs(op) }
+
+func sysDeallocPD(op string, _ unsafe.Pointer) error { return noVerbs(op) }
+
+func sysRegMR(op string, _ unsafe.Pointer, _ int) (regMR, error) { return regMR{}, noVerbs(op) }
+
+func sysDeregMR(op string, _, _ unsafe.Pointer) error { return noVerbs(op) }
+
+func sysCreateCQ(op string, _ unsafe.Pointer, _ int) (unsafe.Pointer, error) {
+	return nil, noVerbs(op)
+}
+
+func sysDestroyCQ(op string, _ unsafe.Pointer) error { return noVerbs(op) }
+
+func sysCreateQP(op string, _, _, _ unsafe.Pointer, _ QPConfig) (createdQP, error) {
+	return createdQP{}, noVerbs(op)
+}
+
+func sysDestroyQP(op string, _ unsafe.Pointer) error { return noVerbs(op) }
+
+func sysQPToInit(op string, _ unsafe.Pointer, _ QPType, _ int, _ uint32) error { return noVerbs(op) }
+
+func sysQPToRTR(op string, _ unsafe.Pointer, _ QPType, _ RTRConfig) error { return noVerbs(op) }
+
+func sysQPToRTS(op string, _ unsafe.Pointer, _ QPType, _ RTSConfig) error { return noVerbs(op) }
+
+func sysCreateAH(op string, _ unsafe.Pointer, _ int, _ GID, _ int, _ uint8) (unsafe.Pointer, error) {
+	return nil, noVerbs(op)
+}
+
+func sysDestroyAH(op string, _ unsafe.Pointer) error { return noVerbs(op) }
+
+func sysPostRecv(op string, _, _ unsafe.Pointer, _ int, _ uint32, _ uint64) error { return noVerbs(op) }
+
+func sysPostSend(op string, _, _ unsafe.Pointer, _ int, _ uint32, _ uint64, _, _ bool, _ unsafe.Pointer, _, _ uint32) error {
+	return noVerbs(op)
+}
+
+func sysPollCQ(op string, _ unsafe.Pointer, _ int) ([]Completion, error) { return nil, noVerbs(op) }
