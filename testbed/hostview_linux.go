@@ -105,7 +105,7 @@ func (v hostView) RDMADevice(name string) (bool, error) {
 
 // ruleSpecOf converts a kernel rule to rocebed's form, so planned and existing rules compare.
 func ruleSpecOf(family int, r netlink.Rule) RuleSpec {
-	rs := RuleSpec{Family: family, Priority: r.Priority, IIF: r.IifName, OIF: r.OifName, Table: r.Table}
+	rs := RuleSpec{Family: family, Priority: r.Priority, IIF: r.IifName, OIF: r.OifName, Table: r.Table, Protocol: int(r.Protocol)}
 	if r.Src != nil {
 		rs.From = r.Src.String()
 	}
@@ -123,6 +123,7 @@ func netlinkRule(rs RuleSpec) (*netlink.Rule, error) {
 	r.Table = rs.Table
 	r.IifName = rs.IIF
 	r.OifName = rs.OIF
+	r.Protocol = uint8(rs.Protocol)
 	var err error
 	if rs.From != "" {
 		if _, r.Src, err = net.ParseCIDR(rs.From); err != nil {

@@ -157,7 +157,7 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 	}
 	addRule := func(fix string, r RuleSpec) {
 		for _, e := range rules[r.Family] {
-			if e == r {
+			if sameRule(e, r) {
 				return // already there: not ours
 			}
 			if e.Priority == r.Priority {
@@ -174,9 +174,9 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 		local0 := RuleSpec{Family: family, Priority: 0, Table: localTable}
 		addRule(fix, RuleSpec{Family: family, Priority: prio, Table: localTable})
 		for _, e := range rules[family] {
-			if e == local0 {
-				add(Step{Kind: StepRuleDel, Fix: fix, Rule: &local0})
-				rules[family] = removeRule(rules[family], local0)
+			if sameRule(e, local0) {
+				add(Step{Kind: StepRuleDel, Fix: fix, Rule: &e}) // e keeps the kernel's protocol
+				rules[family] = removeRule(rules[family], e)
 				return
 			}
 		}

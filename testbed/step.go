@@ -57,6 +57,15 @@ type RuleSpec struct {
 	From     string `json:"from,omitempty"` // CIDR
 	To       string `json:"to,omitempty"`   // CIDR
 	Table    int    `json:"table"`
+	// Protocol is who installed the rule (2 = kernel for the default rules); kept so a
+	// deleted rule comes back exactly as it was.
+	Protocol int `json:"protocol,omitempty"`
+}
+
+// sameRule compares rules by what they match and where they point, not by who made them.
+func sameRule(a, b RuleSpec) bool {
+	a.Protocol, b.Protocol = 0, 0
+	return a == b
 }
 
 // RouteSpec is a route as rocebed adds and deletes it.

@@ -65,9 +65,11 @@ func (e *Env) peerMAC(l netlink.Link) (string, error) {
 	if _, ok := l.(*netlink.Veth); !ok {
 		return "", fmt.Errorf("neighbour mac %q on %s: %s is not a veth", PeerMAC, l.Attrs().Name, l.Attrs().Name)
 	}
-	idx, err := netlink.VethPeerIndex(l.(*netlink.Veth))
-	if err != nil {
-		return "", fmt.Errorf("find the veth peer of %s: %w", l.Attrs().Name, err)
+	// IFLA_LINK of a veth is its peer's index (in the same namespace). VethPeerIndex would
+	// use an ethtool ioctl in the caller's namespace, which is not the lab's.
+	idx := l.Attrs().ParentIndex
+	if idx == 0 {
+		return "", fmt.Errorf("find the veth peer of %s: the kernel did not report it", l.Attrs().Name)
 	}
 	p, err := e.NL.LinkByIndex(idx)
 	if err != nil {
@@ -205,14 +207,21 @@ func (e *Env) undo(st *Step) error {
 		}
 		return ignoreGone(e.NL.RuleDel(r))
 	case StepRuleDel:
+		// The kernel accepts duplicate rules that differ only in protocol, so check first.
+		rules, err := e.View().Rules(st.Rule.Family)
+		if err != nil {
+			return err
+		}
+		for _, x := range rules {
+			if sameRule(x, *st.Rule) {
+				return nil
+			}
+		}
 		r, err := netlinkRule(*st.Rule)
 		if err != nil {
 			return err
 		}
-		if err := e.NL.RuleAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
-			return err
-		}
-		return nil
+		return e.NL.RuleAdd(r)
 	case StepRoute:
 		r, err := e.netlinkRoute(*st.Route)
 		if err != nil {

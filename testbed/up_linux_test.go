@@ -1,0 +1,213 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// labIn loads a shipped scenario and opens an Env on a fresh throwaway namespace that plays the
+// host.
+func labIn(t *testing.T, name string) (*testenv.NetNS, *Env, *Scenario) {
+	t.Helper()
+	ns := testenv.NewNetNS(t)
+	env, err := OpenEnv(ns.Name)
+	require.NoError(t, err)
+	t.Cleanup(env.Close)
+	s, err := Load(name, nil)
+	require.NoError(t, err)
+	return ns, env, s
+}
+
+// TestUpDownRestoresExactly brings up each network-only lab and takes it down again: links,
+// addresses, rules, routes of every table, neighbours and every net.ipv4/net.ipv6 sysctl are
+// byte-identical to before, as iproute2 and /proc/sys see them.
+func TestUpDownRestoresExactly(t *testing.T) {
+	for _, name := range []string{"same-host", "same-host-sysctl", "same-host-nofix", "same-host-ud", "seed", "seed-fixed"} {
+		t.Run(name, func(t *testing.T) {
+			ns, env, s := labIn(t, name)
+			state := t.TempDir()
+			before := ns.Dump(t)
+
+			plan, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+			require.NoError(t, err)
+			during := ns.Dump(t)
+			assert.NotEqual(t, before, during, "up changed nothing")
+			for _, st := range plan.Steps {
+				if st.Kind == StepVeth {
+					assert.Contains(t, during, st.Link+"@"+st.Peer)
+				}
+			}
+			st, err := LabStatus(state, s.Name)
+			require.NoError(t, err)
+			assert.Equal(t, LabUp, st.State)
+			assert.Equal(t, len(plan.Steps), st.Done)
+
+			require.NoError(t, Down(context.Background(), state, s.Name))
+			assert.Equal(t, before, ns.Dump(t), "down did not restore the namespace exactly")
+			require.NoError(t, Down(context.Background(), state, s.Name), "a second down must be a no-op")
+			st, err = LabStatus(state, s.Name)
+			require.NoError(t, err)
+			assert.Equal(t, LabDown, st.State)
+			assert.NoDirExists(t, LabDir(state, s.Name))
+		})
+	}
+}
+
+// TestSysctlRestoredToExactPreviousValue starts from non-default values, so a restore to "the
+// default" would be caught.
+func TestSysctlRestoredToExactPreviousValue(t *testing.T) {
+	ns, env, s := labIn(t, "same-host-sysctl")
+	require.NoError(t, env.SetSysctl("net.ipv4.conf.all.rp_filter", "1"))
+	require.NoError(t, env.SetSysctl("net.ipv4.conf.all.accept_local", "0"))
+	before := ns.Dump(t)
+	state := t.TempDir()
+	_, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+	require.NoError(t, err)
+	v, err := env.GetSysctl("net.ipv4.conf.all.rp_filter")
+	require.NoError(t, err)
+	assert.Equal(t, "2", v)
+	require.NoError(t, Down(context.Background(), state, s.Name))
+	v, err = env.GetSysctl("net.ipv4.conf.all.rp_filter")
+	require.NoError(t, err)
+	assert.Equal(t, "1", v)
+	assert.Equal(t, before, ns.Dump(t))
+}
+
+var errInjected = errors.New("injected failure")
+
+// TestFailureAtEveryStepRollsBack injects a failure at every step k of the same-host plan, both
+// before the change is made and after it, and checks that Up rolls back to exactly the state
+// before and leaves no journal.
+func TestFailureAtEveryStepRollsBack(t *testing.T) {
+	ns, env, s := labIn(t, "same-host")
+	plan, err := MakePlan(s, env.View(), PlanOptions{SkipRDMA: true})
+	require.NoError(t, err)
+	require.Greater(t, len(plan.Steps), 8)
+	before := ns.Dump(t)
+	for k := range plan.Steps {
+		for _, phase := range []string{"before", "after"} {
+			t.Run(fmt.Sprintf("step%d-%s", k+1, phase), func(t *testing.T) {
+				state := t.TempDir()
+				fail := func(i int, _ *Step) error {
+					if i == k {
+						return errInjected
+					}
+					return nil
+				}
+				opts := UpOptions{StateDir: state, SkipRDMA: true}
+				if phase == "before" {
+					opts.BeforeApply = fail
+				} else {
+					opts.AfterApply = fail
+				}
+				_, err := Up(context.Background(), env, s, opts)
+				require.ErrorIs(t, err, errInjected)
+				var se *StepError
+				require.ErrorAs(t, err, &se)
+				assert.Equal(t, k, se.Index)
+				assert.Equal(t, before, ns.Dump(t), "rollback after a failure at step %d (%s) left changes", k+1, phase)
+				assert.False(t, JournalExists(state, s.Name), "rollback left a journal")
+			})
+		}
+	}
+}
+
+// TestCancelledUpRollsBack: Ctrl-C (a cancelled context) during up undoes what was done.
+func TestCancelledUpRollsBack(t *testing.T) {
+	ns, env, s := labIn(t, "same-host")
+	before := ns.Dump(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Up(ctx, env, s, UpOptions{StateDir: t.TempDir(), SkipRDMA: true, AfterApply: func(i int, _ *Step) error {
+		if i == 4 {
+			cancel()
+		}
+		return nil
+	}})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, before, ns.Dump(t))
+}
+
+// TestSecondUpIsRefused: while one up holds the lab, a second fails at once with ErrLabBusy and
+// changes nothing; the first finishes unharmed. Once up, another up fails with ErrLabUp.
+func TestSecondUpIsRefused(t *testing.T) {
+	ns, env, s := labIn(t, "same-host")
+	state := t.TempDir()
+	before := ns.Dump(t)
+
+	paused, resume := make(chan struct{}), make(chan struct{})
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true, BeforeApply: func(i int, _ *Step) error {
+			if i == 3 {
+				close(paused)
+				<-resume
+			}
+			return nil
+		}})
+		firstDone <- err
+	}()
+	<-paused
+	mid := ns.Dump(t)
+	env2, err := OpenEnv(ns.Name)
+	require.NoError(t, err)
+	defer env2.Close()
+	_, err = Up(context.Background(), env2, s, UpOptions{StateDir: state, SkipRDMA: true})
+	require.ErrorIs(t, err, ErrLabBusy)
+	assert.Contains(t, err.Error(), "is working on it")
+	assert.Equal(t, mid, ns.Dump(t), "the refused up changed something")
+	close(resume)
+	require.NoError(t, <-firstDone)
+
+	st, err := LabStatus(state, s.Name)
+	require.NoError(t, err)
+	assert.Equal(t, LabUp, st.State)
+	_, err = Up(context.Background(), env2, s, UpOptions{StateDir: state, SkipRDMA: true})
+	require.ErrorIs(t, err, ErrLabUp)
+
+	require.NoError(t, Down(context.Background(), state, s.Name))
+	assert.Equal(t, before, ns.Dump(t))
+}
+
+// TestPlanRefusesConflicts: a veth name that exists, a rule priority in use, or an existing NIC
+// that is absent stop the plan before anything changes.
+func TestPlanRefusesConflicts(t *testing.T) {
+	ns, env, s := labIn(t, "same-host")
+	state := t.TempDir()
+	// Occupy vA with an unrelated veth pair and rule priority 10 with another rule.
+	_, err := Up(context.Background(), env, mustParse(t, `version: 1
+name: squatter
+nics:
+  - {name: vA, kind: veth, peer: vZ, addresses: [192.0.2.1/24]}
+  - {name: vZ, kind: veth, peer: vA, addresses: [192.0.2.2/24]}
+endpoints:
+  a: {nic: vA, rxe: rxeA}
+  b: {nic: vZ, rxe: rxeZ}
+fixes:
+  - name: rule10
+    rules: [{priority: 10, from: 192.0.2.1, table: 7}]
+expect: {result: pass}
+`), UpOptions{StateDir: state, SkipRDMA: true})
+	require.NoError(t, err)
+	before := ns.Dump(t)
+	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+	var pe *PreflightError
+	require.ErrorAs(t, err, &pe)
+	assert.Contains(t, err.Error(), "vA")
+	assert.Contains(t, err.Error(), "rule priority 10")
+	assert.Equal(t, before, ns.Dump(t))
+	require.NoError(t, Down(context.Background(), state, "squatter"))
+}
+
+func mustParse(t *testing.T, text string) *Scenario {
+	t.Helper()
+	s, err := Parse("inline.yaml", []byte(text), nil)
+	require.NoError(t, err)
+	return s
+}
