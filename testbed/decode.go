@@ -3,11 +3,13 @@ package testbed
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/token"
 )
 
 // This file turns a YAML AST into the spec structs. It exists instead of a plain yaml.Unmarshal
@@ -117,14 +119,14 @@ func (d *decoder) unwrap(path string, n ast.Node) (node ast.Node, forceString, o
 
 // value decodes node into v (addressable) and records its position under path.
 func (d *decoder) value(path string, n ast.Node, v reflect.Value) {
+	at := nodePos(n) // an anchor or tag is where the value's text begins
 	n, forceString, ok := d.unwrap(path, n)
 	if !ok {
 		return
 	}
 	if n != nil {
-		d.pos[path] = nodePos(n)
+		d.pos[path] = at
 	}
-	at := nodePos(n)
 	if _, isNull := n.(*ast.NullNode); n == nil || isNull {
 		if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct {
 			d.errAt(at, path, "want mapping, got null: write `%s: {}` to take every default", lastKey(path))
@@ -179,8 +181,12 @@ func (d *decoder) value(path string, n ast.Node, v reflect.Value) {
 		iv, isInt := n.(*ast.IntegerNode)
 		if !isInt || forceString {
 			msg := fmt.Sprintf("want integer, got %s", kindName(n))
-			if s, isStr := n.(*ast.StringNode); isStr && strings.Contains(s.Value, "${") {
-				msg += " (parameters are substituted into strings only)"
+			if s, isStr := n.(*ast.StringNode); isStr {
+				if strings.Contains(s.Value, "${") {
+					msg += " (parameters are substituted into strings only)"
+				} else if digitsRe.MatchString(s.Value) && s.GetToken().Type != token.DoubleQuoteType && s.GetToken().Type != token.SingleQuoteType {
+					msg = fmt.Sprintf("integer %s is out of range", s.Value)
+				}
 			}
 			d.errAt(at, path, "%s", msg)
 			return
@@ -218,6 +224,9 @@ func (d *decoder) value(path string, n ast.Node, v reflect.Value) {
 }
 
 const maxInt = int(^uint(0) >> 1)
+
+// digitsRe matches an unquoted integer too large for the YAML library, which makes it a string.
+var digitsRe = regexp.MustCompile(`^[-+]?[0-9]+$`)
 
 // lastKey is the final key of a path ("fixes[0].policy_routing" → "policy_routing").
 func lastKey(path string) string {
@@ -267,8 +276,8 @@ func (d *decoder) structure(path string, m *ast.MappingNode, v reflect.Value) {
 			continue
 		}
 		d.value(kpath, kv.Value, v.Field(f.index))
-		if _, ok := d.pos[kpath]; !ok {
-			d.pos[kpath] = keyPos // `key:` with nothing after it
+		if _, isNull := kv.Value.(*ast.NullNode); isNull || kv.Value == nil {
+			d.pos[kpath] = keyPos // `key:` with nothing after it: point at the key
 		}
 	}
 	for _, f := range fields.list {

@@ -77,6 +77,7 @@ func Parse(file string, data []byte, sets []string) (*Scenario, error) {
 	if paramsNode != nil {
 		d.value("params", paramsNode, reflect.ValueOf(&s.Params).Elem())
 	}
+	d.pos[""] = nodePos(root)
 	values, setErrs := paramValues(s, d.pos, sets)
 	d.errs = append(d.errs, setErrs...)
 	d.subst = func(path string, at Position, text string) string {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -100,7 +101,7 @@ func (v *validator) params() {
 func (v *validator) nicNames() string {
 	var names []string
 	for _, n := range v.s.NICs {
-		if n.Name != "" {
+		if n.Name != "" && !slices.Contains(names, n.Name) {
 			names = append(names, n.Name)
 		}
 	}
@@ -293,7 +294,9 @@ func (v *validator) endpoints() {
 		}
 		addr := v.s.endpointAddress(e.ep)
 		if addr == "" {
-			v.add(p+".nic", "nic %q has no address: the endpoint needs one for its RoCE v2 GID", e.ep.NIC)
+			if len(nic.Addresses) == 0 { // otherwise its addresses are all bad, reported above
+				v.add(p+".nic", "nic %q has no address: the endpoint needs one for its RoCE v2 GID", e.ep.NIC)
+			}
 			continue
 		}
 		ip, err := netip.ParseAddr(addr)
