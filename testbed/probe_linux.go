@@ -1,0 +1,802 @@
+package testbed
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Probe timing. Neighbour resolution fails after mcast_solicit (3) probes 1 s apart, so 3 s
+// sees a FAILED entry; when the martian counter already moved, 1 s is enough to call it.
+const (
+	probeNeighWait        = 3 * time.Second
+	probeNeighMartianWait = time.Second
+	probeUDPWait          = time.Second
+	probePoll             = 20 * time.Millisecond
+	// probeDatagrams is how many datagrams the udp layer sends.
+	probeDatagrams = 5
+	// probePort is RoCE v2's UDP port: the probe's datagrams take the path RoCE takes.
+	probePort = 4791
+)
+
+// probeFix is the remedy for the same-host martian drop, measured on 6.1 and 6.18.
+const probeFix = "add the policy-routing fix (`fixes: - policy_routing: {}`), or set accept_local=1 (all and both NICs) with rp_filter 0 or 2"
+
+// rtCacheStat is where the kernel counts martian drops. /proc/self/net would show the netns
+// of the process's main thread, not of the thread Env.Do switched, so read thread-self.
+const rtCacheStat = "/proc/thread-self/net/stat/rt_cache"
+
+// probeEnd is one endpoint as the probe sees it.
+type probeEnd struct {
+	role string // "a" or "b"
+	nic  string
+	addr net.IP
+	nns  string // the NIC's declared netns, if any
+	link netlink.Link
+}
+
+func (e *probeEnd) String() string { return fmt.Sprintf("%s (%s %s)", e.role, e.nic, e.addr) }
+
+// Probe checks, for a->b and b->a, that plain IP traffic between the endpoints' addresses
+// crosses the cable: link, neighbour, output route, input route, UDP 4791. It sends a few
+// small datagrams and ARP requests; it changes no configuration. The error is for failures of
+// the probe itself (cancelled ctx, netlink errors); a broken lab is a failing layer.
+func Probe(ctx context.Context, env *Env, s *Scenario) (*ProbeReport, error) {
+	a, err := newProbeEnd(s, "a", s.Endpoints.A)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newProbeEnd(s, "b", s.Endpoints.B)
+	if err != nil {
+		return nil, err
+	}
+	r := &ProbeReport{Lab: s.Name}
+	for _, d := range []struct {
+		name     string
+		src, dst probeEnd
+	}{{"a->b", a, b}, {"b->a", b, a}} {
+		p := &prober{env: env, src: d.src, dst: d.dst}
+		dr, err := p.run(ctx, d.name)
+		if err != nil {
+			return r, fmt.Errorf("probe %s %s: %w", s.Name, d.name, err)
+		}
+		r.Directions = append(r.Directions, dr)
+	}
+	r.Passed = true
+	for i := range r.Directions {
+		r.Passed = r.Passed && r.Directions[i].Passed()
+	}
+	return r, nil
+}
+
+func newProbeEnd(s *Scenario, role string, ep Endpoint) (probeEnd, error) {
+	e := probeEnd{role: role, nic: ep.NIC}
+	if n, ok := s.NIC(ep.NIC); ok {
+		e.nns = n.Netns
+	}
+	addr := ep.Address
+	if ip, _, err := net.ParseCIDR(addr); err == nil {
+		e.addr = ip
+	} else {
+		e.addr = net.ParseIP(addr)
+	}
+	if e.addr == nil {
+		return e, fmt.Errorf("endpoint %s: address %q is not an IP address: set endpoints.%s.address, or give NIC %s an address", role, addr, role, ep.NIC)
+	}
+	if v4 := e.addr.To4(); v4 != nil {
+		e.addr = v4
+	}
+	return e, nil
+}
+
+// prober runs the layers of one direction.
+type prober struct {
+	env      *Env
+	src, dst probeEnd
+	// listener is a UDP socket bound to dst's address, port 4791 and NIC, or -1. It counts
+	// what D delivers, and keeps the kernel from answering with ICMP port unreachable (which,
+	// on a same-host lab, would itself travel over lo).
+	listener     int
+	listenerNote string
+	nonce        [4]byte
+}
+
+func (p *prober) run(ctx context.Context, name string) (DirectionReport, error) {
+	dr := DirectionReport{Name: name, From: p.src.String(), To: p.dst.String()}
+	p.listener = -1
+	defer func() {
+		if p.listener >= 0 {
+			unix.Close(p.listener)
+		}
+	}()
+	layers := []struct {
+		layer ProbeLayer
+		fn    func(context.Context) (LayerResult, error)
+	}{
+		{LayerLink, p.checkLink},
+		{LayerNeighbor, p.checkNeighbor},
+		{LayerRouteOut, p.checkRouteOut},
+		{LayerRouteIn, p.checkRouteIn},
+		{LayerUDP, p.checkUDP},
+	}
+	var failed ProbeLayer
+	for _, l := range layers {
+		if failed != "" {
+			dr.Layers = append(dr.Layers, LayerResult{Layer: l.layer, Status: ProbeSkipped, Detail: fmt.Sprintf("skipped: %s failed", failed)})
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return dr, err
+		}
+		start := time.Now()
+		res, err := l.fn(ctx)
+		if err != nil {
+			return dr, fmt.Errorf("%s: %w", l.layer, err)
+		}
+		res.Layer = l.layer
+		res.Duration = time.Since(start)
+		dr.Layers = append(dr.Layers, res)
+		if res.Status == ProbeFail {
+			failed = l.layer
+		}
+		if l.layer == LayerLink && res.Status == ProbePass {
+			p.openListener()
+		}
+	}
+	return dr, nil
+}
+
+func probePassed(detail string, ev map[string]string) (LayerResult, error) {
+	return LayerResult{Status: ProbePass, Detail: detail, Evidence: ev}, nil
+}
+
+func probeFailed(detail, fix string, ev map[string]string) (LayerResult, error) {
+	return LayerResult{Status: ProbeFail, Detail: detail, Fix: fix, Evidence: ev}, nil
+}
+
+// checkLink: both NICs exist in the env, are administratively up, have carrier
+// (IFF_LOWER_UP) and an operational state of up (or unknown, which drivers without
+// operstate support report), and each endpoint's address is on its NIC.
+func (p *prober) checkLink(ctx context.Context) (LayerResult, error) {
+	ev := map[string]string{}
+	for _, e := range []*probeEnd{&p.src, &p.dst} {
+		l, err := p.env.NL.LinkByName(e.nic)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+				detail := fmt.Sprintf("%s not found in %s", e.nic, p.env)
+				if e.nns != "" {
+					detail += fmt.Sprintf(" (it is declared in netns %q; the probe looks at one namespace)", e.nns)
+				}
+				return probeFailed(detail, "bring the lab up with `rocebed up`, or pass the --netns the lab lives in", ev)
+			}
+			return LayerResult{}, fmt.Errorf("look up %s: %w", e.nic, err)
+		}
+		e.link = l
+		a := l.Attrs()
+		up := a.RawFlags&unix.IFF_UP != 0
+		carrier := a.RawFlags&unix.IFF_LOWER_UP != 0
+		ev[e.nic+".oper_state"] = a.OperState.String()
+		ev[e.nic+".flags"] = probeLinkFlags(a.RawFlags)
+		ev[e.nic+".mac"] = a.HardwareAddr.String()
+		switch {
+		case !up:
+			return probeFailed(fmt.Sprintf("%s is administratively down", e.nic), fmt.Sprintf("bring it up (`ip link set %s up`), or re-run `rocebed up`", e.nic), ev)
+		case !carrier:
+			return probeFailed(fmt.Sprintf("%s has no carrier (oper state %s)", e.nic, a.OperState), "check the cable: for a veth, its peer must exist and be up", ev)
+		case a.OperState != netlink.OperUp && a.OperState != netlink.OperUnknown:
+			return probeFailed(fmt.Sprintf("%s is not operational (oper state %s)", e.nic, a.OperState), "check the NIC's state with `ip link show`", ev)
+		}
+		addrs, err := p.env.NL.AddrList(l, probeFamily(e.addr))
+		if err != nil {
+			return LayerResult{}, fmt.Errorf("list addresses of %s: %w", e.nic, err)
+		}
+		found := false
+		for _, ad := range addrs {
+			found = found || ad.IP.Equal(e.addr)
+		}
+		if !found {
+			return probeFailed(fmt.Sprintf("%s is not an address of %s", e.addr, e.nic), "add it to the NIC (`addresses:` in the scenario) or fix endpoints.*.address", ev)
+		}
+	}
+	return probePassed(fmt.Sprintf("%s and %s up with carrier, addresses in place", p.src.nic, p.dst.nic), ev)
+}
+
+// checkNeighbor sends one datagram from sA on S to dB, which makes the kernel resolve dB on
+// S, and waits for the neighbour entry. A usable entry with D's MAC means ARP crossed the
+// cable both ways.
+func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
+	ev := map[string]string{}
+	before, merr := p.martianSrc()
+	sent, err := p.send(1)
+	if err != nil {
+		return LayerResult{}, err
+	}
+	ev["trigger_datagrams"] = strconv.Itoa(sent)
+	start := time.Now()
+	var n *netlink.Neigh
+	for {
+		n, err = p.neighbor()
+		if err != nil {
+			return LayerResult{}, err
+		}
+		if n != nil && n.State&probeNUDUsable != 0 {
+			break
+		}
+		if n != nil && n.State&netlink.NUD_FAILED != 0 {
+			break
+		}
+		el := time.Since(start)
+		if el >= probeNeighWait {
+			break
+		}
+		if el >= probeNeighMartianWait && merr == nil {
+			if now, err := p.martianSrc(); err == nil && now > before {
+				break
+			}
+		}
+		if err := probeSleep(ctx, probePoll); err != nil {
+			return LayerResult{}, err
+		}
+	}
+	ev["waited"] = time.Since(start).Round(time.Millisecond).String()
+	state := "absent"
+	if n != nil {
+		state = probeNeighState(n.State)
+		if len(n.HardwareAddr) > 0 {
+			ev["lladdr"] = n.HardwareAddr.String()
+		}
+	}
+	ev["state"] = state
+	dmac := p.dst.link.Attrs().HardwareAddr
+	ev[p.dst.nic+".mac"] = dmac.String()
+	delta, derr := p.martianDelta(before, merr)
+	if derr == nil {
+		ev["in_martian_src_delta"] = strconv.FormatUint(delta, 10)
+	} else {
+		ev["in_martian_src_delta"] = "unavailable: " + derr.Error()
+	}
+
+	if n != nil && n.State&probeNUDUsable != 0 {
+		if len(n.HardwareAddr) > 0 && len(dmac) > 0 && n.HardwareAddr.String() != dmac.String() {
+			return probeFailed(fmt.Sprintf("%s resolves on %s to %s, not to %s's MAC %s: the answer did not come from %s", p.dst.addr, p.src.nic, n.HardwareAddr, p.dst.nic, dmac, p.dst.nic),
+				"remove the stale or static entry (`ip neigh del ADDR dev NIC`), or check for another host or proxy ARP answering on the link", ev)
+		}
+		return probePassed(fmt.Sprintf("%s resolves on %s to %s (%s), %s's MAC", p.dst.addr, p.src.nic, n.HardwareAddr, state, p.dst.nic), ev)
+	}
+	// Not resolved: explain with the martian counter and the receiving NIC's sysctls.
+	detail := fmt.Sprintf("%s does not resolve on %s (neighbour %s)", p.dst.addr, p.src.nic, state)
+	if derr == nil && delta > 0 {
+		acc, rpf, sev := p.sourceSysctls()
+		for k, v := range sev {
+			ev[k] = v
+		}
+		what := "the kernel drops packets whose source address is one of its own"
+		fix := probeFix
+		if acc == 1 && rpf == 1 {
+			what = "accept_local lets the kernel accept its own source address, but the strict reverse-path filter (rp_filter=1) rejects it because the route back leaves through " + p.src.nic
+			fix = "add the policy-routing fix (it passes rp_filter=1), or set rp_filter=2 (all and both NICs)"
+		}
+		detail = fmt.Sprintf("ARP request from %s's address %s dropped by %s as a martian source (in_martian_src +%d): %s", p.src.nic, p.src.addr, p.dst.nic, delta, what)
+		return probeFailed(detail, fix, ev)
+	}
+	return probeFailed(detail+": no answer to ARP from "+p.dst.nic,
+		fmt.Sprintf("check arp_ignore/arp_filter on %s, firewall rules for ARP, and that %s and %s share a link", p.dst.nic, p.src.nic, p.dst.nic), ev)
+}
+
+// probeNUDUsable are the neighbour states in which the kernel sends to the cached MAC.
+const probeNUDUsable = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+
+// neighbor returns S's entry for dB, or nil.
+func (p *prober) neighbor() (*netlink.Neigh, error) {
+	list, err := p.env.NL.NeighList(p.src.link.Attrs().Index, probeFamily(p.dst.addr))
+	if err != nil {
+		return nil, fmt.Errorf("list neighbours of %s: %w", p.src.nic, err)
+	}
+	for i := range list {
+		if list[i].IP.Equal(p.dst.addr) {
+			return &list[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// checkRouteOut: `ip route get dB from sA oif S` must be a unicast route out of S. rxe and
+// rdma-core look routes up with the oif of their netdev, so this is the RoCE path.
+func (p *prober) checkRouteOut(ctx context.Context) (LayerResult, error) {
+	ev := map[string]string{}
+	routes, err := p.env.NL.RouteGetWithOptions(p.dst.addr, &netlink.RouteGetOptions{SrcAddr: p.src.addr, OifIndex: p.src.link.Attrs().Index})
+	if err != nil {
+		ev["error"] = err.Error()
+		return probeFailed(fmt.Sprintf("no route from %s to %s out of %s: %v", p.src.addr, p.dst.addr, p.src.nic, err),
+			fmt.Sprintf("give %s a route to %s (an address in the same subnet, or a table route in the policy-routing fix)", p.src.nic, p.dst.addr), ev)
+	}
+	if len(routes) == 0 {
+		return probeFailed("the kernel returned no route", "", ev)
+	}
+	r := routes[0]
+	ev["route"] = p.routeString(r)
+	if r.LinkIndex != p.src.link.Attrs().Index || r.Type != unix.RTN_UNICAST {
+		return probeFailed(fmt.Sprintf("%s -> %s leaves through %s as %s, not as unicast out of %s", p.src.addr, p.dst.addr, p.linkName(r.LinkIndex), probeRouteType(r.Type), p.src.nic),
+			probeFix, ev)
+	}
+	return probePassed(fmt.Sprintf("%s -> %s leaves through %s (unicast)", p.src.addr, p.dst.addr, p.src.nic), ev)
+}
+
+// checkRouteIn: `ip route get dB from sA iif D` must be local delivery. The kernel runs its
+// input routing for this, source validation included, so a martian source or a reverse-path
+// filter drop is an error here. Kernel 6.1 answered EINVAL for a martian source and EXDEV for
+// rp_filter; 6.18 answers EINVAL for both, so the cause is worked out from the route back to
+// sA and the sysctls, the way fib_validate_source decides.
+func (p *prober) checkRouteIn(ctx context.Context) (LayerResult, error) {
+	ev := map[string]string{}
+	routes, err := p.env.NL.RouteGetWithOptions(p.dst.addr, &netlink.RouteGetOptions{SrcAddr: p.src.addr, IifIndex: p.dst.link.Attrs().Index})
+	if err != nil {
+		ev["error"] = err.Error()
+		acc, rpf, sev := p.sourceSysctls()
+		for k, v := range sev {
+			ev[k] = v
+		}
+		var back *netlink.Route
+		if rb, berr := p.env.NL.RouteGetWithOptions(p.src.addr, &netlink.RouteGetOptions{SrcAddr: p.dst.addr, FIBMatch: true}); berr == nil && len(rb) > 0 {
+			back = &rb[0]
+			ev["route_back"] = p.routeString(*back)
+		} else if berr != nil {
+			ev["route_back"] = "error: " + berr.Error()
+		}
+		switch {
+		case errors.Is(err, unix.EXDEV) || (errors.Is(err, unix.EINVAL) && rpf == 1 && back != nil && back.LinkIndex != p.dst.link.Attrs().Index &&
+			(back.Type == unix.RTN_UNICAST || back.Type == unix.RTN_LOCAL && acc == 1)):
+			return probeFailed(fmt.Sprintf("%s drops %s -> %s by the strict reverse-path filter (rp_filter=%d): the route back to %s leaves through %s, not %s", p.dst.nic, p.src.addr, p.dst.addr, rpf, p.src.addr, p.backDev(back), p.dst.nic),
+				"add the policy-routing fix (it passes rp_filter=1), or set rp_filter=2 (all and both NICs)", ev)
+		case errors.Is(err, unix.EINVAL) && back != nil && back.Type == unix.RTN_LOCAL && acc == 0:
+			return probeFailed(fmt.Sprintf("%s drops %s -> %s as a martian source: %s is an address of this host and accept_local=0", p.dst.nic, p.src.addr, p.dst.addr, p.src.addr),
+				probeFix, ev)
+		case errors.Is(err, unix.EINVAL):
+			return probeFailed(fmt.Sprintf("%s rejects %s -> %s in input routing (martian or invalid source): %v", p.dst.nic, p.src.addr, p.dst.addr, err),
+				"check rp_filter, accept_local and the routing rules (`ip rule`) for "+p.dst.nic, ev)
+		default:
+			return probeFailed(fmt.Sprintf("input route %s -> %s on %s: %v", p.src.addr, p.dst.addr, p.dst.nic, err), "", ev)
+		}
+	}
+	if len(routes) == 0 {
+		return probeFailed("the kernel returned no input route", "", ev)
+	}
+	r := routes[0]
+	ev["route"] = p.routeString(r)
+	if r.Type != unix.RTN_LOCAL {
+		return probeFailed(fmt.Sprintf("%s -> %s arriving on %s is %s, not delivered locally", p.src.addr, p.dst.addr, p.dst.nic, probeRouteType(r.Type)),
+			fmt.Sprintf("%s must be a local address (on %s), and no rule may send it elsewhere", p.dst.addr, p.dst.nic), ev)
+	}
+	return probePassed(fmt.Sprintf("%s -> %s arriving on %s is delivered locally", p.src.addr, p.dst.addr, p.dst.nic), ev)
+}
+
+// checkUDP sends probeDatagrams datagrams from sA bound to S to dB:4791 and checks where
+// they went: D's rx counter, the listener on D (when port 4791 was free), lo's counter and the
+// martian counter.
+func (p *prober) checkUDP(ctx context.Context) (LayerResult, error) {
+	ev := map[string]string{}
+	if p.listenerNote != "" {
+		ev["listener"] = p.listenerNote
+	}
+	p.drain()
+	before, err := p.udpCounters()
+	if err != nil {
+		return LayerResult{}, err
+	}
+	if _, err := rand.Read(p.nonce[:]); err != nil {
+		return LayerResult{}, err
+	}
+	n, err := p.send(probeDatagrams)
+	if err != nil {
+		return LayerResult{}, err
+	}
+	received := 0
+	start := time.Now()
+	for {
+		if p.listener >= 0 {
+			received += p.drain()
+			if received >= n {
+				break
+			}
+		} else {
+			now, err := p.udpCounters()
+			if err != nil {
+				return LayerResult{}, err
+			}
+			if now.dstRx-before.dstRx >= uint64(n) {
+				break
+			}
+		}
+		if time.Since(start) >= probeUDPWait {
+			break
+		}
+		if err := probeSleep(ctx, probePoll); err != nil {
+			return LayerResult{}, err
+		}
+	}
+	after, err := p.udpCounters()
+	if err != nil {
+		return LayerResult{}, err
+	}
+	srcTx, dstRx, loRx := after.srcTx-before.srcTx, after.dstRx-before.dstRx, after.loRx-before.loRx
+	ev["sent"] = strconv.Itoa(n)
+	ev[p.src.nic+".tx_packets_delta"] = strconv.FormatUint(srcTx, 10)
+	ev[p.dst.nic+".rx_packets_delta"] = strconv.FormatUint(dstRx, 10)
+	ev["lo.rx_packets_delta"] = strconv.FormatUint(loRx, 10)
+	if p.listener >= 0 {
+		ev["received"] = strconv.Itoa(received)
+	}
+	martian := uint64(0)
+	if before.martianErr == nil && after.martianErr == nil {
+		martian = after.martian - before.martian
+		ev["in_martian_src_delta"] = strconv.FormatUint(martian, 10)
+	}
+	un := uint64(n)
+	switch {
+	case dstRx < un && loRx >= un:
+		return probeFailed(fmt.Sprintf("the datagrams went through lo (lo rx +%d, %s rx +%d): they never crossed the cable", loRx, p.dst.nic, dstRx), probeFix, ev)
+	case dstRx < un:
+		return probeFailed(fmt.Sprintf("only %d of %d datagrams arrived on %s (%s tx +%d)", dstRx, n, p.dst.nic, p.src.nic, srcTx),
+			"check qdiscs, firewall rules and the link between the NICs", ev)
+	case martian >= un || (p.listener >= 0 && received < n && martian > 0):
+		return probeFailed(fmt.Sprintf("the datagrams reached %s but were dropped there as martian sources (in_martian_src +%d)", p.dst.nic, martian), probeFix, ev)
+	case p.listener >= 0 && received < n:
+		return probeFailed(fmt.Sprintf("the datagrams reached %s but only %d of %d were delivered to %s:%d", p.dst.nic, received, n, p.dst.addr, probePort),
+			"check firewall rules for UDP 4791 (`nft list ruleset`)", ev)
+	case loRx >= un:
+		return probeFailed(fmt.Sprintf("lo moved by %d packets while %d datagrams were sent: part of the path runs over lo", loRx, n), probeFix, ev)
+	}
+	detail := fmt.Sprintf("%d datagrams to %s:%d crossed from %s to %s (%s rx +%d, lo +%d)", n, p.dst.addr, probePort, p.src.nic, p.dst.nic, p.dst.nic, dstRx, loRx)
+	if p.listener >= 0 {
+		detail += fmt.Sprintf(", %d delivered", received)
+	}
+	return probePassed(detail, ev)
+}
+
+type probeCounters struct {
+	srcTx, dstRx, loRx uint64
+	martian            uint64
+	martianErr         error
+}
+
+func (p *prober) udpCounters() (probeCounters, error) {
+	var c probeCounters
+	for _, x := range []struct {
+		name string
+		rx   bool
+		v    *uint64
+	}{{p.src.nic, false, &c.srcTx}, {p.dst.nic, true, &c.dstRx}, {"lo", true, &c.loRx}} {
+		l, err := p.env.NL.LinkByName(x.name)
+		if err != nil {
+			return c, fmt.Errorf("read counters of %s: %w", x.name, err)
+		}
+		st := l.Attrs().Statistics
+		if st == nil {
+			return c, fmt.Errorf("read counters of %s: the kernel sent none", x.name)
+		}
+		if x.rx {
+			*x.v = st.RxPackets
+		} else {
+			*x.v = st.TxPackets
+		}
+	}
+	c.martian, c.martianErr = p.martianSrc()
+	return c, nil
+}
+
+// openListener binds a UDP socket to dB:4791 on D. If the port is taken (an rxe device
+// listens on it), the udp layer counts on D's rx counter alone.
+func (p *prober) openListener() {
+	err := p.env.Do(func() error {
+		fd, err := unix.Socket(probeFamily(p.dst.addr), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.BindToDevice(fd, p.dst.nic); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		if err := unix.Bind(fd, probeSockaddr(p.dst.addr, probePort)); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		p.listener = fd
+		return nil
+	})
+	if err != nil {
+		p.listenerNote = fmt.Sprintf("no listener on %s:%d (%v): counting on %s's rx counter", p.dst.addr, probePort, err, p.dst.nic)
+	}
+}
+
+// drain reads every queued datagram and returns how many came from sA with the current nonce.
+func (p *prober) drain() int {
+	if p.listener < 0 {
+		return 0
+	}
+	buf := make([]byte, 64)
+	n := 0
+	for {
+		m, from, err := unix.Recvfrom(p.listener, buf, unix.MSG_DONTWAIT)
+		if err != nil {
+			return n
+		}
+		if m == len(probePayload(p.nonce)) && string(buf[:m]) == string(probePayload(p.nonce)) && probeSockaddrIP(from).Equal(p.src.addr) {
+			n++
+		}
+	}
+}
+
+// probePayload is 8 bytes: shorter than an InfiniBand BTH (12), so an rxe device that owns
+// port 4791 drops it before counting anything.
+func probePayload(nonce [4]byte) []byte {
+	return append([]byte("rcbp"), nonce[:]...)
+}
+
+// send sends count datagrams from sA, bound to S, to dB:4791.
+func (p *prober) send(count int) (int, error) {
+	sent := 0
+	err := p.env.Do(func() error {
+		fd, err := unix.Socket(probeFamily(p.src.addr), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open udp socket: %w", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.BindToDevice(fd, p.src.nic); err != nil {
+			return fmt.Errorf("bind udp socket to %s: %w", p.src.nic, err)
+		}
+		if err := unix.Bind(fd, probeSockaddr(p.src.addr, 0)); err != nil {
+			return fmt.Errorf("bind udp socket to %s: %w", p.src.addr, err)
+		}
+		to := probeSockaddr(p.dst.addr, probePort)
+		for range count {
+			if err := unix.Sendto(fd, probePayload(p.nonce), 0, to); err != nil {
+				return fmt.Errorf("send udp %s -> %s:%d on %s: %w", p.src.addr, p.dst.addr, probePort, p.src.nic, err)
+			}
+			sent++
+		}
+		return nil
+	})
+	return sent, err
+}
+
+// martianSrc sums the in_martian_src column of /proc/net/stat/rt_cache over all CPUs.
+func (p *prober) martianSrc() (uint64, error) {
+	var v uint64
+	err := p.env.Do(func() error {
+		f, err := os.Open(rtCacheStat)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		v, err = probeRTCacheColumn(f, "in_martian_src")
+		return err
+	})
+	return v, err
+}
+
+func (p *prober) martianDelta(before uint64, berr error) (uint64, error) {
+	if berr != nil {
+		return 0, berr
+	}
+	now, err := p.martianSrc()
+	if err != nil {
+		return 0, err
+	}
+	return now - before, nil
+}
+
+// probeRTCacheColumn sums one column of a /proc/net/stat file: a header line of names, then
+// one row of hex numbers per CPU.
+func probeRTCacheColumn(r io.Reader, column string) (uint64, error) {
+	sc := bufio.NewScanner(r)
+	if !sc.Scan() {
+		return 0, fmt.Errorf("rt_cache: empty")
+	}
+	col := -1
+	for i, name := range strings.Fields(sc.Text()) {
+		if name == column {
+			col = i
+		}
+	}
+	if col < 0 {
+		return 0, fmt.Errorf("rt_cache: no column %q", column)
+	}
+	var sum uint64
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) <= col {
+			return 0, fmt.Errorf("rt_cache: short row %q", sc.Text())
+		}
+		v, err := strconv.ParseUint(f[col], 16, 64)
+		if err != nil {
+			return 0, fmt.Errorf("rt_cache: %w", err)
+		}
+		sum += v
+	}
+	return sum, sc.Err()
+}
+
+// sourceSysctls reads what source validation on D depends on: accept_local is on if "all"
+// or D's is (the kernel ORs them), rp_filter is the larger of "all" and D's. -1 when unreadable.
+func (p *prober) sourceSysctls() (acceptLocal, rpFilter int, ev map[string]string) {
+	ev = map[string]string{}
+	get := func(dev, name string) int {
+		key := "net.ipv4.conf." + dev + "." + name
+		v, err := p.env.GetSysctl(key)
+		if err != nil {
+			ev[key] = "unreadable: " + err.Error()
+			return -1
+		}
+		ev[key] = v
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	aa, ad := get("all", "accept_local"), get(p.dst.nic, "accept_local")
+	ra, rd := get("all", "rp_filter"), get(p.dst.nic, "rp_filter")
+	acceptLocal = -1
+	if aa >= 0 && ad >= 0 {
+		acceptLocal = 0
+		if aa > 0 || ad > 0 {
+			acceptLocal = 1
+		}
+	}
+	rpFilter = -1
+	if ra >= 0 && rd >= 0 {
+		rpFilter = max(ra, rd)
+	}
+	return acceptLocal, rpFilter, ev
+}
+
+func (p *prober) linkName(index int) string {
+	if l, err := p.env.NL.LinkByIndex(index); err == nil {
+		return l.Attrs().Name
+	}
+	return "ifindex " + strconv.Itoa(index)
+}
+
+func (p *prober) backDev(r *netlink.Route) string {
+	if r == nil {
+		return "?"
+	}
+	return p.linkName(r.LinkIndex)
+}
+
+// routeString renders a route like `ip route get` does.
+func (p *prober) routeString(r netlink.Route) string {
+	var b strings.Builder
+	b.WriteString(probeRouteType(r.Type))
+	if r.Dst != nil {
+		b.WriteString(" " + r.Dst.String())
+	}
+	if r.Gw != nil {
+		b.WriteString(" via " + r.Gw.String())
+	}
+	if r.LinkIndex > 0 {
+		b.WriteString(" dev " + p.linkName(r.LinkIndex))
+	}
+	if r.Src != nil {
+		b.WriteString(" src " + r.Src.String())
+	}
+	if r.Table > 0 {
+		b.WriteString(" table " + probeTableName(r.Table))
+	}
+	return b.String()
+}
+
+func probeTableName(t int) string {
+	switch t {
+	case unix.RT_TABLE_LOCAL:
+		return "local"
+	case unix.RT_TABLE_MAIN:
+		return "main"
+	}
+	return strconv.Itoa(t)
+}
+
+func probeRouteType(t int) string {
+	switch t {
+	case unix.RTN_UNICAST:
+		return "unicast"
+	case unix.RTN_LOCAL:
+		return "local"
+	case unix.RTN_BROADCAST:
+		return "broadcast"
+	case unix.RTN_MULTICAST:
+		return "multicast"
+	case unix.RTN_BLACKHOLE:
+		return "blackhole"
+	case unix.RTN_UNREACHABLE:
+		return "unreachable"
+	case unix.RTN_PROHIBIT:
+		return "prohibit"
+	}
+	return "type " + strconv.Itoa(t)
+}
+
+func probeNeighState(s int) string {
+	names := []struct {
+		bit  int
+		name string
+	}{
+		{netlink.NUD_INCOMPLETE, "INCOMPLETE"}, {netlink.NUD_REACHABLE, "REACHABLE"}, {netlink.NUD_STALE, "STALE"},
+		{netlink.NUD_DELAY, "DELAY"}, {netlink.NUD_PROBE, "PROBE"}, {netlink.NUD_FAILED, "FAILED"},
+		{netlink.NUD_NOARP, "NOARP"}, {netlink.NUD_PERMANENT, "PERMANENT"},
+	}
+	var out []string
+	for _, n := range names {
+		if s&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	if len(out) == 0 {
+		return "NONE"
+	}
+	return strings.Join(out, ",")
+}
+
+func probeLinkFlags(f uint32) string {
+	var out []string
+	for _, x := range []struct {
+		bit  uint32
+		name string
+	}{{unix.IFF_UP, "UP"}, {unix.IFF_LOWER_UP, "LOWER_UP"}, {unix.IFF_RUNNING, "RUNNING"}, {unix.IFF_NOARP, "NOARP"}} {
+		if f&x.bit != 0 {
+			out = append(out, x.name)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func probeFamily(ip net.IP) int {
+	if ip.To4() != nil {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+func probeSockaddr(ip net.IP, port int) unix.Sockaddr {
+	if v4 := ip.To4(); v4 != nil {
+		sa := &unix.SockaddrInet4{Port: port}
+		copy(sa.Addr[:], v4)
+		return sa
+	}
+	sa := &unix.SockaddrInet6{Port: port}
+	copy(sa.Addr[:], ip.To16())
+	return sa
+}
+
+func probeSockaddrIP(sa unix.Sockaddr) net.IP {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.IP(a.Addr[:])
+	case *unix.SockaddrInet6:
+		return net.IP(a.Addr[:])
+	}
+	return nil
+}
+
+func probeSleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
