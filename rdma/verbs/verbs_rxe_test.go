@@ -1,0 +1,555 @@
+//go:build linux
+
+package verbs
+
+// Real-kernel tests: two rdma_rxe devices on the ends of a veth pair, driven through this
+// package in one process. rxe works only in the initial network namespace, so these tests
+// change the current namespace's links, rules and routes: they run in the throwaway rocebed VM
+// (`rocebed vm exec`, `make test-vm`), or where ROCEBED_ALLOW_HOST_CHANGES=1 says the host
+// may be changed. Every change is undone by t.Cleanup, including the `lookup local` rule at
+// pref 0 that the routing fix moves.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// requireHostChanges allows the tests only inside the rocebed VM (its kernel command line
+// carries rocebed.work=) or with ROCEBED_ALLOW_HOST_CHANGES=1.
+func requireHostChanges(t *testing.T) {
+	t.Helper()
+	if os.Getenv("ROCEBED_ALLOW_HOST_CHANGES") == "1" {
+		return
+	}
+	if b, err := os.ReadFile("/proc/cmdline"); err == nil && strings.Contains(string(b), "rocebed.work=") {
+		return
+	}
+	reason := "rxe traffic tests change the initial netns (veths, `ip rule del pref 0`): run them in the VM with `rocebed vm exec`/`make test-vm`, or set ROCEBED_ALLOW_HOST_CHANGES=1 on a throwaway host"
+	if os.Getenv("ROCEBED_REQUIRE_RXE") == "1" {
+		t.Fatalf("%s (and ROCEBED_REQUIRE_RXE=1 forbids skipping)", reason)
+	}
+	t.Skip(reason)
+}
+
+// labOptions selects the routing state of a lab.
+type labOptions struct {
+	policyRouting bool // the same-host fix: rules and tables 100/101
+	staticNeigh   bool // permanent neighbour entries for the peer on each veth
+}
+
+// end is one side of the lab: a veth, its address, and the rxe device on it.
+type end struct {
+	veth  string
+	link  netlink.Link
+	ip    net.IP
+	rxe   string
+	gidIx int
+	gid   GID
+}
+
+type lab struct{ a, b end }
+
+// newLab builds vethA(10.98.0.1/24) <-> vethB(10.98.0.2/24), an rxe device on each, and the
+// requested routing state, and waits until both ports are ACTIVE with a RoCE v2 GID.
+func newLab(t *testing.T, opt labOptions) *lab {
+	t.Helper()
+	testenv.RequireRXE(t)
+	requireHostChanges(t)
+
+	rb := make([]byte, 3)
+	_, _ = rand.Read(rb)
+	tag := "rbt" + hex.EncodeToString(rb)
+	l := &lab{
+		a: end{veth: tag + "a", rxe: tag + "ra", ip: net.IPv4(10, 98, 0, 1).To4()},
+		b: end{veth: tag + "b", rxe: tag + "rb", ip: net.IPv4(10, 98, 0, 2).To4()},
+	}
+
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatalf("netlink route handle: %v", err)
+	}
+	t.Cleanup(nl.Close)
+	rd, err := netlink.NewHandle(unix.NETLINK_RDMA)
+	if err != nil {
+		t.Fatalf("netlink rdma handle: %v", err)
+	}
+	t.Cleanup(rd.Close)
+
+	// ip link add A type veth peer name B
+	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: l.a.veth}, PeerName: l.b.veth}); err != nil {
+		t.Fatalf("ip link add %s type veth peer name %s: %v", l.a.veth, l.b.veth, err)
+	}
+	t.Cleanup(func() {
+		if lk, err := nl.LinkByName(l.a.veth); err == nil {
+			if err := nl.LinkDel(lk); err != nil {
+				t.Errorf("ip link del %s: %v", l.a.veth, err)
+			}
+		}
+	})
+	for _, e := range []*end{&l.a, &l.b} {
+		if e.link, err = nl.LinkByName(e.veth); err != nil {
+			t.Fatal(err)
+		}
+		// ip addr add 10.98.0.x/24 dev VETH; ip link set VETH up
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: e.ip, Mask: net.CIDRMask(24, 32)}}
+		if err := nl.AddrAdd(e.link, addr); err != nil {
+			t.Fatalf("ip addr add %s/24 dev %s: %v", e.ip, e.veth, err)
+		}
+		if err := nl.LinkSetUp(e.link); err != nil {
+			t.Fatalf("ip link set %s up: %v", e.veth, err)
+		}
+	}
+	for _, e := range []*end{&l.a, &l.b} {
+		// rdma link add RXE type rxe netdev VETH
+		if err := rd.RdmaLinkAdd(e.rxe, "rxe", e.veth); err != nil {
+			t.Fatalf("rdma link add %s type rxe netdev %s: %v", e.rxe, e.veth, err)
+		}
+		name := e.rxe
+		t.Cleanup(func() {
+			if err := rd.RdmaLinkDel(name); err != nil {
+				t.Errorf("rdma link del %s: %v", name, err)
+			}
+		})
+	}
+
+	if opt.staticNeigh {
+		for _, p := range [][2]*end{{&l.a, &l.b}, {&l.b, &l.a}} {
+			self, peer := p[0], p[1]
+			// ip neigh add PEER_IP lladdr PEER_MAC dev SELF nud permanent
+			n := &netlink.Neigh{LinkIndex: self.link.Attrs().Index, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+				IP: peer.ip, HardwareAddr: peer.link.Attrs().HardwareAddr}
+			if err := nl.NeighAdd(n); err != nil {
+				t.Fatalf("ip neigh add %s lladdr %s dev %s nud permanent: %v", peer.ip, n.HardwareAddr, self.veth, err)
+			}
+			t.Cleanup(func() {
+				if err := nl.NeighDel(n); err != nil && !errors.Is(err, syscall.ENOENT) {
+					t.Errorf("ip neigh del %s dev %s: %v", n.IP, self.veth, err)
+				}
+			})
+		}
+	}
+	if opt.policyRouting {
+		addPolicyRouting(t, nl, l)
+	}
+
+	for _, e := range []*end{&l.a, &l.b} {
+		e.gidIx, e.gid = waitRoCEv2GID(t, e.rxe, e.ip)
+		t.Logf("%s on %s: %s, RoCE v2 GID index %d", e.rxe, e.veth, e.ip, e.gidIx)
+	}
+	return l
+}
+
+// addPolicyRouting is the same-host fix from the notes, each step undone in reverse:
+//
+//	ip rule add pref 100 lookup local
+//	ip rule del pref 0 lookup local
+//	ip route add 10.98.0.2 dev vethA src 10.98.0.1 table 100
+//	ip rule add pref 10 iif lo from 10.98.0.1 to 10.98.0.2 lookup 100
+//	ip route add 10.98.0.1 dev vethB src 10.98.0.2 table 101
+//	ip rule add pref 11 iif lo from 10.98.0.2 to 10.98.0.1 lookup 101
+func addPolicyRouting(t *testing.T, nl *netlink.Handle, l *lab) {
+	t.Helper()
+	local100 := netlink.NewRule()
+	local100.Family, local100.Priority, local100.Table = unix.AF_INET, 100, unix.RT_TABLE_LOCAL
+	if err := nl.RuleAdd(local100); err != nil {
+		t.Fatalf("ip rule add pref 100 lookup local: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := nl.RuleDel(local100); err != nil {
+			t.Errorf("ip rule del pref 100 lookup local: %v", err)
+		}
+	})
+	local0 := netlink.NewRule()
+	local0.Family, local0.Priority, local0.Table = unix.AF_INET, 0, unix.RT_TABLE_LOCAL
+	if err := nl.RuleDel(local0); err != nil {
+		t.Fatalf("ip rule del pref 0 lookup local: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := nl.RuleAdd(local0); err != nil {
+			t.Errorf("restore: ip rule add pref 0 lookup local: %v", err)
+		}
+	})
+	for i, p := range [][2]*end{{&l.a, &l.b}, {&l.b, &l.a}} {
+		self, peer := p[0], p[1]
+		table, pref := 100+i, 10+i
+		rt := &netlink.Route{LinkIndex: self.link.Attrs().Index, Dst: host(peer.ip), Src: self.ip,
+			Table: table, Scope: netlink.SCOPE_LINK}
+		if err := nl.RouteAdd(rt); err != nil {
+			t.Fatalf("ip route add %s dev %s src %s table %d: %v", peer.ip, self.veth, self.ip, table, err)
+		}
+		t.Cleanup(func() {
+			if err := nl.RouteDel(rt); err != nil {
+				t.Errorf("ip route del %s table %d: %v", peer.ip, table, err)
+			}
+		})
+		r := netlink.NewRule()
+		r.Family, r.Priority, r.Table = unix.AF_INET, pref, table
+		r.IifName, r.Src, r.Dst = "lo", host(self.ip), host(peer.ip)
+		if err := nl.RuleAdd(r); err != nil {
+			t.Fatalf("ip rule add pref %d iif lo from %s to %s lookup %d: %v", pref, self.ip, peer.ip, table, err)
+		}
+		t.Cleanup(func() {
+			if err := nl.RuleDel(r); err != nil {
+				t.Errorf("ip rule del pref %d: %v", pref, err)
+			}
+		})
+	}
+}
+
+func host(ip net.IP) *net.IPNet { return &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)} }
+
+// waitRoCEv2GID waits for port 1 of dev to be ACTIVE and to list ::ffff:ip with type
+// "RoCE v2" among its first 64 GIDs (sysfs), and returns the index. rdma/ has the full
+// sysfs reader; this tiny copy keeps the verbs tests independent of it.
+func waitRoCEv2GID(t *testing.T, dev string, ip net.IP) (int, GID) {
+	t.Helper()
+	want, err := GIDFromIP(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := filepath.Join("/sys/class/infiniband", dev, "ports/1")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		state, _ := os.ReadFile(filepath.Join(port, "state"))
+		if strings.Contains(string(state), "ACTIVE") {
+			for i := 0; i < 64; i++ {
+				g, err := os.ReadFile(filepath.Join(port, "gids", strconv.Itoa(i)))
+				if err != nil {
+					break
+				}
+				typ, _ := os.ReadFile(filepath.Join(port, "gid_attrs/types", strconv.Itoa(i)))
+				if gip := net.ParseIP(strings.TrimSpace(string(g))); gip != nil && gip.Equal(ip) &&
+					strings.TrimSpace(string(typ)) == "RoCE v2" {
+					return i, want
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s port 1: no ACTIVE state with a RoCE v2 GID %s within 15s (state %q)", dev, want, strings.TrimSpace(string(state)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// hwCounter reads /sys/class/infiniband/DEV/ports/1/hw_counters/NAME.
+func hwCounter(t *testing.T, dev, name string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/sys/class/infiniband", dev, "ports/1/hw_counters", name))
+	if err != nil {
+		t.Fatalf("read %s counter %s: %v", dev, name, err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatalf("parse %s counter %s: %v", dev, name, err)
+	}
+	return v
+}
+
+// side holds the verbs objects of one end, closed in the documented order.
+type side struct {
+	ctx *Context
+	pd  *PD
+	cq  *CQ
+	mr  *MR
+	qp  *QP
+	ah  *AH
+}
+
+func openSide(t *testing.T, dev string, typ QPType, msgs, bufLen int) *side {
+	t.Helper()
+	s := &side{}
+	var err error
+	if s.ctx, err = OpenDevice(dev); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeOK(t, s.ctx.Close) })
+	pa, err := s.ctx.QueryPort(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pa.State != PortActive || pa.LinkLayer != LinkLayerEthernet || pa.ActiveMTU < MTU1024 || pa.GIDTableLen == 0 {
+		t.Fatalf("%s port 1: %+v, want ACTIVE Ethernet with active MTU >= 1024 and a GID table", dev, pa)
+	}
+	if s.pd, err = s.ctx.AllocPD(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeOK(t, s.pd.Close) })
+	if s.cq, err = s.ctx.CreateCQ(2 * msgs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeOK(t, s.cq.Close) })
+	if s.mr, err = s.pd.RegMR(msgs * bufLen); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeOK(t, s.mr.Close) })
+	if s.qp, err = s.pd.CreateQP(QPConfig{Type: typ, SendCQ: s.cq, RecvCQ: s.cq, MaxSend: msgs, MaxRecv: msgs}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeOK(t, s.qp.Close) })
+	return s
+}
+
+func closeOK(t *testing.T, close func() error) {
+	t.Helper()
+	if err := close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	if err := close(); err != nil {
+		t.Errorf("second close: %v (Close must be idempotent)", err)
+	}
+}
+
+// connectRC brings two RC QPs to RTS pointing at each other (path MTU 1024, hop limit 64,
+// timeout 12, retry_cnt 2: a broken path gives RETRY_EXC_ERR in well under a second).
+func connectRC(t *testing.T, l *lab, a, b *side) error {
+	t.Helper()
+	const psnA, psnB = 0x1a2b3c, 0x4d5e6f
+	for _, s := range []*side{a, b} {
+		if err := s.qp.ToInit(1, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rtr := func(s *side, self, peer end, peerQPN uint32, peerPSN uint32) error {
+		return s.qp.ToRTR(RTRConfig{Port: 1, RemoteQPN: peerQPN, RemotePSN: peerPSN, DestGID: peer.gid,
+			SGIDIndex: self.gidIx, PathMTU: MTU1024, HopLimit: 64, MinRNRTimer: 12})
+	}
+	if err := rtr(a, l.a, l.b, b.qp.QPN(), psnB); err != nil {
+		return err
+	}
+	if err := rtr(b, l.b, l.a, a.qp.QPN(), psnA); err != nil {
+		return err
+	}
+	if err := a.qp.ToRTS(RTSConfig{PSN: psnA, Timeout: 12, RetryCnt: 2, RNRRetry: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.qp.ToRTS(RTSConfig{PSN: psnB, Timeout: 12, RetryCnt: 2, RNRRetry: 7}); err != nil {
+		t.Fatal(err)
+	}
+	return nil
+}
+
+const (
+	msgLen = 1024
+	nMsgs  = 10
+)
+
+func TestRXERCSend(t *testing.T) {
+	l := newLab(t, labOptions{policyRouting: true})
+	a := openSide(t, l.a.rxe, QPTypeRC, nMsgs, msgLen)
+	b := openSide(t, l.b.rxe, QPTypeRC, nMsgs, msgLen)
+	sentA0, rcvdB0 := hwCounter(t, l.a.rxe, "sent_pkts"), hwCounter(t, l.b.rxe, "rcvd_pkts")
+
+	t0 := time.Now()
+	if err := connectRC(t, l, a, b); err != nil {
+		t.Fatalf("connect RC QPs %#x <-> %#x with the policy-routing fix: %v", a.qp.QPN(), b.qp.QPN(), err)
+	}
+	t.Logf("RC QPs %#x (%s) <-> %#x (%s) connected in %v", a.qp.QPN(), l.a.rxe, b.qp.QPN(), l.b.rxe, time.Since(t0))
+
+	for i := 0; i < nMsgs; i++ {
+		if err := b.qp.PostRecv(b.mr, i*msgLen, msgLen, uint64(100+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bufA := a.mr.Bytes()
+	for i := 0; i < nMsgs; i++ {
+		FillPayload(bufA[i*msgLen:(i+1)*msgLen], AToB, uint32(i))
+	}
+	t1 := time.Now()
+	for i := 0; i < nMsgs; i++ {
+		if err := a.qp.PostSend(a.mr, i*msgLen, msgLen, uint64(i), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sends, errA := a.cq.PollUntil(ctx, nMsgs)
+	recvs, errB := b.cq.PollUntil(ctx, nMsgs)
+	t.Logf("%d send and %d recv completions in %v", len(sends), len(recvs), time.Since(t1))
+	if errA != nil || errB != nil {
+		t.Fatalf("poll: A %v (%v); B %v (%v)", errA, sends, errB, recvs)
+	}
+	for i, c := range sends {
+		if c.Status != WCSuccess || c.Opcode != WCSend || c.WRID != uint64(i) || c.QPN != a.qp.QPN() {
+			t.Errorf("A completion %d: %v, want wr %d send success on qp %#x", i, c, i, a.qp.QPN())
+		}
+	}
+	bufB := b.mr.Bytes()
+	for i, c := range recvs {
+		if c.Status != WCSuccess || c.Opcode != WCRecv || c.ByteLen != msgLen || c.WRID != uint64(100+i) || c.QPN != b.qp.QPN() {
+			t.Errorf("B completion %d: %v, want wr %d recv success len=%d on qp %#x", i, c, 100+i, msgLen, b.qp.QPN())
+			continue
+		}
+		if err := VerifyPayload(bufB[i*msgLen:(i+1)*msgLen], AToB, uint32(i)); err != nil {
+			t.Error(err)
+		}
+	}
+	// Nothing more may arrive.
+	if extra, err := a.cq.Poll(4); err != nil || len(extra) != 0 {
+		t.Errorf("extra completions on A: %v %v", extra, err)
+	}
+	if extra, err := b.cq.Poll(4); err != nil || len(extra) != 0 {
+		t.Errorf("extra completions on B: %v %v", extra, err)
+	}
+	// The packets went from rxe A to rxe B (not one device to itself).
+	sentA, rcvdB := hwCounter(t, l.a.rxe, "sent_pkts")-sentA0, hwCounter(t, l.b.rxe, "rcvd_pkts")-rcvdB0
+	if sentA < nMsgs || rcvdB < nMsgs {
+		t.Errorf("%s sent_pkts +%d, %s rcvd_pkts +%d: want at least %d each", l.a.rxe, sentA, l.b.rxe, rcvdB, nMsgs)
+	}
+	t.Logf("%s sent_pkts +%d, %s rcvd_pkts +%d", l.a.rxe, sentA, l.b.rxe, rcvdB)
+
+	// The order rules hold on real objects: the PD refuses to go while its QP and MR are open.
+	if err := a.pd.Close(); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("closing a PD with an open QP = %v, want EBUSY", err)
+	}
+}
+
+func TestRXEUDSend(t *testing.T) {
+	l := newLab(t, labOptions{policyRouting: true})
+	const qkey = 0x11111111
+	a := openSide(t, l.a.rxe, QPTypeUD, nMsgs, GRHLen+msgLen)
+	b := openSide(t, l.b.rxe, QPTypeUD, nMsgs, GRHLen+msgLen)
+	for _, s := range []*side{a, b} {
+		if err := s.qp.ToInit(1, qkey); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.qp.ToRTR(RTRConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.qp.ToRTS(RTSConfig{PSN: 0x123}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	var err error
+	if a.ah, err = a.pd.CreateAH(1, l.b.gid, l.a.gidIx, 64); err != nil {
+		t.Fatalf("create AH to %s with the policy-routing fix: %v", l.b.gid, err)
+	}
+	t.Cleanup(func() { closeOK(t, a.ah.Close) })
+	t.Logf("AH %s -> %s created in %v", l.a.rxe, l.b.gid, time.Since(t0))
+
+	const slot = GRHLen + msgLen
+	for i := 0; i < nMsgs; i++ {
+		if err := b.qp.PostRecv(b.mr, i*slot, slot, uint64(100+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bufA := a.mr.Bytes()
+	for i := 0; i < nMsgs; i++ {
+		FillPayload(bufA[i*slot:i*slot+msgLen], AToB, uint32(i))
+		if err := a.qp.PostSendUD(a.mr, i*slot, msgLen, uint64(i), a.ah, b.qp.QPN(), qkey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sends, errA := a.cq.PollUntil(ctx, nMsgs)
+	recvs, errB := b.cq.PollUntil(ctx, nMsgs)
+	if errA != nil || errB != nil {
+		t.Fatalf("poll: A %v (%v); B %v (%v)", errA, sends, errB, recvs)
+	}
+	for i, c := range sends {
+		if c.Status != WCSuccess || c.Opcode != WCSend || c.WRID != uint64(i) {
+			t.Errorf("A completion %d: %v, want wr %d send success", i, c, i)
+		}
+	}
+	bufB := b.mr.Bytes()
+	seen := map[uint32]bool{}
+	for i, c := range recvs {
+		if c.Status != WCSuccess || c.Opcode != WCRecv || c.ByteLen != GRHLen+msgLen || c.SrcQP != a.qp.QPN() || c.Flags&WCFlagGRH == 0 {
+			t.Errorf("B completion %d: %v src_qp=%#x flags=%#x, want recv success len=%d from qp %#x with a GRH",
+				i, c, c.SrcQP, c.Flags, GRHLen+msgLen, a.qp.QPN())
+			continue
+		}
+		// UD may in principle reorder: name what arrived in this slot, then check it exactly.
+		off := int(c.WRID-100)*slot + GRHLen
+		msg := bufB[off : off+msgLen]
+		dir, seq, ok := ParsePayloadHeader(msg)
+		if !ok {
+			t.Errorf("B completion %d (%v): no intact payload header", i, c)
+			continue
+		}
+		if err := VerifyPayload(msg, AToB, seq); err != nil || dir != AToB || seq >= nMsgs || seen[seq] {
+			t.Errorf("B completion %d (%v): %s seq %d (duplicate %v), verify: %v", i, c, dir, seq, seen[seq], err)
+		}
+		seen[seq] = true
+	}
+	if len(seen) != nMsgs {
+		t.Errorf("B received %d distinct messages, want %d", len(seen), nMsgs)
+	}
+}
+
+// TestRXENoFixRTRTimesOut: without the routing fix and without static neighbours, the peer's
+// ARP reply never comes (the request is dropped as a martian on the other veth), so RTR fails
+// with ETIMEDOUT. No ARP, no RoCE packet.
+func TestRXENoFixRTRTimesOut(t *testing.T) {
+	l := newLab(t, labOptions{})
+	a := openSide(t, l.a.rxe, QPTypeRC, 1, msgLen)
+	b := openSide(t, l.b.rxe, QPTypeRC, 1, msgLen)
+	t0 := time.Now()
+	err := connectRC(t, l, a, b)
+	t.Logf("connect without fix: %v after %v", err, time.Since(t0))
+	if !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("connect without the routing fix = %v, want ETIMEDOUT from modify to RTR", err)
+	}
+	var ve *Error
+	if !errors.As(err, &ve) || !strings.Contains(ve.Op, "to RTR") {
+		t.Errorf("error %v does not name the RTR transition", err)
+	}
+}
+
+// TestRXENoFixStaticNeighRetryExceeded: with static neighbours RTR succeeds, the SEND crosses
+// the veth, and the receiving kernel drops it as a martian source: the requester gets
+// IBV_WC_RETRY_EXC_ERR, the responder nothing.
+func TestRXENoFixStaticNeighRetryExceeded(t *testing.T) {
+	l := newLab(t, labOptions{staticNeigh: true})
+	a := openSide(t, l.a.rxe, QPTypeRC, 1, msgLen)
+	b := openSide(t, l.b.rxe, QPTypeRC, 1, msgLen)
+	if err := connectRC(t, l, a, b); err != nil {
+		t.Fatalf("connect with static neighbours: %v", err)
+	}
+	if err := b.qp.PostRecv(b.mr, 0, msgLen, 7); err != nil {
+		t.Fatal(err)
+	}
+	FillPayload(a.mr.Bytes()[:msgLen], AToB, 0)
+	sentA0, rcvdB0 := hwCounter(t, l.a.rxe, "sent_pkts"), hwCounter(t, l.b.rxe, "rcvd_pkts")
+	t0 := time.Now()
+	if err := a.qp.PostSend(a.mr, 0, msgLen, 1, true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := a.cq.PollUntil(ctx, 1)
+	elapsed := time.Since(t0)
+	if err != nil {
+		t.Fatalf("no completion on A: %v", err)
+	}
+	t.Logf("A: %v (%s) after %v", cs[0], cs[0].Status.CName(), elapsed)
+	if cs[0].Status != WCRetryExcErr || cs[0].WRID != 1 {
+		t.Errorf("A completion %v, want wr 1 with %s (%s)", cs[0], WCRetryExcErr.CName(), WCRetryExcErr)
+	}
+	// The responder must have nothing: its kernel dropped every packet before rxe saw it.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if got, err := b.cq.PollUntil(ctx2, 1); len(got) != 0 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("B got %v (%v), want no completion", got, err)
+	}
+	sentA, rcvdB := hwCounter(t, l.a.rxe, "sent_pkts")-sentA0, hwCounter(t, l.b.rxe, "rcvd_pkts")-rcvdB0
+	t.Logf("%s sent_pkts +%d (retries included), %s rcvd_pkts +%d", l.a.rxe, sentA, l.b.rxe, rcvdB)
+	if sentA < 2 || rcvdB != 0 {
+		t.Errorf("%s sent_pkts +%d, %s rcvd_pkts +%d: want retransmissions that never arrive", l.a.rxe, sentA, l.b.rxe, rcvdB)
+	}
+}
