@@ -1,0 +1,33 @@
+package main
+
+import (
+	"time"
+
+	"github.com/rocebed/rocebed/vm"
+	"github.com/spf13/cobra"
+)
+
+func newVMTestCmd(o *options) *cobra.Command {
+	var f vmFlags
+	t := vm.TestOptions{}
+	c := &cobra.Command{
+		Use:   "test [flags] [--] PKG...",
+		Short: "Compile Go test packages here and run them all in one guest boot",
+		Long: `test runs go test -c for every package (go list patterns) that has tests, boots the guest once and
+runs each binary in its package directory with -test.v, ROCEBED_REQUIRE_RXE=1 and
+ROCEBED_REQUIRE_ROOT=1. The output is go test's; the exit status is 1 when any test failed.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := f.execOptions(cmd)
+			if err != nil {
+				return err
+			}
+			t.Packages, t.Exec = args, e
+			return vmExit(vm.Test(cmd.Context(), t))
+		},
+	}
+	f.register(c.Flags(), 15*time.Minute)
+	c.Flags().StringVar(&t.Go, "go", "go", "the go tool that compiles the tests")
+	c.Flags().StringVar(&t.Run, "run", "", "run only tests matching this regexp (-test.run)")
+	return c
+}

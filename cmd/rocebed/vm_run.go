@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rocebed/rocebed/vm"
+	"github.com/spf13/cobra"
+)
+
+func newVMRunCmd(o *options) *cobra.Command {
+	var f vmFlags
+	var junit string
+	c := &cobra.Command{
+		Use:   "run SCENARIO",
+		Short: "Run a scenario with this rocebed binary in the guest, where rdma_rxe exists",
+		Long: `run boots the guest and runs the scenario there with the current rocebed binary (copied into the
+work directory when the guest cannot see it). --json, --set and --log-level pass through;
+--junit FILE is written in the guest and copied back to FILE.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := f.execOptions(cmd)
+			if err != nil {
+				return err
+			}
+			work, err := os.MkdirTemp("", "rocebed-vmrun-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(work)
+			e.WorkDir = work
+
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find the rocebed binary: %w", err)
+			}
+			if exe, err = guestPath(exe, work, "rocebed"); err != nil {
+				return err
+			}
+			scenario := args[0]
+			if st, err := os.Stat(scenario); err == nil && st.Mode().IsRegular() {
+				if scenario, err = guestPath(scenario, work, filepath.Base(scenario)); err != nil {
+					return err
+				}
+			}
+			guestJUnit := ""
+			if junit != "" {
+				guestJUnit = filepath.Join(work, "junit.xml")
+			}
+			e.Argv = guestScenarioArgv(cmd.Root(), exe, scenario, o, guestJUnit)
+			res, err := vm.Exec(cmd.Context(), e)
+			if guestJUnit != "" {
+				if cerr := copyFile(guestJUnit, junit); cerr != nil && err == nil && res.ExitCode == 0 {
+					err = fmt.Errorf("copy the guest's JUnit report to %s: %w", junit, cerr)
+				}
+			}
+			return vmExit(res, err)
+		},
+	}
+	f.register(c.Flags(), 10*time.Minute)
+	c.Flags().StringVar(&junit, "junit", "", "write a JUnit XML report to FILE (needs `rocebed run`)")
+	return c
+}
+
+// guestScenarioArgv is the guest command for one scenario: `rocebed run` when this binary has it,
+// else up (without RDMA links) and probe, then down whatever happened. Switch it here.
+func guestScenarioArgv(root *cobra.Command, exe, scenario string, o *options, junit string) []string {
+	common := []string{"--log-level", o.logLevel}
+	for _, s := range o.sets {
+		common = append(common, "--set", s)
+	}
+	if o.json {
+		common = append(common, "--json")
+	}
+	if c, _, err := root.Find([]string{"run"}); err == nil && c != root && c.Name() == "run" {
+		argv := append([]string{exe, "run"}, common...)
+		if junit != "" {
+			argv = append(argv, "--junit", junit)
+		}
+		return append(argv, scenario)
+	}
+	// sh gets the words as positional parameters; nothing the user gave is parsed as shell.
+	script := `exe=$1 scn=$2; shift 2
+"$exe" up --skip-rdma "$@" "$scn" && "$exe" probe "$@" "$scn"
+rc=$?
+"$exe" down "$@" "$scn" || { [ $rc -eq 0 ] && rc=4; }
+exit $rc`
+	return append([]string{"/bin/sh", "-c", script, "rocebed-vm-run", exe, scenario}, common...)
+}
+
+// guestPath returns a path the guest sees for the host file p: p itself when visible, else a
+// copy in the work dir named name.
+func guestPath(p, work, name string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if vm.GuestVisible(abs) {
+		return abs, nil
+	}
+	dst := filepath.Join(work, name)
+	if err := copyFile(abs, dst); err != nil {
+		return "", fmt.Errorf("copy %s into the guest's work dir: %w", abs, err)
+	}
+	return dst, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

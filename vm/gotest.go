@@ -1,0 +1,164 @@
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// TestOptions says which Go packages to test in the guest and how.
+type TestOptions struct {
+	Packages []string // go list patterns: "./rdma/...", "./vm/guesttest"
+	Go       string   // the go tool, default "go"
+	Run      string   // -test.run, if set
+	Exec     ExecOptions
+}
+
+// TestPackage is one compiled test binary.
+type TestPackage struct {
+	ImportPath string
+	Dir        string // source dir: the binary runs there, as `go test` does
+	Binary     string // in the work dir
+}
+
+// guestTestEnv is forced on every test binary in the guest: a skip there is a bug.
+var guestTestEnv = []string{"ROCEBED_REQUIRE_RXE=1", "ROCEBED_REQUIRE_ROOT=1"}
+
+// CompileTests runs `go test -c` for every package matched by patterns that has test files and
+// puts the binaries in dir. Patterns that match nothing are reported to log and skipped.
+func CompileTests(ctx context.Context, goTool string, patterns []string, dir string, log io.Writer) ([]TestPackage, error) {
+	if goTool == "" {
+		goTool = "go"
+	}
+	var pkgs []TestPackage
+	seen := map[string]bool{}
+	for _, pat := range patterns {
+		cmd := exec.CommandContext(ctx, goTool, "list", "-e", "-f",
+			"{{.ImportPath}}\t{{.Dir}}\t{{len .TestGoFiles}}\t{{len .XTestGoFiles}}\t{{if .Error}}{{.Error}}{{end}}", "--", pat)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("go list %s: %w: %s", pat, err, bytes.TrimSpace(stderr.Bytes()))
+		}
+		matched := 0
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			f := strings.Split(sc.Text(), "\t")
+			if len(f) != 5 {
+				continue
+			}
+			if f[4] != "" {
+				if strings.Contains(f[4], "matched no packages") || strings.Contains(f[4], "no Go files") || strings.Contains(f[4], "cannot find") || strings.Contains(f[4], "directory not found") {
+					continue
+				}
+				return nil, fmt.Errorf("package %s: %s", f[0], f[4])
+			}
+			if f[2] == "0" && f[3] == "0" || seen[f[0]] {
+				continue
+			}
+			seen[f[0]] = true
+			matched++
+			pkgs = append(pkgs, TestPackage{ImportPath: f[0], Dir: f[1],
+				Binary: filepath.Join(dir, strings.NewReplacer("/", "_", ".", "_").Replace(f[0])+".test")})
+		}
+		if matched == 0 {
+			fmt.Fprintf(log, "vm test: %s: no packages with tests, skipped\n", pat)
+		}
+	}
+	for _, p := range pkgs {
+		t0 := time.Now()
+		cmd := exec.CommandContext(ctx, goTool, "test", "-c", "-o", p.Binary, p.ImportPath)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("go test -c %s: %w\n%s", p.ImportPath, err, out.String())
+		}
+		fmt.Fprintf(log, "vm test: compiled %s (%.1fs)\n", p.ImportPath, time.Since(t0).Seconds())
+	}
+	return pkgs, nil
+}
+
+// testDriver is the guest script that runs every binary in its package dir with -test.v and
+// prints go test's per-package "ok"/"FAIL" lines; it exits 1 when any failed.
+func testDriver(pkgs []TestPackage, run string, timeout time.Duration) string {
+	var b strings.Builder
+	b.WriteString("# written by rocebed vm test\nfailed=0\n")
+	for _, e := range guestTestEnv {
+		fmt.Fprintf(&b, "export %s\n", shQuote(e))
+	}
+	b.WriteString(`runpkg() {
+	pkg=$1 dir=$2 bin=$3
+	shift 3
+	t0=$(date +%s%N)
+	(cd "$dir" && exec "$bin" -test.v=true "$@")
+	rc=$?
+	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	s=$(printf '%d.%03ds' $((ms / 1000)) $((ms % 1000)))
+	if [ $rc -eq 0 ]; then
+		printf 'ok  \t%s\t%s\n' "$pkg" "$s"
+	else
+		printf 'FAIL\t%s\t%s\n' "$pkg" "$s"
+		failed=1
+	fi
+}
+`)
+	var extra []string
+	if run != "" {
+		extra = append(extra, shQuote("-test.run="+run))
+	}
+	if timeout > 0 {
+		extra = append(extra, shQuote("-test.timeout="+timeout.String()))
+	}
+	for _, p := range pkgs {
+		fmt.Fprintf(&b, "runpkg %s %s %s %s\n", shQuote(p.ImportPath), shQuote(p.Dir), shQuote(p.Binary), strings.Join(extra, " "))
+	}
+	b.WriteString("exit $failed\n")
+	return b.String()
+}
+
+// Test compiles the packages' tests on the host and runs all of them in one guest boot. The
+// guest's go test output streams to o.Exec.Stdout; the exit code is 0 when all passed, 1 when a
+// test failed, or a harness code from the GuestError.
+func Test(ctx context.Context, o TestOptions) (*Result, error) {
+	work := o.Exec.WorkDir
+	if work == "" {
+		var err error
+		if work, err = os.MkdirTemp("", "rocebed-vmtest-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(work)
+	}
+	log := o.Exec.Log
+	if log == nil {
+		log = io.Discard
+	}
+	pkgs, err := CompileTests(ctx, o.Go, o.Packages, work, log)
+	if err != nil {
+		return nil, err
+	}
+	if len(pkgs) == 0 {
+		return nil, fmt.Errorf("no test packages among %s", strings.Join(o.Packages, " "))
+	}
+	for _, p := range pkgs {
+		if !GuestVisible(p.Dir) {
+			return nil, fmt.Errorf("package %s lives in %s, which the guest cannot see (/tmp, /run and /var/tmp are fresh there): move the checkout", p.ImportPath, p.Dir)
+		}
+	}
+	// The guest bound covers the whole run; each binary also gets go test's own -timeout.
+	driver := filepath.Join(work, "run-tests.sh")
+	if err := os.WriteFile(driver, []byte(testDriver(pkgs, o.Run, o.Exec.Timeout)), 0o644); err != nil {
+		return nil, err
+	}
+	e := o.Exec
+	e.WorkDir = work
+	e.Argv = []string{"/bin/sh", driver}
+	return Exec(ctx, e)
+}
