@@ -610,11 +610,13 @@ func (pd *PD) CreateQP(cfg QPConfig) (*QP, error) {
 		return nil, err
 	}
 	defer cfg.SendCQ.mu.RUnlock()
-	rcq, err := cfg.RecvCQ.acquire(op)
-	if err != nil {
-		return nil, err
+	rcq := scq
+	if cfg.RecvCQ != cfg.SendCQ { // never read-lock one mutex twice: a waiting Close would deadlock it
+		if rcq, err = cfg.RecvCQ.acquire(op); err != nil {
+			return nil, err
+		}
+		defer cfg.RecvCQ.mu.RUnlock()
 	}
-	defer cfg.RecvCQ.mu.RUnlock()
 	r, err := sysCreateQP(op, h, scq, rcq, cfg)
 	if err != nil {
 		return nil, err
