@@ -221,7 +221,9 @@ func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 	before, merr := p.martianSrc()
 	sent, err := p.send(1)
 	if err != nil {
-		return LayerResult{}, err
+		ev["error"] = err.Error()
+		return probeFailed(fmt.Sprintf("cannot send to %s from %s on %s: %v", p.dst.addr, p.src.addr, p.src.nic, errors.Unwrap(err)),
+			fmt.Sprintf("give %s a route to %s (`ip route get %s from %s oif %s` must work)", p.src.nic, p.dst.addr, p.dst.addr, p.src.addr, p.src.nic), ev)
 	}
 	ev["trigger_datagrams"] = strconv.Itoa(sent)
 	start := time.Now()
@@ -400,7 +402,8 @@ func (p *prober) checkUDP(ctx context.Context) (LayerResult, error) {
 	}
 	n, err := p.send(probeDatagrams)
 	if err != nil {
-		return LayerResult{}, err
+		ev["error"] = err.Error()
+		return probeFailed(fmt.Sprintf("sent %d of %d datagrams: %v", n, probeDatagrams, errors.Unwrap(err)), "", ev)
 	}
 	received := 0
 	start := time.Now()

@@ -1,0 +1,236 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rocebed/rocebed/internal/nsutil"
+	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// probeSampleReport is a report as Probe builds it for the no-fix lab.
+func probeSampleReport() *ProbeReport {
+	fail := LayerResult{Layer: LayerNeighbor, Status: ProbeFail,
+		Detail:   "ARP request from vA's address 10.10.0.1 dropped by vB as a martian source (in_martian_src +1)",
+		Fix:      "add the policy-routing fix",
+		Evidence: map[string]string{"state": "INCOMPLETE", "in_martian_src_delta": "1"},
+		Duration: 1500 * time.Millisecond}
+	dir := func(name, from, to string, layers ...LayerResult) DirectionReport {
+		return DirectionReport{Name: name, From: from, To: to, Layers: layers}
+	}
+	link := LayerResult{Layer: LayerLink, Status: ProbePass, Detail: "vA and vB up with carrier", Evidence: map[string]string{"vA.oper_state": "up"}}
+	skip := func(l ProbeLayer) LayerResult {
+		return LayerResult{Layer: l, Status: ProbeSkipped, Detail: "skipped: neighbor failed"}
+	}
+	return &ProbeReport{Lab: "same-host-nofix", Directions: []DirectionReport{
+		dir("a->b", "a (vA 10.10.0.1)", "b (vB 10.10.0.2)", link, fail, skip(LayerRouteOut), skip(LayerRouteIn), skip(LayerUDP)),
+		dir("b->a", "b (vB 10.10.0.2)", "a (vA 10.10.0.1)", link, fail, skip(LayerRouteOut), skip(LayerRouteIn), skip(LayerUDP)),
+	}}
+}
+
+func TestProbeReportText(t *testing.T) {
+	r := probeSampleReport()
+	var b bytes.Buffer
+	require.NoError(t, r.WriteText(&b))
+	want := `probe lab same-host-nofix
+a->b: a (vA 10.10.0.1) -> b (vB 10.10.0.2)
+  ✓ link      vA and vB up with carrier
+  ✗ neighbor  ARP request from vA's address 10.10.0.1 dropped by vB as a martian source (in_martian_src +1)
+      in_martian_src_delta: 1
+      state: INCOMPLETE
+  - route-out skipped: neighbor failed
+  - route-in  skipped: neighbor failed
+  - udp       skipped: neighbor failed
+b->a: b (vB 10.10.0.2) -> a (vA 10.10.0.1)
+  ✓ link      vA and vB up with carrier
+  ✗ neighbor  ARP request from vA's address 10.10.0.1 dropped by vB as a martian source (in_martian_src +1)
+      in_martian_src_delta: 1
+      state: INCOMPLETE
+  - route-out skipped: neighbor failed
+  - route-in  skipped: neighbor failed
+  - udp       skipped: neighbor failed
+FAIL at a->b neighbor: ARP request from vA's address 10.10.0.1 dropped by vB as a martian source (in_martian_src +1)
+fix: add the policy-routing fix
+`
+	assert.Equal(t, want, b.String())
+
+	d, l := r.FirstFailure()
+	require.NotNil(t, l)
+	assert.Equal(t, "a->b", d.Name)
+	assert.Equal(t, LayerNeighbor, l.Layer)
+	assert.Equal(t, "fail at a->b neighbor: "+l.Detail, r.Summary())
+
+	// A passing report prints the pass line and no fix.
+	for i := range r.Directions {
+		for j := range r.Directions[i].Layers {
+			r.Directions[i].Layers[j].Status = ProbePass
+		}
+	}
+	r.Passed = true
+	b.Reset()
+	require.NoError(t, r.WriteText(&b))
+	assert.True(t, strings.HasSuffix(b.String(), "PASS: both directions cross the cable\n"), b.String())
+	assert.NotContains(t, b.String(), "fix:")
+	d, l = r.FirstFailure()
+	assert.Nil(t, d)
+	assert.Nil(t, l)
+	assert.Equal(t, "pass", r.Summary())
+}
+
+func TestProbeReportJSON(t *testing.T) {
+	r := probeSampleReport()
+	raw, err := json.Marshal(r)
+	require.NoError(t, err)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(raw, &got))
+	assert.Equal(t, "same-host-nofix", got["lab"])
+	assert.Equal(t, false, got["passed"])
+	dirs := got["directions"].([]any)
+	require.Len(t, dirs, 2)
+	d0 := dirs[0].(map[string]any)
+	assert.Equal(t, "a->b", d0["name"])
+	assert.Equal(t, "a (vA 10.10.0.1)", d0["from"])
+	layers := d0["layers"].([]any)
+	require.Len(t, layers, len(ProbeLayers))
+	for i, l := range layers {
+		assert.Equal(t, string(ProbeLayers[i]), l.(map[string]any)["layer"])
+	}
+	n := layers[1].(map[string]any)
+	assert.Equal(t, "fail", n["status"])
+	assert.Equal(t, "add the policy-routing fix", n["fix"])
+	assert.Equal(t, float64(1500*time.Millisecond), n["duration_ns"])
+	assert.Equal(t, map[string]any{"state": "INCOMPLETE", "in_martian_src_delta": "1"}, n["evidence"])
+	// Empty fix and evidence are left out.
+	skipped := layers[2].(map[string]any)
+	assert.NotContains(t, skipped, "fix")
+	assert.NotContains(t, skipped, "evidence")
+
+	// The JSON reads back into the same report.
+	var back ProbeReport
+	require.NoError(t, json.Unmarshal(raw, &back))
+	assert.Equal(t, r, &back)
+}
+
+func TestProbeRTCacheColumn(t *testing.T) {
+	// Two CPUs, as /proc/net/stat/rt_cache prints them (hex, per CPU).
+	const stat = `entries  in_hit   in_slow_tot in_slow_mc in_no_route in_brd   in_martian_dst in_martian_src out_hit  out_slow_tot
+00000006 00000000 00000003    00000000   00000000    00000000 00000000       0000000a       00000000 00000002
+00000006 00000000 00000001    00000000   00000000    00000000 00000000       00000003       00000000 00000003
+`
+	v, err := probeRTCacheColumn(strings.NewReader(stat), "in_martian_src")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(13), v)
+	v, err = probeRTCacheColumn(strings.NewReader(stat), "out_slow_tot")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(5), v)
+
+	_, err = probeRTCacheColumn(strings.NewReader(stat), "no_such")
+	assert.ErrorContains(t, err, `no column "no_such"`)
+	_, err = probeRTCacheColumn(strings.NewReader(""), "in_martian_src")
+	assert.Error(t, err)
+	_, err = probeRTCacheColumn(strings.NewReader("a in_martian_src\n00 zz\n"), "in_martian_src")
+	assert.Error(t, err)
+}
+
+func TestProbeArguments(t *testing.T) {
+	s := fixScenario()
+	s.Endpoints.B.Address = "not-an-ip"
+	_, err := Probe(context.Background(), nil, s)
+	assert.ErrorContains(t, err, `endpoint b: address "not-an-ip" is not an IP address`)
+
+	// A cancelled context stops the probe before it touches the environment.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = Probe(ctx, nil, fixScenario())
+	assert.ErrorIs(t, err, context.Canceled)
+
+	// CIDR form is accepted.
+	e, err := newProbeEnd(fixScenario(), "a", Endpoint{NIC: "vA", Address: "10.10.0.1/24"})
+	require.NoError(t, err)
+	assert.Equal(t, "a (vA 10.10.0.1)", e.String())
+}
+
+// TestProbeUDPMartian runs the udp layer on its own on the seed's failure (static neighbours,
+// no fix): the datagrams cross the cable and the receiving NIC drops every one as a martian.
+func TestProbeUDPMartian(t *testing.T) {
+	testenv.RequireRoot(t)
+	lab := newFixLab(t)
+	lab.sysctls(t, "accept_local", "0")
+	lab.sysctls(t, "rp_filter", "0")
+	lab.staticNeighbors(t)
+	s := fixScenario()
+	a, err := newProbeEnd(s, "a", s.Endpoints.A)
+	require.NoError(t, err)
+	b, err := newProbeEnd(s, "b", s.Endpoints.B)
+	require.NoError(t, err)
+	p := &prober{env: lab.env(t), src: a, dst: b, listener: -1}
+	ctx := context.Background()
+	res, err := p.checkLink(ctx)
+	require.NoError(t, err)
+	require.Equal(t, ProbePass, res.Status, res.Detail)
+	p.openListener()
+	require.GreaterOrEqual(t, p.listener, 0, p.listenerNote)
+	defer unix.Close(p.listener)
+
+	res, err = p.checkUDP(ctx)
+	require.NoError(t, err)
+	t.Logf("%s: %v", res.Detail, res.Evidence)
+	assert.Equal(t, ProbeFail, res.Status)
+	assert.Contains(t, res.Detail, "dropped there as martian sources")
+	sent := evidenceUint(t, res, "sent")
+	assert.GreaterOrEqual(t, evidenceUint(t, res, "vB.rx_packets_delta"), sent, "the datagrams must cross the cable")
+	assert.GreaterOrEqual(t, evidenceUint(t, res, "in_martian_src_delta"), sent, "every datagram is a martian on vB")
+	assert.Equal(t, uint64(0), evidenceUint(t, res, "received"))
+	assert.Equal(t, uint64(0), evidenceUint(t, res, "lo.rx_packets_delta"))
+}
+
+// TestProbePortTaken: when UDP 4791 is held (as an rxe device holds it), the udp layer cannot
+// listen and judges by the counters alone.
+func TestProbePortTaken(t *testing.T) {
+	testenv.RequireRoot(t)
+	lab := newFixLab(t)
+	lab.sysctls(t, "accept_local", "1")
+	lab.sysctls(t, "rp_filter", "2")
+	var holder int
+	require.NoError(t, nsutil.Do(lab.ns.Handle, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		holder = fd
+		return unix.Bind(fd, &unix.SockaddrInet4{Port: probePort})
+	}))
+	defer unix.Close(holder)
+
+	rep, err := Probe(context.Background(), lab.env(t), fixScenario())
+	require.NoError(t, err)
+	require.True(t, rep.Passed, rep.Summary())
+	for _, d := range rep.Directions {
+		u := d.Layers[4]
+		assert.Contains(t, u.Evidence["listener"], "address already in use")
+		assert.NotContains(t, u.Evidence, "received")
+		dst := "vB"
+		if d.Name == "b->a" {
+			dst = "vA"
+		}
+		assert.GreaterOrEqual(t, evidenceUint(t, u, dst+".rx_packets_delta"), uint64(probeDatagrams))
+		assert.Equal(t, uint64(0), evidenceUint(t, u, "lo.rx_packets_delta"))
+	}
+	// The holder got every datagram: 1 neighbour trigger and probeDatagrams per direction.
+	got := 0
+	buf := make([]byte, 64)
+	for {
+		if _, _, err := unix.Recvfrom(holder, buf, unix.MSG_DONTWAIT); err != nil {
+			break
+		}
+		got++
+	}
+	assert.Equal(t, 2*(1+probeDatagrams), got)
+}
