@@ -169,9 +169,9 @@ func (v *validator) nics() {
 				v.add(p+".mac", "mac is only for kind veth: rocebed does not change an existing NIC's MAC")
 			}
 		case "":
-			v.add(p+".kind", "kind is required: veth or existing")
+			v.add(p+".kind", "kind is required: %s", oneOf(nicKinds))
 		default:
-			v.add(p+".kind", "unknown kind %q: want veth or existing", n.Kind)
+			v.add(p+".kind", "unknown kind %q: want %s", n.Kind, oneOf(nicKinds))
 		}
 
 		if n.MAC != "" {
@@ -646,19 +646,19 @@ func (v *validator) traffic() {
 		default:
 			names[t.Name] = p
 		}
-		switch t.Transport {
-		case TransportRC, TransportUD:
-		case "":
-			v.add(p+".transport", "transport is required: rc or ud")
+		switch {
+		case slices.Contains(transports, t.Transport):
+		case t.Transport == "":
+			v.add(p+".transport", "transport is required: %s", oneOf(transports))
 		default:
-			v.add(p+".transport", "unknown transport %q: want rc or ud", t.Transport)
+			v.add(p+".transport", "unknown transport %q: want %s", t.Transport, oneOf(transports))
 		}
-		switch t.Direction {
-		case DirectionAToB, DirectionBToA, DirectionBoth:
-		case "":
-			v.add(p+".direction", "direction is required: a->b, b->a or both")
+		switch {
+		case slices.Contains(directions, t.Direction):
+		case t.Direction == "":
+			v.add(p+".direction", "direction is required: %s", oneOf(directions))
 		default:
-			v.add(p+".direction", "unknown direction %q: want a->b, b->a or both", t.Direction)
+			v.add(p+".direction", "unknown direction %q: want %s", t.Direction, oneOf(directions))
 		}
 		if t.Messages < 1 || t.Messages > maxMessages {
 			v.add(p+".messages", "messages %d out of range: want 1..%d", t.Messages, maxMessages)
@@ -695,6 +695,15 @@ func (v *validator) rcParams(p string, rc *RCParams) {
 	}
 }
 
+// oneOf lists enum values for messages: "a->b, b->a or both".
+func oneOf[T ~string](vs []T) string {
+	s := strs(vs)
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
 // failureList names the known failures for messages.
 func failureList() string {
 	names := make([]string, len(KnownFailures))
@@ -715,20 +724,18 @@ func (v *validator) expect() {
 		return
 	case ResultFail:
 	case "":
-		v.add("expect.result", "result is required: pass or fail")
+		v.add("expect.result", "result is required: %s", oneOf(results))
 		return
 	default:
-		v.add("expect.result", "unknown result %q: want pass or fail", e.Result)
+		v.add("expect.result", "unknown result %q: want %s", e.Result, oneOf(results))
 		return
 	}
 	if e.Failure == "" {
 		v.add("expect", "result fail needs failure: the failure that must happen, one of %s", failureList())
 		return
 	}
-	for _, f := range KnownFailures {
-		if f == e.Failure {
-			return
-		}
+	if slices.Contains(KnownFailures, e.Failure) {
+		return
 	}
 	v.add("expect.failure", "unknown failure %q: want one of %s", e.Failure, failureList())
 }
