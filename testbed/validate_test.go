@@ -154,7 +154,9 @@ func TestValidate(t *testing.T) {
 		{"fix name bad", fix(0, func(f *Fix) { f.Name = "Policy" }), []string{`fixes[0].name: "Policy" is not a fix name: want lowercase letters, digits and '-', starting with a letter or digit`}},
 		{"fix name dup", fix(1, func(f *Fix) { f.Name = "pr" }), []string{`fixes[1].name: fix "pr" is already declared at fixes[0]`}},
 		{"fix empty", fix(0, func(f *Fix) { f.PolicyRouting = nil }), []string{`fixes[0]: fix "pr" changes nothing: give it policy_routing, sysctls, arp, neighbors, move_local_rule, rules or routes`}},
-		{"policy routing twice", fix(1, func(f *Fix) { f.PolicyRouting = &PolicyRouting{RulePriority: 20, TableA: 300, TableB: 301, LocalRulePriority: 200} }), []string{
+		{"policy routing twice", fix(1, func(f *Fix) {
+			f.PolicyRouting = &PolicyRouting{RulePriority: 20, TableA: 300, TableB: 301, LocalRulePriority: 200}
+		}), []string{
 			"fixes[1].policy_routing: the local rule is already moved by fixes[0].policy_routing: at most one fix may use policy_routing or move_local_rule"}},
 		{"move local rule and policy routing", fix(2, func(f *Fix) { f.MoveLocalRule = 1000 }), []string{
 			"fixes[2].move_local_rule: the local rule is already moved by fixes[0].policy_routing: at most one fix may use policy_routing or move_local_rule"}},
@@ -203,7 +205,9 @@ func TestValidate(t *testing.T) {
 		{"neighbor mac empty", fix(1, func(f *Fix) { f.Neighbors[0].MAC = "" }), []string{"fixes[1].neighbors[0].mac: mac is required: a MAC address, or peer for the other end of a veth cable"}},
 		{"neighbor peer existing", fix(1, func(f *Fix) { f.Neighbors[0].NIC = "eth9" }), []string{`fixes[1].neighbors[0].mac: mac: peer needs a veth NIC (its cable's other end); "eth9" is kind "existing"`}},
 		{"neighbor mac ok", fix(1, func(f *Fix) { f.Neighbors[0].NIC, f.Neighbors[0].MAC = "eth9", "02:aa:bb:cc:dd:ee" }), nil},
-		{"neighbor dup", fix(1, func(f *Fix) { f.Neighbors = append(f.Neighbors, Neighbor{NIC: "vA", IP: "10.10.0.2", MAC: "02:00:00:00:00:02"}) }), []string{
+		{"neighbor dup", fix(1, func(f *Fix) {
+			f.Neighbors = append(f.Neighbors, Neighbor{NIC: "vA", IP: "10.10.0.2", MAC: "02:00:00:00:00:02"})
+		}), []string{
 			"fixes[1].neighbors[1].ip: neighbour 10.10.0.2 on \"vA\" is already set by fixes[1].neighbors[0]"}},
 		{"rule priority 0", fix(2, func(f *Fix) { f.Rules[0].Priority = 0 }), []string{"fixes[2].rules[0].priority: priority 0 out of range: want 1..32765 (0 is the local rule's, 32766 main's, 32767 default's)"}},
 		{"rule priority main", fix(2, func(f *Fix) { f.Rules[0].Priority = 32766 }), []string{"fixes[2].rules[0].priority: priority 32766 out of range: want 1..32765 (0 is the local rule's, 32766 main's, 32767 default's)"}},
