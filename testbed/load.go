@@ -145,11 +145,17 @@ func parseDocument(file string, data []byte) (body ast.Node, err error) {
 // inside [ ] or { }, where '{' starts a flow mapping.
 func paramQuoteHint(data []byte, line int) string {
 	lines := strings.Split(string(data), "\n")
-	if line < 1 || line > len(lines) || !strings.Contains(lines[line-1], "${") {
+	if line < 1 || line > len(lines) {
 		return ""
 	}
-	return ` (quote a ${param} inside [ ] or { }: ["${name}"])`
+	ref := paramRefRe.FindString(lines[line-1])
+	if ref == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (inside [ ] or { }, quote a parameter: %q)", ref)
 }
+
+var paramRefRe = regexp.MustCompile(`\$\{[^}]*\}?`)
 
 // paramRe is the form of a parameter name.
 var paramRe = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
