@@ -53,11 +53,11 @@ func (e *probeEnd) String() string { return fmt.Sprintf("%s (%s %s)", e.role, e.
 // small datagrams and ARP requests; it changes no configuration. The error is for failures of
 // the probe itself (cancelled ctx, netlink errors); a broken lab is a failing layer.
 func Probe(ctx context.Context, env *Env, s *Scenario) (*ProbeReport, error) {
-	a, err := newProbeEnd(s, "a", s.Endpoints.A)
+	a, err := newProbeEnd(env, s, "a", s.Endpoints.A)
 	if err != nil {
 		return nil, err
 	}
-	b, err := newProbeEnd(s, "b", s.Endpoints.B)
+	b, err := newProbeEnd(env, s, "b", s.Endpoints.B)
 	if err != nil {
 		return nil, err
 	}
@@ -80,12 +80,21 @@ func Probe(ctx context.Context, env *Env, s *Scenario) (*ProbeReport, error) {
 	return r, nil
 }
 
-func newProbeEnd(s *Scenario, role string, ep Endpoint) (probeEnd, error) {
+func newProbeEnd(env *Env, s *Scenario, role string, ep Endpoint) (probeEnd, error) {
 	e := probeEnd{role: role, nic: ep.NIC}
 	if n, ok := s.NIC(ep.NIC); ok {
 		e.nns = n.Netns
 	}
 	addr := ep.Address
+	if addr == "" && env != nil {
+		// Not filled by the loader (a NIC without declared addresses): take the NIC's first
+		// IPv4 address, as the loader would have.
+		if l, err := env.NL.LinkByName(ep.NIC); err == nil {
+			if as, err := env.NL.AddrList(l, unix.AF_INET); err == nil && len(as) > 0 {
+				addr = as[0].IP.String()
+			}
+		}
+	}
 	if ip, _, err := net.ParseCIDR(addr); err == nil {
 		e.addr = ip
 	} else {

@@ -152,7 +152,7 @@ func TestProbeArguments(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 
 	// CIDR form is accepted.
-	e, err := newProbeEnd(fixScenario(), "a", Endpoint{NIC: "vA", Address: "10.10.0.1/24"})
+	e, err := newProbeEnd(nil, fixScenario(), "a", Endpoint{NIC: "vA", Address: "10.10.0.1/24"})
 	require.NoError(t, err)
 	assert.Equal(t, "a (vA 10.10.0.1)", e.String())
 }
@@ -166,9 +166,9 @@ func TestProbeUDPMartian(t *testing.T) {
 	lab.sysctls(t, "rp_filter", "0")
 	lab.staticNeighbors(t)
 	s := fixScenario()
-	a, err := newProbeEnd(s, "a", s.Endpoints.A)
+	a, err := newProbeEnd(nil, s, "a", s.Endpoints.A)
 	require.NoError(t, err)
-	b, err := newProbeEnd(s, "b", s.Endpoints.B)
+	b, err := newProbeEnd(nil, s, "b", s.Endpoints.B)
 	require.NoError(t, err)
 	p := &prober{env: lab.env(t), src: a, dst: b, listener: -1}
 	ctx := context.Background()
