@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/rocebed/rocebed/testbed"
 )
@@ -43,6 +44,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
+	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
+		return exitUsage // cobra's own usage errors
 	case testbed.IsScenarioError(err):
 		return exitUsage
 	case errors.As(err, &pe):

@@ -48,7 +48,18 @@ asserts completions on both sides, explains failures, and restores the host exac
 	for _, c := range commands {
 		root.AddCommand(c(o))
 	}
+	wrapArgs(root)
 	return root
+}
+
+// wrapArgs makes every argument-count error a usage error (exit 2).
+func wrapArgs(c *cobra.Command) {
+	if validate := c.Args; validate != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error { return usageError(validate(cmd, args)) }
+	}
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
 }
 
 // commands lists the subcommand constructors; each file adds its own in init.
