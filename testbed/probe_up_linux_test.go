@@ -1,0 +1,73 @@
+package testbed
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestProbeShippedLabs brings each shipped network-only lab up with Up, probes it, and takes it
+// down again. Expected outcomes are what this kernel does (measured, and matching the VM
+// notes): the fixes pass both ways, no fix fails at the neighbour layer with in_martian_src
+// moving, and the sysctl fix with a strict rp_filter fails.
+func TestProbeShippedLabs(t *testing.T) {
+	for _, tc := range []struct {
+		scenario  string
+		rpFilter  string // override of the scenario's rp_filter=2 (same-host-sysctl only)
+		wantLayer ProbeLayer
+	}{
+		{scenario: "same-host"},
+		{scenario: "same-host-ud"},
+		{scenario: "same-host-sysctl"},
+		{scenario: "same-host-sysctl", rpFilter: "1", wantLayer: LayerNeighbor},
+		{scenario: "same-host-nofix", wantLayer: LayerNeighbor},
+		{scenario: "seed-fixed"},
+	} {
+		name := tc.scenario
+		if tc.rpFilter != "" {
+			name += "-rp_filter=" + tc.rpFilter
+		}
+		t.Run(name, func(t *testing.T) {
+			ns, env, s := labIn(t, tc.scenario)
+			if tc.rpFilter != "" {
+				for i, f := range s.Fixes {
+					for j, kv := range f.Sysctls {
+						if k, _, _ := strings.Cut(kv, "="); lastComponent(k) == "rp_filter" {
+							s.Fixes[i].Sysctls[j] = k + "=" + tc.rpFilter
+						}
+					}
+				}
+			}
+			before := ns.Dump(t)
+			state := t.TempDir()
+			_, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+			require.NoError(t, err)
+			rep, err := Probe(context.Background(), env, s)
+			require.NoError(t, err)
+			require.Len(t, rep.Directions, 2)
+			if tc.wantLayer == "" {
+				assert.True(t, rep.Passed, "probe failed: %s", rep.Summary())
+				for _, d := range rep.Directions {
+					assert.Len(t, d.Layers, len(ProbeLayers))
+				}
+			} else {
+				require.False(t, rep.Passed, "probe passed on a lab that must fail")
+				_, l := rep.FirstFailure()
+				require.NotNil(t, l)
+				assert.Equal(t, tc.wantLayer, l.Layer, "first failure: %s", l.Detail)
+				if tc.scenario == "same-host-nofix" {
+					n, err := strconv.Atoi(l.Evidence["in_martian_src_delta"])
+					require.NoError(t, err, "evidence: %v", l.Evidence)
+					assert.Positive(t, n, "in_martian_src did not move")
+					assert.Contains(t, l.Detail, "martian")
+				}
+			}
+			require.NoError(t, Down(context.Background(), state, s.Name))
+			assert.Equal(t, before, ns.Dump(t))
+		})
+	}
+}
