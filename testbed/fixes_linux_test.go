@@ -174,8 +174,10 @@ func TestFixesProbe(t *testing.T) {
 		staticNeigh bool
 		// down sets vB down.
 		down bool
-		// want is the layer statuses of both directions.
-		want string
+		// halfPolicy removes the b side's rule (pref 11) from the policy-routing fix.
+		halfPolicy bool
+		// want is the layer statuses of both directions, or of a->b when wantBA is set.
+		want, wantBA string
 		// martianNeighbor: the neighbour layer failed and in_martian_src moved.
 		martianNeighbor bool
 		// routeIn is what the route-in failure must say.
@@ -194,6 +196,10 @@ func TestFixesProbe(t *testing.T) {
 		{name: "accept_local+rp_filter=1+static-neighbors", acceptLocal: "1", rpFilter: "1", staticNeigh: true,
 			want: "link=pass neighbor=pass route-out=pass route-in=fail udp=skipped", routeIn: "strict reverse-path filter (rp_filter=1)"},
 		{name: "static-neighbors+policy-routing", acceptLocal: "0", rpFilter: "1", staticNeigh: true, policy: true, want: allPass},
+		// vB's source check for 10.10.0.1 uses the b side's rule (iif lo from 10.10.0.2 to
+		// 10.10.0.1): without it, a->b breaks and b->a still works.
+		{name: "policy-routing-missing-b-rule", acceptLocal: "0", rpFilter: "0", policy: true, halfPolicy: true,
+			want: "link=pass neighbor=fail route-out=skipped route-in=skipped udp=skipped", wantBA: allPass},
 		{name: "peer-down", acceptLocal: "1", rpFilter: "2", down: true,
 			want: "link=fail neighbor=skipped route-out=skipped route-in=skipped udp=skipped"},
 	}
@@ -204,6 +210,15 @@ func TestFixesProbe(t *testing.T) {
 			lab.sysctls(t, "rp_filter", tc.rpFilter)
 			if tc.policy {
 				lab.policyRouting(t)
+			}
+			if tc.halfPolicy {
+				r := netlink.NewRule()
+				r.Priority = 11
+				r.Table = 101
+				r.IifName = "lo"
+				r.Src = &net.IPNet{IP: net.IPv4(10, 10, 0, 2).To4(), Mask: net.CIDRMask(32, 32)}
+				r.Dst = &net.IPNet{IP: net.IPv4(10, 10, 0, 1).To4(), Mask: net.CIDRMask(32, 32)}
+				require.NoError(t, lab.ns.NL.RuleDel(r))
 			}
 			if tc.staticNeigh {
 				lab.staticNeighbors(t)
@@ -220,10 +235,20 @@ func TestFixesProbe(t *testing.T) {
 			t.Logf("\n%s", text.String())
 
 			require.Len(t, rep.Directions, 2)
-			for _, d := range rep.Directions {
-				assert.Equal(t, tc.want, layerStatuses(d), "direction %s", d.Name)
+			wantBA := tc.want
+			if tc.wantBA != "" {
+				wantBA = tc.wantBA
 			}
-			assert.Equal(t, tc.want == allPass, rep.Passed)
+			assert.Equal(t, tc.want, layerStatuses(rep.Directions[0]), "direction a->b")
+			assert.Equal(t, wantBA, layerStatuses(rep.Directions[1]), "direction b->a")
+			assert.Equal(t, tc.want == allPass && wantBA == allPass, rep.Passed)
+			if tc.halfPolicy {
+				n := rep.Directions[0].Layers[1]
+				assert.Greater(t, evidenceUint(t, n, "in_martian_src_delta"), uint64(0))
+				assert.Equal(t, "local 10.10.0.1/32 dev vA src 10.10.0.1 table local", n.Evidence["route_back"])
+				assert.Contains(t, n.Fix, "policy routing is in place but incomplete")
+				assert.Contains(t, n.Fix, "iif lo from 10.10.0.2 to 10.10.0.1")
+			}
 
 			if tc.martianNeighbor {
 				for _, d := range rep.Directions {
@@ -232,6 +257,7 @@ func TestFixesProbe(t *testing.T) {
 					assert.Greater(t, evidenceUint(t, n, "in_martian_src_delta"), uint64(0), "direction %s: ARP was not dropped as martian", d.Name)
 					assert.Contains(t, n.Detail, "martian source")
 					assert.NotEqual(t, "REACHABLE", n.Evidence["state"])
+					assert.True(t, strings.HasPrefix(n.Evidence["route_back"], "local "), "route back: %q", n.Evidence["route_back"])
 				}
 				d, l := rep.FirstFailure()
 				require.NotNil(t, l)

@@ -293,8 +293,9 @@ func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 		for k, v := range sev {
 			ev[k] = v
 		}
+		back := p.routeBack(ev)
 		what := "the kernel drops packets whose source address is one of its own"
-		fix := probeFix
+		fix := p.martianFix(back, ev)
 		if acc == 1 && rpf == 1 {
 			what = "accept_local lets the kernel accept its own source address, but the strict reverse-path filter (rp_filter=1) rejects it because the route back leaves through " + p.src.nic
 			fix = "add the policy-routing fix (it passes rp_filter=1), or set rp_filter=2 (all and both NICs)"
@@ -304,6 +305,45 @@ func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 	}
 	return probeFailed(detail+": no answer to ARP from "+p.dst.nic,
 		fmt.Sprintf("check arp_ignore/arp_filter on %s, firewall rules for ARP, and that %s and %s share a link", p.dst.nic, p.src.nic, p.dst.nic), ev)
+}
+
+// routeBack looks up the route D's source check uses for a packet sA -> dB: the route from dB
+// back to sA as a locally sent packet (iif lo), the FIB entry that matched. With the
+// policy-routing fix it is a unicast route out of D; without it, sA's local route.
+func (p *prober) routeBack(ev map[string]string) *netlink.Route {
+	rb, err := p.env.NL.RouteGetWithOptions(p.src.addr, &netlink.RouteGetOptions{SrcAddr: p.dst.addr, FIBMatch: true})
+	switch {
+	case err != nil:
+		ev["route_back"] = "error: " + err.Error()
+	case len(rb) > 0:
+		ev["route_back"] = p.routeString(rb[0])
+		return &rb[0]
+	}
+	return nil
+}
+
+// martianFix is the remedy for a martian-source drop on D. When policy routing is in place
+// but the route back from D is still local, the rule for this direction is missing.
+func (p *prober) martianFix(back *netlink.Route, ev map[string]string) string {
+	if back != nil && back.Type == unix.RTN_LOCAL && p.hasIifLoRules() {
+		return fmt.Sprintf("policy routing is in place but incomplete: add the rule that sends %s's traffic to %s out of %s (`ip rule add iif lo from %s to %s lookup TABLE`, TABLE routing %s dev %s); the route back now is %q",
+			p.dst.addr, p.src.addr, p.dst.nic, p.dst.addr, p.src.addr, p.src.addr, p.dst.nic, ev["route_back"])
+	}
+	return probeFix
+}
+
+// hasIifLoRules reports whether any IPv4 rule matches iif lo: the mark of policy routing.
+func (p *prober) hasIifLoRules() bool {
+	rules, err := p.env.NL.RuleList(unix.AF_INET)
+	if err != nil {
+		return false
+	}
+	for _, r := range rules {
+		if r.IifName == "lo" {
+			return true
+		}
+	}
+	return false
 }
 
 // probeNUDUsable are the neighbour states in which the kernel sends to the cached MAC.
@@ -359,13 +399,7 @@ func (p *prober) checkRouteIn(ctx context.Context) (LayerResult, error) {
 		for k, v := range sev {
 			ev[k] = v
 		}
-		var back *netlink.Route
-		if rb, berr := p.env.NL.RouteGetWithOptions(p.src.addr, &netlink.RouteGetOptions{SrcAddr: p.dst.addr, FIBMatch: true}); berr == nil && len(rb) > 0 {
-			back = &rb[0]
-			ev["route_back"] = p.routeString(*back)
-		} else if berr != nil {
-			ev["route_back"] = "error: " + berr.Error()
-		}
+		back := p.routeBack(ev)
 		switch {
 		case errors.Is(err, unix.EXDEV) || (errors.Is(err, unix.EINVAL) && rpf == 1 && back != nil && back.LinkIndex != p.dst.link.Attrs().Index &&
 			(back.Type == unix.RTN_UNICAST || back.Type == unix.RTN_LOCAL && acc == 1)):
@@ -373,7 +407,7 @@ func (p *prober) checkRouteIn(ctx context.Context) (LayerResult, error) {
 				"add the policy-routing fix (it passes rp_filter=1), or set rp_filter=2 (all and both NICs)", ev)
 		case errors.Is(err, unix.EINVAL) && back != nil && back.Type == unix.RTN_LOCAL && acc == 0:
 			return probeFailed(fmt.Sprintf("%s drops %s -> %s as a martian source: %s is an address of this host and accept_local=0", p.dst.nic, p.src.addr, p.dst.addr, p.src.addr),
-				probeFix, ev)
+				p.martianFix(back, ev), ev)
 		case errors.Is(err, unix.EINVAL):
 			return probeFailed(fmt.Sprintf("%s rejects %s -> %s in input routing (martian or invalid source): %v", p.dst.nic, p.src.addr, p.dst.addr, err),
 				"check rp_filter, accept_local and the routing rules (`ip rule`) for "+p.dst.nic, ev)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 
@@ -45,7 +46,10 @@ failing probe is the expected outcome (exit 0) and a passing one is not (exit 1)
 			verdict, verr := probeVerdict(rep, s)
 			out := cmd.OutOrStdout()
 			if o.json {
-				if err := writeJSON(out, probeOutput{ProbeReport: rep, Expected: expectedResult(s), Verdict: verdict}); err != nil {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false) // keep "a->b" readable
+				if err := enc.Encode(probeOutput{ProbeReport: rep, Expected: expectedResult(s), Verdict: verdict}); err != nil {
 					return err
 				}
 				return verr
