@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -93,6 +94,9 @@ func (r *RuleSpec) String() string {
 		fmt.Fprintf(&b, " to %s", r.To)
 	}
 	fmt.Fprintf(&b, " lookup %s", tableName(r.Table))
+	if r.Protocol != 0 {
+		fmt.Fprintf(&b, " protocol %s", protocolName(r.Protocol))
+	}
 	return b.String()
 }
 
@@ -110,6 +114,19 @@ func (r *RouteSpec) String() string {
 		fmt.Fprintf(&b, " table %s", tableName(r.Table))
 	}
 	return b.String()
+}
+
+// protocolName names a route/rule protocol as iproute2 does (rt_protos).
+func protocolName(p int) string {
+	switch p {
+	case 2:
+		return "kernel"
+	case 3:
+		return "boot"
+	case 4:
+		return "static"
+	}
+	return fmt.Sprint(p)
 }
 
 func tableName(t int) string {
@@ -161,6 +178,10 @@ func (s *Step) Command() string {
 	case StepMTU:
 		return fmt.Sprintf("ip link set %s mtu %d", s.Link, s.MTU)
 	case StepAddr:
+		// netlink's AddrAdd sets the IPv4 broadcast address below /31; `brd +` does the same.
+		if p, err := netip.ParsePrefix(s.Addr); err == nil && p.Addr().Is4() && p.Bits() < 31 {
+			return fmt.Sprintf("ip addr add %s brd + dev %s", s.Addr, s.Link)
+		}
 		return fmt.Sprintf("ip addr add %s dev %s", s.Addr, s.Link)
 	case StepSysctl:
 		return fmt.Sprintf("sysctl -w %s=%s", s.Key, s.Value)

@@ -85,7 +85,9 @@ func (e *Env) apply(st *Step) error {
 		la := netlink.NewLinkAttrs()
 		la.Name = st.Link
 		la.MTU = st.MTU
-		v := &netlink.Veth{LinkAttrs: la, PeerName: st.Peer, PeerMTU: uint32(st.MTU)}
+		// PeerTxQLen -1 leaves the peer at the kernel default, as `ip link add` does; 0 would
+		// really set a zero-length queue.
+		v := &netlink.Veth{LinkAttrs: la, PeerName: st.Peer, PeerMTU: uint32(st.MTU), PeerTxQLen: -1}
 		if st.MAC != "" {
 			mac, err := net.ParseMAC(st.MAC)
 			if err != nil {

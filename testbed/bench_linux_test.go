@@ -1,0 +1,127 @@
+package testbed
+
+import (
+	"context"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/stretchr/testify/require"
+)
+
+// shellScript turns a plan into the iproute2/sysctl commands that make the same changes
+// (up) and revert them (down, newest first), as a user would type them.
+func shellScript(p *Plan) (up, down string) {
+	var u, d []string
+	for _, st := range p.Steps {
+		u = append(u, st.Command())
+	}
+	for i := len(p.Steps) - 1; i >= 0; i-- {
+		if c := p.Steps[i].UndoCommand(); !strings.HasPrefix(c, "(") {
+			d = append(d, c)
+		}
+	}
+	return "set -e\n" + strings.Join(u, "\n") + "\n", "set -e\n" + strings.Join(d, "\n") + "\n"
+}
+
+func runInNetns(tb testing.TB, ns, script string) {
+	tb.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "sh", "-c", script).CombinedOutput()
+	require.NoError(tb, err, "%s\n%s", script, out)
+}
+
+// TestPlanCommandsAreRealIproute2 runs the commands `plan` prints with iproute2 itself and
+// checks they build the same namespace state as Up, and that the undo commands restore it:
+// the plan output is something a user can copy and paste.
+func TestPlanCommandsAreRealIproute2(t *testing.T) {
+	for _, name := range []string{"same-host", "same-host-sysctl", "seed-fixed"} {
+		t.Run(name, func(t *testing.T) {
+			ns, env, s := labIn(t, name)
+			before := ns.Dump(t)
+			state := t.TempDir()
+			p, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+			require.NoError(t, err)
+			viaRocebed := stripMACs(ns.Dump(t), p)
+			require.NoError(t, Down(context.Background(), state, s.Name))
+
+			// seed-fixed's neighbours say "peer"; resolve them the way Up did.
+			up, down := shellScript(p)
+			runInNetns(t, ns.Name, up)
+			require.Equal(t, viaRocebed, stripMACs(ns.Dump(t), p))
+			runInNetns(t, ns.Name, down)
+			require.Equal(t, before, ns.Dump(t))
+		})
+	}
+}
+
+// stripMACs blanks what the kernel chooses anew for each creation (ifindexes, veth MACs and
+// the IPv6 link-local addresses derived from them) and sorts the neighbour table, whose order is a hash order.
+func stripMACs(dump string, p *Plan) string {
+	var out, neigh []string
+	inNeigh := false
+	for _, l := range strings.Split(dump, "\n") {
+		if i := strings.Index(l, "link/ether "); i >= 0 {
+			l = l[:i] + "link/ether <mac>"
+		}
+		if i := strings.Index(l, "lladdr "); i >= 0 {
+			l = l[:i] + "lladdr <mac>"
+		}
+		if i := strings.Index(l, "inet6 fe80::"); i >= 0 {
+			l = l[:i] + "inet6 fe80::<from mac>"
+		}
+		if i := strings.Index(l, ": "); i > 0 && i < 5 && !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "### ") && strings.Contains(l, "@") {
+			l = "<ifindex>" + l[i:] // ifindexes grow with every creation
+		}
+		if strings.HasPrefix(l, "### ") {
+			sort.Strings(neigh)
+			out, neigh = append(out, neigh...), nil
+			inNeigh = strings.HasPrefix(l, "### ip neigh")
+			out = append(out, l)
+			continue
+		}
+		if inNeigh {
+			neigh = append(neigh, l)
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
+// BenchmarkUpDownVsShell times up+down of the same-host lab (network part) by rocebed and by a
+// shell script running the same steps with ip/sysctl commands, and reports the ratio.
+// Target: ratio <= 0.2. Run with `make bench` (-benchtime 1x: one run each).
+func BenchmarkUpDownVsShell(b *testing.B) {
+	ns := testenv.NewNetNS(b)
+	env, err := OpenEnv(ns.Name)
+	require.NoError(b, err)
+	defer env.Close()
+	s, err := Load("same-host", nil)
+	require.NoError(b, err)
+	state := b.TempDir()
+
+	var rocebed, shell time.Duration
+	var p *Plan
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		p, err = Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+		require.NoError(b, err)
+		require.NoError(b, Down(context.Background(), state, s.Name))
+		rocebed += time.Since(start)
+	}
+	up, down := shellScript(p)
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		runInNetns(b, ns.Name, up)
+		runInNetns(b, ns.Name, down)
+		shell += time.Since(start)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(rocebed.Microseconds())/1000/n, "rocebed-ms/op")
+	b.ReportMetric(float64(shell.Microseconds())/1000/n, "shell-ms/op")
+	b.ReportMetric(float64(rocebed)/float64(shell), "ratio")
+	b.ReportMetric(0, "ns/op")
+}
