@@ -77,7 +77,7 @@ func TestEnumStrings(t *testing.T) {
 		{AToB.String(), "a->b"},
 		{BToA.String(), "b->a"},
 		{Completion{WRID: 3, Status: WCSuccess, Opcode: WCSend, ByteLen: 1024, QPN: 0x11}.String(), "wr 3 send success len=1024 qp=0x11"},
-		{Completion{WRID: 1, Status: WCRetryExcErr, QPN: 0x12, VendorErr: 0x81}.String(), "wr 1 send transport retry counter exceeded len=0 qp=0x12 vendor_err=0x81"},
+		{Completion{WRID: 1, Status: WCRetryExcErr, QPN: 0x12, VendorErr: 0x81}.String(), "wr 1 transport retry counter exceeded qp=0x12 vendor_err=0x81"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

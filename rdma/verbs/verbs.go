@@ -235,13 +235,14 @@ type Completion struct {
 	ImmData   uint32 // host order; valid when Flags has WCFlagWithImm
 }
 
-// String renders a completion for logs: `wr 3 send success len=1024 qp=0x11`.
+// String renders a completion for logs: `wr 3 send success len=1024 qp=0x11`. A failed
+// completion omits the opcode, which is undefined then: `wr 1 transport retry counter
+// exceeded qp=0x11 vendor_err=0x0`.
 func (c Completion) String() string {
-	s := fmt.Sprintf("wr %d %s %s len=%d qp=%#x", c.WRID, c.Opcode, c.Status, c.ByteLen, c.QPN)
 	if c.Status != WCSuccess {
-		s += fmt.Sprintf(" vendor_err=%#x", c.VendorErr)
+		return fmt.Sprintf("wr %d %s qp=%#x vendor_err=%#x", c.WRID, c.Status, c.QPN, c.VendorErr)
 	}
-	return s
+	return fmt.Sprintf("wr %d %s %s len=%d qp=%#x", c.WRID, c.Opcode, c.Status, c.ByteLen, c.QPN)
 }
 
 // node is the lifetime bookkeeping shared by all verbs objects: the C handle (nil once

@@ -14,9 +14,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -83,6 +85,27 @@ func newLab(t *testing.T, opt labOptions) *lab {
 		t.Fatalf("netlink route handle: %v", err)
 	}
 	t.Cleanup(nl.Close)
+	// Registered first, so it runs last: every change must be undone exactly.
+	rules0 := ruleSnapshot(t, nl)
+	t.Cleanup(func() {
+		if got := ruleSnapshot(t, nl); got != rules0 {
+			t.Errorf("IPv4 rules not restored:\nbefore:\n%s\nafter:\n%s", rules0, got)
+		}
+		links, err := nl.LinkList()
+		if err != nil {
+			t.Errorf("ip link show: %v", err)
+		}
+		for _, lk := range links {
+			if strings.HasPrefix(lk.Attrs().Name, tag) {
+				t.Errorf("link %s left behind", lk.Attrs().Name)
+			}
+		}
+		for _, dev := range []string{l.a.rxe, l.b.rxe} {
+			if _, err := os.Stat(filepath.Join("/sys/class/infiniband", dev)); err == nil {
+				t.Errorf("rdma device %s left behind", dev)
+			}
+		}
+	})
 	rd, err := netlink.NewHandle(unix.NETLINK_RDMA)
 	if err != nil {
 		t.Fatalf("netlink rdma handle: %v", err)
@@ -208,6 +231,21 @@ func addPolicyRouting(t *testing.T, nl *netlink.Handle, l *lab) {
 			}
 		})
 	}
+}
+
+// ruleSnapshot renders the IPv4 rules (`ip -4 rule show`) in a comparable form.
+func ruleSnapshot(t *testing.T, nl *netlink.Handle) string {
+	t.Helper()
+	rules, err := nl.RuleList(unix.AF_INET)
+	if err != nil {
+		t.Fatalf("ip -4 rule show: %v", err)
+	}
+	lines := make([]string, 0, len(rules))
+	for _, r := range rules {
+		lines = append(lines, fmt.Sprintf("%d: from %v to %v iif %q lookup %d", r.Priority, r.Src, r.Dst, r.IifName, r.Table))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }
 
 func host(ip net.IP) *net.IPNet { return &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)} }
