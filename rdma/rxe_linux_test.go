@@ -279,6 +279,8 @@ func TestAddDelRXE(t *testing.T) {
 			t.Errorf("ibv_devinfo -d %s: %v: %s", dev, err, out)
 		} else if n, _ := strconv.Atoi(string(m[1])); n != mtu {
 			t.Errorf("ibv_devinfo says active_mtu %d, RXEActiveMTU says %d", n, mtu)
+		} else {
+			t.Logf("active_mtu %d, as ibv_devinfo -d %s says", mtu, dev)
 		}
 	} else {
 		t.Log("no ibv_devinfo: active_mtu not cross-checked")
@@ -313,6 +315,7 @@ func TestAddDelRXE(t *testing.T) {
 	if err := s.WaitActive(ctx, dev, 1); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("port went DOWN with %s down and ACTIVE again with it up", vethA)
 
 	if err := DelRXE(h, dev); err != nil {
 		t.Fatal(err)
