@@ -1,0 +1,158 @@
+package testbed
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rocebed/rocebed/rdma"
+)
+
+// Kernel counter names a Snapshot keeps. They are the ones that tell where a same-host RoCE
+// packet died: in input routing as a martian (rt_cache), in the reverse-path filter (TcpExt),
+// or at a UDP port nobody listens on (Udp).
+const (
+	CounterMartianSrc      = "rt_cache.in_martian_src"    // /proc/net/stat/rt_cache, summed over CPUs
+	CounterRPFilter        = "TcpExt.IPReversePathFilter" // /proc/net/netstat
+	CounterUDPNoPorts      = "Udp.NoPorts"                // /proc/net/snmp
+	CounterUDPInErrors     = "Udp.InErrors"               // /proc/net/snmp
+	CounterIPInAddrErrors  = "Ip.InAddrErrors"            // /proc/net/snmp
+	CounterIPInHdrErrors   = "Ip.InHdrErrors"             // /proc/net/snmp
+	CounterIPInDiscards    = "Ip.InDiscards"              // /proc/net/snmp
+	CounterIPOutNoRoutes   = "Ip.OutNoRoutes"             // /proc/net/snmp
+	CounterARPFilterDrops  = "TcpExt.ArpFilter"           // /proc/net/netstat
+	CounterRXEHWSentPkts   = "sent_pkts"                  // rxe hw_counters
+	CounterRXEHWRcvdPkts   = "rcvd_pkts"                  // rxe hw_counters
+	CounterRXECompRetryErr = "completer_retry_err"        // rxe hw_counters
+)
+
+// LinkCounters are the packet counters of one netdev (`ip -s link show DEV`).
+type LinkCounters struct {
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxDropped uint64 `json:"rx_dropped"`
+	TxDropped uint64 `json:"tx_dropped"`
+	RxErrors  uint64 `json:"rx_errors"`
+	TxErrors  uint64 `json:"tx_errors"`
+}
+
+// Snapshot is the counters that prove where a lab's packets went, read at one moment: each
+// endpoint's RDMA hw_counters, the lab's NICs' and lo's link statistics, and the kernel drop
+// counters of the lab's namespace. Traffic keeps the difference of two snapshots around each
+// batch; diagnosis reads the same type.
+type Snapshot struct {
+	Taken time.Time `json:"taken"`
+	// RDMA maps a device name ("rxe0") to its port-1 hw_counters.
+	RDMA map[string]rdma.Counters `json:"rdma,omitempty"`
+	// Links maps a netdev name ("vA", "lo") to its statistics.
+	Links map[string]LinkCounters `json:"links,omitempty"`
+	// Kernel maps a counter name (CounterMartianSrc, ...) to its value in the lab's namespace.
+	// A NIC in another namespace adds that namespace's counters as "NETNS/NAME".
+	Kernel map[string]uint64 `json:"kernel,omitempty"`
+	// Errors say what could not be read; the snapshot holds everything else.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Delta returns s minus before, counter by counter, as a Snapshot whose Taken is s's. A
+// counter that went down (a device re-created in between) reports its current value rather
+// than a wrapped number. Errors of both snapshots are kept.
+func (s *Snapshot) Delta(before *Snapshot) *Snapshot {
+	if before == nil {
+		before = &Snapshot{}
+	}
+	d := &Snapshot{Taken: s.Taken, RDMA: map[string]rdma.Counters{}, Links: map[string]LinkCounters{}, Kernel: map[string]uint64{}}
+	for dev, c := range s.RDMA {
+		d.RDMA[dev] = c.Delta(before.RDMA[dev])
+	}
+	for name, now := range s.Links {
+		was := before.Links[name]
+		d.Links[name] = LinkCounters{
+			RxPackets: sub(now.RxPackets, was.RxPackets), TxPackets: sub(now.TxPackets, was.TxPackets),
+			RxBytes: sub(now.RxBytes, was.RxBytes), TxBytes: sub(now.TxBytes, was.TxBytes),
+			RxDropped: sub(now.RxDropped, was.RxDropped), TxDropped: sub(now.TxDropped, was.TxDropped),
+			RxErrors: sub(now.RxErrors, was.RxErrors), TxErrors: sub(now.TxErrors, was.TxErrors),
+		}
+	}
+	for name, now := range s.Kernel {
+		d.Kernel[name] = sub(now, before.Kernel[name])
+	}
+	d.Errors = append(append(d.Errors, before.Errors...), s.Errors...)
+	return d
+}
+
+func sub(now, was uint64) uint64 {
+	if now >= was {
+		return now - was
+	}
+	return now
+}
+
+// RDMACounter returns counter name of dev, and whether it was read.
+func (s *Snapshot) RDMACounter(dev, name string) (uint64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	c, ok := s.RDMA[dev]
+	if !ok {
+		return 0, false
+	}
+	v, ok := c[name]
+	return v, ok
+}
+
+// Link returns the counters of netdev name, and whether they were read.
+func (s *Snapshot) Link(name string) (LinkCounters, bool) {
+	if s == nil {
+		return LinkCounters{}, false
+	}
+	l, ok := s.Links[name]
+	return l, ok
+}
+
+// KernelCounter returns a kernel counter, and whether it was read.
+func (s *Snapshot) KernelCounter(name string) (uint64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	v, ok := s.Kernel[name]
+	return v, ok
+}
+
+// String prints the non-zero counters, one group per line: what moved, for humans.
+func (s *Snapshot) String() string {
+	var b strings.Builder
+	for _, dev := range slices.Sorted(maps.Keys(s.RDMA)) {
+		if nz := s.RDMA[dev].NonZero(); len(nz) > 0 {
+			fmt.Fprintf(&b, "%s: %s\n", dev, nz)
+		} else {
+			fmt.Fprintf(&b, "%s: all counters 0\n", dev)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Links)) {
+		l := s.Links[name]
+		fmt.Fprintf(&b, "%s: tx %d rx %d packets", name, l.TxPackets, l.RxPackets)
+		if l.TxDropped+l.RxDropped+l.TxErrors+l.RxErrors > 0 {
+			fmt.Fprintf(&b, ", dropped tx %d rx %d, errors tx %d rx %d", l.TxDropped, l.RxDropped, l.TxErrors, l.RxErrors)
+		}
+		b.WriteByte('\n')
+	}
+	var kern []string
+	for _, name := range slices.Sorted(maps.Keys(s.Kernel)) {
+		if v := s.Kernel[name]; v != 0 {
+			kern = append(kern, fmt.Sprintf("%s=%d", name, v))
+		}
+	}
+	if len(kern) > 0 {
+		fmt.Fprintf(&b, "kernel: %s\n", strings.Join(kern, " "))
+	} else if len(s.Kernel) > 0 {
+		b.WriteString("kernel: drop counters all 0\n")
+	}
+	for _, e := range s.Errors {
+		fmt.Fprintf(&b, "unreadable: %s\n", e)
+	}
+	return b.String()
+}

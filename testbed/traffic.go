@@ -1,0 +1,650 @@
+package testbed
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/rocebed/rocebed/rdma/verbs"
+)
+
+// FailureClass is how a traffic batch went wrong, as observed. Expectations (Failure) are
+// matched against it together with the counters (MatchExpectation).
+type FailureClass string
+
+const (
+	// ClassConnectTimeout: modify-QP-to-RTR (RC) or address-handle creation (UD) failed with
+	// ETIMEDOUT: the RDMA core could not resolve the peer's MAC.
+	ClassConnectTimeout FailureClass = "connect-timeout"
+	// ClassConnectError: the connection failed another way.
+	ClassConnectError FailureClass = "connect-error"
+	// ClassRetryExceeded: the requester got IBV_WC_RETRY_EXC_ERR: no ACK after retry_cnt
+	// retransmissions.
+	ClassRetryExceeded FailureClass = "retry-exceeded"
+	// ClassErrorCompletion: some other completion had a non-success status.
+	ClassErrorCompletion FailureClass = "error-completion"
+	// ClassMissingCompletions: completions were still missing at the deadline, or the receiver
+	// stopped making progress after the sender finished.
+	ClassMissingCompletions FailureClass = "missing-completions"
+	// ClassPayloadMismatch: a receive completed with the wrong length or content.
+	ClassPayloadMismatch FailureClass = "payload-mismatch"
+	// ClassNotOnWire: every completion arrived, but the counters do not show the packets
+	// crossing the cable (the NICs did not move, or lo did).
+	ClassNotOnWire FailureClass = "not-on-wire"
+)
+
+// Roles of the two ends of a batch.
+const (
+	RoleSender   = "sender"
+	RoleReceiver = "receiver"
+)
+
+// CompletionRecord is one polled work completion, as the report keeps it.
+type CompletionRecord struct {
+	Side      string         `json:"side"` // "a" or "b"
+	Role      string         `json:"role"` // RoleSender or RoleReceiver
+	Device    string         `json:"device"`
+	WRID      uint64         `json:"wr_id"`
+	Status    verbs.WCStatus `json:"-"`
+	Opcode    verbs.WCOpcode `json:"-"`
+	ByteLen   uint32         `json:"byte_len"`
+	QPN       uint32         `json:"qp_num"`
+	SrcQP     uint32         `json:"src_qp"`
+	WCFlags   uint32         `json:"wc_flags"`
+	VendorErr uint32         `json:"vendor_err"`
+	// AtMS is when the completion was polled, in ms since the first send was posted.
+	AtMS float64 `json:"at_ms"`
+	// Payload is "ok", or what is wrong with the received data; empty for sends and failures.
+	Payload string `json:"payload,omitempty"`
+}
+
+// MarshalJSON adds the status and opcode by name (and number), so the JSON reads like
+// ibv_poll_cq(3).
+func (c CompletionRecord) MarshalJSON() ([]byte, error) {
+	type plain CompletionRecord
+	return json.Marshal(struct {
+		plain
+		Status     string `json:"status"`
+		StatusCode uint32 `json:"status_code"`
+		StatusText string `json:"status_text"`
+		Opcode     string `json:"opcode"`
+	}{plain(c), c.Status.CName(), uint32(c.Status), c.Status.String(), c.opcodeName()})
+}
+
+// opcodeName is the opcode's C name; ibv_poll_cq(3) defines it only for successful
+// completions, so failures say so instead of a misleading name.
+func (c CompletionRecord) opcodeName() string {
+	if c.Status != verbs.WCSuccess {
+		return "(undefined: status is not success)"
+	}
+	return c.Opcode.CName()
+}
+
+// TrafficEnd is one end of a batch: its device, address and QP, and how long its connect took.
+type TrafficEnd struct {
+	Side     string `json:"side"`
+	Device   string `json:"device"`
+	NIC      string `json:"nic"`
+	Address  string `json:"address"`
+	GIDIndex int    `json:"gid_index"`
+	QPN      uint32 `json:"qp_num,omitempty"`
+	// RTRMS is how long modify-to-RTR took (RC), or address-handle creation (UD sender).
+	RTRMS float64 `json:"rtr_ms,omitempty"`
+}
+
+// BatchResult is one traffic item in one direction: what was done, every completion, the
+// counter deltas, and the verdict.
+type BatchResult struct {
+	Traffic    string    `json:"traffic"`
+	Transport  Transport `json:"transport"`
+	Direction  Direction `json:"direction"` // a->b or b->a
+	Messages   int       `json:"messages"`
+	Size       int       `json:"size"`
+	RC         *RCParams `json:"rc,omitempty"`
+	DeadlineMS int       `json:"deadline_ms"`
+	PathMTU    int       `json:"path_mtu,omitempty"`
+
+	Sender   TrafficEnd `json:"sender"`
+	Receiver TrafficEnd `json:"receiver"`
+
+	// ConnectMS is QP setup through RTS (RC: both sides; UD: address handle included).
+	ConnectMS        float64 `json:"connect_ms"`
+	ConnectError     string  `json:"connect_error,omitempty"`
+	ConnectTimedOut  bool    `json:"connect_timed_out,omitempty"`
+	ConnectFailedEnd string  `json:"connect_failed_side,omitempty"`
+
+	Posted      int                `json:"posted"`
+	Completions []CompletionRecord `json:"completions"`
+	// ElapsedMS runs from the first send to the end of polling.
+	ElapsedMS float64 `json:"elapsed_ms"`
+	// StopReason says why polling ended: "complete", "deadline", "receiver idle", "cancelled".
+	StopReason    string  `json:"stop_reason,omitempty"`
+	MsgPerSec     float64 `json:"msg_per_sec,omitempty"`
+	MeanLatencyUS float64 `json:"mean_latency_us,omitempty"`
+	// Counters are the deltas over the batch.
+	Counters *Snapshot `json:"counters,omitempty"`
+	// Errors are problems that did not decide the verdict (closing verbs objects, counters).
+	Errors []string `json:"errors,omitempty"`
+
+	Class   FailureClass `json:"failure,omitempty"`
+	Pass    bool         `json:"pass"`
+	Verdict string       `json:"verdict"`
+	// ExpectationMet and Expectation say whether the scenario's expectation holds for this
+	// batch, and why.
+	ExpectationMet bool   `json:"expectation_met"`
+	Expectation    string `json:"expectation"`
+}
+
+// Name is "traffic direction", the JUnit test case name.
+func (b *BatchResult) Name() string { return fmt.Sprintf("%s %s", b.Traffic, b.Direction) }
+
+// TrafficReport is the outcome of a lab's traffic.
+type TrafficReport struct {
+	Lab        string         `json:"lab"`
+	File       string         `json:"file,omitempty"`
+	Expect     Expect         `json:"expect"`
+	Started    time.Time      `json:"started"`
+	DurationMS float64        `json:"duration_ms"`
+	Batches    []*BatchResult `json:"batches"`
+	// Pass is true when every batch passed (traffic worked).
+	Pass bool `json:"pass"`
+	// ExpectationMet is true when every batch met the scenario's expectation.
+	ExpectationMet bool   `json:"expectation_met"`
+	Verdict        string `json:"verdict"`
+}
+
+// Finish judges every batch and the report as a whole. RunTraffic calls it; tests call it on
+// constructed results.
+func (r *TrafficReport) Finish() {
+	r.Pass, r.ExpectationMet = true, true
+	var failed []string
+	for _, b := range r.Batches {
+		b.Judge()
+		b.ExpectationMet, b.Expectation = MatchExpectation(b, r.Expect)
+		r.Pass = r.Pass && b.Pass
+		if !b.ExpectationMet {
+			r.ExpectationMet = false
+			failed = append(failed, b.Name())
+		}
+	}
+	want := string(r.Expect.Result)
+	if r.Expect.Result == ResultFail {
+		want = "fail with " + string(r.Expect.Failure)
+	}
+	switch {
+	case len(r.Batches) == 0:
+		r.ExpectationMet = false
+		r.Verdict = "no traffic ran: the scenario declares none"
+	case r.ExpectationMet:
+		r.Verdict = fmt.Sprintf("expectation held (%s) in %d of %d batches", want, len(r.Batches), len(r.Batches))
+	default:
+		r.Verdict = fmt.Sprintf("expectation (%s) did not hold in %s", want, strings.Join(failed, ", "))
+	}
+}
+
+// Judge sets Class, Pass and Verdict from what the batch recorded: the connect outcome, every
+// completion and the counter deltas. Pass needs, on the receiver, one successful IBV_WC_RECV
+// of the right length with an intact payload per message; on the sender, one successful
+// IBV_WC_SEND per message; and counters showing the packets crossed the cable.
+func (b *BatchResult) Judge() {
+	b.Class, b.Pass = "", false
+	if b.ConnectError != "" {
+		b.Class = ClassConnectError
+		if b.ConnectTimedOut {
+			b.Class = ClassConnectTimeout
+		}
+		b.Verdict = fmt.Sprintf("connect failed after %s: %s; %s", fmtMS(b.ConnectMS), b.ConnectError, b.evidence(false))
+		return
+	}
+	t := b.tally()
+	switch {
+	case t.retryExc != nil:
+		b.Class = ClassRetryExceeded
+		b.Verdict = fmt.Sprintf("requester %s got %s (%s) %s after the first send; responder %s: %s; %s",
+			b.Sender.Device, t.retryExc.Status.CName(), t.retryExc.Status, fmtMS(t.retryExc.AtMS),
+			b.Receiver.Device, t.recvSummary(), b.evidence(true))
+	case t.firstErr != nil:
+		b.Class = ClassErrorCompletion
+		e := t.firstErr
+		b.Verdict = fmt.Sprintf("%s %s got %s (%s, vendor_err %#x) on wr %d %s after the first send; %d/%d sends ok, %d/%d receives ok; %s",
+			e.Role, e.Device, e.Status.CName(), e.Status, e.VendorErr, e.WRID, fmtMS(e.AtMS),
+			t.sendOK, b.Messages, t.recvOK, b.Messages, b.evidence(true))
+	case t.badPayload != nil:
+		b.Class = ClassPayloadMismatch
+		b.Verdict = fmt.Sprintf("%d of %d receives on %s carried wrong data; first: wr %d: %s",
+			t.badCount, t.recvTotal, b.Receiver.Device, t.badPayload.WRID, t.badPayload.Payload)
+	case t.sendOK < b.Messages || t.recvOK < b.Messages:
+		b.Class = ClassMissingCompletions
+		why := b.StopReason
+		if why == "" {
+			why = "polling stopped"
+		}
+		b.Verdict = fmt.Sprintf("%s after %s: %s got %d of %d IBV_WC_SEND, %s got %d of %d IBV_WC_RECV; %s",
+			why, fmtMS(b.ElapsedMS), b.Sender.Device, t.sendOK, b.Messages, b.Receiver.Device, t.recvOK, b.Messages, b.evidence(true))
+	default:
+		if ok, what := b.onWire(t.sendOK); !ok {
+			b.Class = ClassNotOnWire
+			b.Verdict = fmt.Sprintf("all %d messages completed, but the packets did not provably cross the cable: %s", b.Messages, what)
+			return
+		}
+		b.Pass = true
+		rate := ""
+		if b.MsgPerSec > 0 {
+			rate = fmt.Sprintf(", %.0f msg/s", b.MsgPerSec)
+		}
+		if b.MeanLatencyUS > 0 {
+			rate += fmt.Sprintf(", mean send latency %.0f µs", b.MeanLatencyUS)
+		}
+		b.Verdict = fmt.Sprintf("%d × %d B %s → %s: %d IBV_WC_SEND + %d IBV_WC_RECV ok, payloads intact, in %s%s; connect %s; %s",
+			b.Messages, b.Size, b.Sender.Device, b.Receiver.Device, t.sendOK, t.recvOK, fmtMS(t.lastAt), rate, fmtMS(b.ConnectMS), b.evidence(true))
+	}
+}
+
+// tally counts a batch's completions by side and outcome.
+type tally struct {
+	sendOK, recvOK, recvTotal, badCount int
+	retryExc, firstErr, badPayload      *CompletionRecord
+	lastAt                              float64
+}
+
+func (t tally) recvSummary() string {
+	if t.recvTotal == 0 {
+		return "no completion"
+	}
+	return fmt.Sprintf("%d completions, %d ok", t.recvTotal, t.recvOK)
+}
+
+func (b *BatchResult) tally() tally {
+	var t tally
+	wantLen := uint32(b.Size)
+	if b.Transport == TransportUD {
+		wantLen += verbs.GRHLen
+	}
+	for i := range b.Completions {
+		c := &b.Completions[i]
+		t.lastAt = max(t.lastAt, c.AtMS)
+		if c.Role == RoleReceiver {
+			t.recvTotal++
+		}
+		if c.Status != verbs.WCSuccess {
+			if c.Status == verbs.WCRetryExcErr && c.Role == RoleSender && t.retryExc == nil {
+				t.retryExc = c
+			}
+			// A flush follows the first real error; the first real error is the story.
+			if t.firstErr == nil || (t.firstErr.Status == verbs.WCWRFlushErr && c.Status != verbs.WCWRFlushErr) {
+				t.firstErr = c
+			}
+			continue
+		}
+		switch c.Role {
+		case RoleSender:
+			if c.Opcode == verbs.WCSend {
+				t.sendOK++
+			}
+		case RoleReceiver:
+			bad := ""
+			switch {
+			case c.Opcode != verbs.WCRecv:
+				bad = fmt.Sprintf("opcode %s, want IBV_WC_RECV", c.Opcode.CName())
+			case c.ByteLen != wantLen:
+				bad = fmt.Sprintf("byte_len %d, want %d", c.ByteLen, wantLen)
+			case c.Payload != "ok":
+				bad = c.Payload
+				if bad == "" {
+					bad = "payload not checked"
+				}
+			}
+			if bad != "" {
+				t.badCount++
+				if t.badPayload == nil {
+					cp := *c
+					cp.Payload = bad
+					t.badPayload = &cp
+				}
+				continue
+			}
+			t.recvOK++
+		}
+	}
+	return t
+}
+
+// onWire checks that n messages crossed the cable: the sender's RDMA device sent and the
+// receiver's received at least n packets, the sender's NIC transmitted and the receiver's NIC
+// received at least n, RC ACKs came back, and lo carried fewer than n. It returns what moved.
+func (b *BatchResult) onWire(n int) (bool, string) {
+	c := b.Counters
+	if c == nil {
+		return false, "no counters were read"
+	}
+	var missing []string
+	need := func(what string, v uint64, ok bool, min uint64) {
+		switch {
+		case !ok:
+			missing = append(missing, what+" unreadable")
+		case v < min:
+			missing = append(missing, fmt.Sprintf("%s +%d < %d", what, v, min))
+		}
+	}
+	un := uint64(n)
+	v, ok := c.RDMACounter(b.Sender.Device, CounterRXEHWSentPkts)
+	need(b.Sender.Device+" sent_pkts", v, ok, un)
+	v, ok = c.RDMACounter(b.Receiver.Device, CounterRXEHWRcvdPkts)
+	need(b.Receiver.Device+" rcvd_pkts", v, ok, un)
+	if b.Transport == TransportRC {
+		v, ok = c.RDMACounter(b.Receiver.Device, CounterRXEHWSentPkts)
+		need(b.Receiver.Device+" sent_pkts (ACKs)", v, ok, 1)
+		v, ok = c.RDMACounter(b.Sender.Device, CounterRXEHWRcvdPkts)
+		need(b.Sender.Device+" rcvd_pkts (ACKs)", v, ok, 1)
+	}
+	l, ok := c.Link(b.Sender.NIC)
+	need(b.Sender.NIC+" tx_packets", l.TxPackets, ok, un)
+	l, ok = c.Link(b.Receiver.NIC)
+	need(b.Receiver.NIC+" rx_packets", l.RxPackets, ok, un)
+	if lo, ok := c.Link("lo"); !ok {
+		missing = append(missing, "lo unreadable")
+	} else if lo.TxPackets >= un || lo.RxPackets >= un {
+		missing = append(missing, fmt.Sprintf("lo moved by tx +%d rx +%d (≥ %d: the packets may have looped back)", lo.TxPackets, lo.RxPackets, n))
+	}
+	if len(missing) > 0 {
+		return false, strings.Join(missing, "; ") + " (" + b.evidence(true) + ")"
+	}
+	return true, ""
+}
+
+// evidence lists what moved: both devices' packets, the NICs, lo and the martian counter.
+func (b *BatchResult) evidence(withLinks bool) string {
+	c := b.Counters
+	if c == nil {
+		return "no counters"
+	}
+	var parts []string
+	for _, dev := range []string{b.Sender.Device, b.Receiver.Device} {
+		sent, ok1 := c.RDMACounter(dev, CounterRXEHWSentPkts)
+		rcvd, ok2 := c.RDMACounter(dev, CounterRXEHWRcvdPkts)
+		if ok1 || ok2 {
+			s := fmt.Sprintf("%s sent_pkts +%d rcvd_pkts +%d", dev, sent, rcvd)
+			if r, ok := c.RDMACounter(dev, CounterRXECompRetryErr); ok && r > 0 {
+				s += fmt.Sprintf(" completer_retry_err +%d", r)
+			}
+			parts = append(parts, s)
+		}
+	}
+	if withLinks {
+		for _, nic := range []string{b.Sender.NIC, b.Receiver.NIC, "lo"} {
+			if l, ok := c.Link(nic); ok {
+				parts = append(parts, fmt.Sprintf("%s tx +%d rx +%d", nic, l.TxPackets, l.RxPackets))
+			}
+		}
+	}
+	if m, ok := c.KernelCounter(CounterMartianSrc); ok {
+		parts = append(parts, fmt.Sprintf("in_martian_src +%d", m))
+	}
+	for _, k := range []string{CounterRPFilter, CounterUDPNoPorts} {
+		if v, ok := c.KernelCounter(k); ok && v > 0 {
+			parts = append(parts, fmt.Sprintf("%s +%d", k, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// MatchExpectation says whether batch b meets the scenario's expectation, and why. A pass
+// expectation needs the batch to pass; a failure expectation needs the named failure to have
+// happened, proven by the class and the counters:
+//
+//   - neighbor-martian: connect-timeout, in_martian_src moved, and no RoCE packet was sent;
+//   - martian-source: retry-exceeded, no completion on the responder, and in_martian_src moved
+//     by at least the packets the requester sent;
+//   - retry-exceeded: retry-exceeded;
+//   - rp-filter: the connection or the traffic failed and TcpExt.IPReversePathFilter moved;
+//   - no-listener: retry-exceeded or missing completions, and Udp.NoPorts moved (in any of the
+//     lab's namespaces).
+func MatchExpectation(b *BatchResult, e Expect) (bool, string) {
+	if e.Result != ResultFail {
+		if b.Pass {
+			return true, "passed as expected"
+		}
+		return false, fmt.Sprintf("expected pass, got %s", b.Class)
+	}
+	if b.Pass {
+		return false, fmt.Sprintf("expected failure %s, but the traffic passed", e.Failure)
+	}
+	c := b.Counters
+	martian, mok := c.KernelCounter(CounterMartianSrc)
+	sentS, sok := c.RDMACounter(b.Sender.Device, CounterRXEHWSentPkts)
+	sentR, rok := c.RDMACounter(b.Receiver.Device, CounterRXEHWSentPkts)
+	got := fmt.Sprintf("got %s", b.Class)
+	switch e.Failure {
+	case FailureNeighborMartian:
+		switch {
+		case b.Class != ClassConnectTimeout:
+			return false, "expected neighbor-martian (connect-timeout with martian drops), " + got
+		case !mok || martian == 0:
+			return false, "connect timed out, but in_martian_src did not move: the neighbour failed for another reason"
+		case !sok || !rok || sentS != 0 || sentR != 0:
+			return false, fmt.Sprintf("connect timed out, but RoCE packets were sent (%s +%d, %s +%d)", b.Sender.Device, sentS, b.Receiver.Device, sentR)
+		}
+		return true, fmt.Sprintf("neighbor-martian: connect timed out, in_martian_src +%d, no RoCE packet sent", martian)
+	case FailureMartianSource:
+		recv := 0
+		for _, c := range b.Completions {
+			if c.Role == RoleReceiver {
+				recv++
+			}
+		}
+		switch {
+		case b.Class != ClassRetryExceeded:
+			return false, "expected martian-source (retry-exceeded with martian drops), " + got
+		case recv > 0:
+			return false, fmt.Sprintf("retry exceeded, but the responder has %d completions", recv)
+		case !sok || sentS == 0:
+			return false, "retry exceeded, but the requester's sent_pkts did not move"
+		case !mok || martian < sentS:
+			return false, fmt.Sprintf("retry exceeded, but in_martian_src +%d < %d packets sent: the packets died elsewhere", martian, sentS)
+		}
+		return true, fmt.Sprintf("martian-source: retry exceeded, no responder completion, in_martian_src +%d ≥ %d packets sent", martian, sentS)
+	case FailureRetryExceeded:
+		if b.Class != ClassRetryExceeded {
+			return false, "expected retry-exceeded, " + got
+		}
+		return true, "retry-exceeded: the requester got IBV_WC_RETRY_EXC_ERR"
+	case FailureRPFilter:
+		v, ok := c.KernelCounter(CounterRPFilter)
+		switch {
+		case b.Class != ClassConnectTimeout && b.Class != ClassRetryExceeded && b.Class != ClassMissingCompletions:
+			return false, "expected rp-filter, " + got
+		case !ok || v == 0:
+			return false, fmt.Sprintf("%s, but %s did not move", b.Class, CounterRPFilter)
+		}
+		return true, fmt.Sprintf("rp-filter: %s with %s +%d", b.Class, CounterRPFilter, v)
+	case FailureNoListener:
+		var noPorts uint64
+		if c != nil {
+			for k, v := range c.Kernel {
+				if k == CounterUDPNoPorts || strings.HasSuffix(k, "/"+CounterUDPNoPorts) {
+					noPorts += v
+				}
+			}
+		}
+		switch {
+		case b.Class != ClassRetryExceeded && b.Class != ClassMissingCompletions:
+			return false, "expected no-listener, " + got
+		case noPorts == 0:
+			return false, fmt.Sprintf("%s, but Udp.NoPorts did not move", b.Class)
+		}
+		return true, fmt.Sprintf("no-listener: %s with Udp.NoPorts +%d", b.Class, noPorts)
+	}
+	return false, fmt.Sprintf("failure %q cannot be matched: rocebed knows %v", e.Failure, KnownFailures)
+}
+
+// fmtMS prints a duration in ms as "58.1 ms" or "1.02 s".
+func fmtMS(ms float64) string {
+	if ms >= 1000 {
+		return fmt.Sprintf("%.2f s", ms/1000)
+	}
+	return fmt.Sprintf("%.1f ms", ms)
+}
+
+// WriteText prints the report for humans: one block per batch, then the verdict.
+func (r *TrafficReport) WriteText(w io.Writer) error {
+	var b strings.Builder
+	want := string(r.Expect.Result)
+	if r.Expect.Result == ResultFail {
+		want += " (" + string(r.Expect.Failure) + ")"
+	}
+	fmt.Fprintf(&b, "lab %s", r.Lab)
+	if r.File != "" {
+		fmt.Fprintf(&b, " (%s)", r.File)
+	}
+	fmt.Fprintf(&b, ": expect %s\n", want)
+	for _, x := range r.Batches {
+		mark := "ok  "
+		if !x.ExpectationMet {
+			mark = "FAIL"
+		}
+		outcome := "pass"
+		if !x.Pass {
+			outcome = string(x.Class)
+		}
+		fmt.Fprintf(&b, "%s %s: %s %s(%s %s) → %s(%s %s), %d × %d B: %s\n", mark, x.Name(), x.Transport,
+			x.Sender.Device, x.Sender.NIC, x.Sender.Address, x.Receiver.Device, x.Receiver.NIC, x.Receiver.Address,
+			x.Messages, x.Size, outcome)
+		fmt.Fprintf(&b, "     %s\n", x.Verdict)
+		conn := fmt.Sprintf("connect %s", fmtMS(x.ConnectMS))
+		if x.Transport == TransportRC {
+			conn += fmt.Sprintf(" (RTR %s %s, %s %s)", x.Sender.Device, fmtMS(x.Sender.RTRMS), x.Receiver.Device, fmtMS(x.Receiver.RTRMS))
+		} else if x.Sender.RTRMS > 0 {
+			conn += fmt.Sprintf(" (address handle %s)", fmtMS(x.Sender.RTRMS))
+		}
+		if x.PathMTU > 0 {
+			conn += fmt.Sprintf(", path MTU %d", x.PathMTU)
+		}
+		if x.RC != nil && x.RC.Timeout != nil && x.RC.RetryCount != nil {
+			conn += fmt.Sprintf(", timeout %d retry_cnt %d", *x.RC.Timeout, *x.RC.RetryCount)
+		}
+		fmt.Fprintf(&b, "     %s; %d completions recorded\n", conn, len(x.Completions))
+		fmt.Fprintf(&b, "     expectation: %s\n", x.Expectation)
+		for _, e := range x.Errors {
+			fmt.Fprintf(&b, "     note: %s\n", e)
+		}
+	}
+	res := "EXPECTATION HELD"
+	if !r.ExpectationMet {
+		res = "EXPECTATION FAILED"
+	}
+	fmt.Fprintf(&b, "%s: %s (%s)\n", res, r.Verdict, fmtMS(r.DurationMS))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteJSON writes the report, every completion included, as indented JSON.
+func (r *TrafficReport) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// JUnit XML, the subset every CI reader accepts: testsuites > testsuite > testcase > failure.
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name       string          `xml:"name,attr"`
+	Tests      int             `xml:"tests,attr"`
+	Failures   int             `xml:"failures,attr"`
+	Errors     int             `xml:"errors,attr"`
+	Skipped    int             `xml:"skipped,attr"`
+	Time       string          `xml:"time,attr"`
+	Timestamp  string          `xml:"timestamp,attr,omitempty"`
+	Properties []junitProperty `xml:"properties>property,omitempty"`
+	Cases      []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitFailure `xml:"failure,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",chardata"`
+}
+
+func junitSeconds(ms float64) string { return fmt.Sprintf("%.3f", ms/1000) }
+
+// WriteJUnit writes the report as JUnit XML: one testsuite for the scenario, one testcase per
+// batch and direction, failed when the batch did not meet the expectation.
+func (r *TrafficReport) WriteJUnit(w io.Writer) error { return WriteJUnit(w, r) }
+
+// WriteJUnit writes reports as one JUnit document, one testsuite per scenario.
+func WriteJUnit(w io.Writer, reports ...*TrafficReport) error {
+	doc := junitSuites{Name: "rocebed"}
+	var total float64
+	for _, r := range reports {
+		s := junitSuite{Name: r.Lab, Time: junitSeconds(r.DurationMS)}
+		if !r.Started.IsZero() {
+			s.Timestamp = r.Started.UTC().Format("2006-01-02T15:04:05")
+		}
+		s.Properties = []junitProperty{{"file", r.File}, {"expect.result", string(r.Expect.Result)}}
+		if r.Expect.Failure != "" {
+			s.Properties = append(s.Properties, junitProperty{"expect.failure", string(r.Expect.Failure)})
+		}
+		for _, b := range r.Batches {
+			c := junitCase{Name: b.Name(), Classname: "rocebed." + r.Lab, Time: junitSeconds(b.ConnectMS + b.ElapsedMS)}
+			out := b.Verdict + "\n"
+			if b.Counters != nil {
+				out += b.Counters.String()
+			}
+			c.SystemOut = out
+			if !b.ExpectationMet {
+				typ := string(b.Class)
+				if typ == "" {
+					typ = "pass"
+				}
+				c.Failure = &junitFailure{Message: b.Expectation, Type: typ, Text: b.Verdict}
+				s.Failures++
+			}
+			s.Cases = append(s.Cases, c)
+			s.Tests++
+		}
+		if len(r.Batches) == 0 {
+			s.Cases = append(s.Cases, junitCase{Name: "traffic", Classname: "rocebed." + r.Lab, Time: "0.000",
+				Failure: &junitFailure{Message: r.Verdict, Type: "no-traffic", Text: r.Verdict}})
+			s.Tests, s.Failures = 1, 1
+		}
+		doc.Tests += s.Tests
+		doc.Failures += s.Failures
+		total += r.DurationMS
+		doc.Suites = append(doc.Suites, s)
+	}
+	doc.Time = junitSeconds(total)
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return err
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}
