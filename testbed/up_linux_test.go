@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
 )
 
 // labIn loads a shipped scenario and opens an Env on a fresh throwaway namespace that plays the
@@ -210,4 +214,111 @@ func mustParse(t *testing.T, text string) *Scenario {
 	s, err := Parse("inline.yaml", []byte(text), nil)
 	require.NoError(t, err)
 	return s
+}
+
+// existingPair creates a veth pair eth1/eth2 in the test namespace that a scenario can name as
+// existing NICs, with one address already on eth1. Both have been up once, like a host's NICs:
+// the first `up` of a link attaches its default qdisc (noop → noqueue), which the kernel keeps
+// after `down`, so a never-up link cannot be restored byte-for-byte (see README, known limits).
+func existingPair(t *testing.T, ns *testenv.NetNS) {
+	t.Helper()
+	la := netlink.NewLinkAttrs()
+	la.Name = "eth1"
+	require.NoError(t, ns.NL.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "eth2", PeerTxQLen: -1}))
+	for _, name := range []string{"eth1", "eth2"} {
+		l, err := ns.NL.LinkByName(name)
+		require.NoError(t, err)
+		require.NoError(t, ns.NL.LinkSetUp(l))
+		require.NoError(t, ns.NL.LinkSetDown(l))
+	}
+	l, err := ns.NL.LinkByName("eth1")
+	require.NoError(t, err)
+	a, err := netlink.ParseAddr("10.10.0.1/24")
+	require.NoError(t, err)
+	require.NoError(t, ns.NL.AddrAdd(l, a))
+}
+
+const existingScenario = `version: 1
+name: existing
+nics:
+  - {name: eth1, kind: existing, mtu: 4000, addresses: [10.10.0.1/24]}
+  - {name: eth2, kind: existing, mtu: 4000, addresses: [10.10.0.2/24, "fd00::2/64"]}
+endpoints:
+  a: {nic: eth1, rxe: rxe0}
+  b: {nic: eth2, rxe: rxe1}
+fixes:
+  - name: policy-routing
+    policy_routing: {}
+  - name: arp
+    arp: [{nic: eth1, ignore: 1, announce: 2}]
+expect: {result: pass}
+`
+
+// TestExistingNICsRestored: on NICs the host already has, rocebed changes only what the
+// scenario declares (MTU, missing addresses, up) and puts back exactly what was there — the
+// address that was already present stays, the old MTU and the down state come back.
+func TestExistingNICsRestored(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	existingPair(t, ns)
+	env, err := OpenEnv(ns.Name)
+	require.NoError(t, err)
+	defer env.Close()
+	s := mustParse(t, existingScenario)
+	before := ns.Dump(t)
+	state := t.TempDir()
+	p, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+	require.NoError(t, err)
+	for _, st := range p.Steps {
+		assert.False(t, st.Kind == StepAddr && st.Addr == "10.10.0.1/24", "planned to add an address that was already there")
+		assert.NotEqual(t, StepVeth, st.Kind, "created a link for an existing NIC")
+	}
+	l, err := ns.NL.LinkByName("eth2")
+	require.NoError(t, err)
+	assert.Equal(t, 4000, l.Attrs().MTU)
+	require.NoError(t, Down(context.Background(), state, s.Name))
+	assert.Equal(t, before, ns.Dump(t))
+	_, err = ns.NL.LinkByName("eth1")
+	require.NoError(t, err, "down removed an existing NIC")
+}
+
+// TestDefaultRouteNICRefused: an existing NIC that carries the default route is refused unless
+// the scenario says allow_default_route, and the refusal names file, line and field.
+func TestDefaultRouteNICRefused(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	existingPair(t, ns)
+	// Both NICs up and cabled, as on a host whose eth1 carries the default route; let
+	// addrconf add their link-local addresses before taking the "before" picture.
+	for _, name := range []string{"eth2", "eth1"} {
+		l, err := ns.NL.LinkByName(name)
+		require.NoError(t, err)
+		require.NoError(t, ns.NL.LinkSetUp(l))
+	}
+	for _, name := range []string{"eth2", "eth1"} {
+		l, err := ns.NL.LinkByName(name)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			addrs, _ := ns.NL.AddrList(l, netlink.FAMILY_V6)
+			return len(addrs) > 0
+		}, 5*time.Second, 10*time.Millisecond, "no link-local address on %s", name)
+	}
+	l, err := ns.NL.LinkByName("eth1")
+	require.NoError(t, err)
+	require.NoError(t, ns.NL.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("10.10.0.254")}))
+	env, err := OpenEnv(ns.Name)
+	require.NoError(t, err)
+	defer env.Close()
+	before := ns.Dump(t)
+	_, err = Up(context.Background(), env, mustParse(t, existingScenario), UpOptions{StateDir: t.TempDir(), SkipRDMA: true})
+	require.Error(t, err)
+	assert.True(t, IsScenarioError(err))
+	assert.Contains(t, err.Error(), "inline.yaml:4:")
+	assert.Contains(t, err.Error(), "nics[0].name: interface eth1 carries this host's default route")
+	assert.Equal(t, before, ns.Dump(t))
+
+	allowed := strings.Replace(existingScenario, "{name: eth1, kind: existing,", "{name: eth1, kind: existing, allow_default_route: true,", 1)
+	state := t.TempDir()
+	_, err = Up(context.Background(), env, mustParse(t, allowed), UpOptions{StateDir: state, SkipRDMA: true})
+	require.NoError(t, err)
+	require.NoError(t, Down(context.Background(), state, "existing"))
+	assert.Equal(t, before, ns.Dump(t))
 }
