@@ -53,6 +53,21 @@ bench: ## benchmarks and reports
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./testbed/
 
 # ---- VM tier (see vm/) ----
+# Real-kernel tests run in a QEMU guest booted with Debian's own kernel (it has rdma_rxe): one
+# boot runs every package below with ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1.
+VM_TEST_PKGS ?= ./rdma/... ./testbed/ ./vm/guesttest
+VM_TIMEOUT   ?= 15m
+VM_ROCEBED   ?= $(GO) run ./cmd/rocebed
+
+.PHONY: vm-prepare
+vm-prepare: ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
+	$(VM_ROCEBED) vm prepare
+
 .PHONY: test-vm
-test-vm: ## real-kernel tests in a QEMU guest with rdma_rxe
-	@echo "test-vm: not yet wired"; exit 1
+test-vm: vm-prepare ## real-kernel tests in a QEMU guest with rdma_rxe, then the harness's own tests
+	$(VM_ROCEBED) vm test --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
+	ROCEBED_VM_TESTS=1 $(GO) test -count=1 -v -run '^TestHarness' ./vm/
+
+.PHONY: bench-vm
+bench-vm: vm-prepare ## guest boot-to-first-command and whole `vm exec -- true` times
+	ROCEBED_VM_TESTS=1 $(GO) test -run '^$$' -bench BenchmarkExecTrue -benchtime 3x -count 1 ./vm/
