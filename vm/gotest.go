@@ -56,7 +56,7 @@ func CompileTests(ctx context.Context, goTool string, patterns []string, dir str
 				continue
 			}
 			if f[4] != "" {
-				if strings.Contains(f[4], "matched no packages") || strings.Contains(f[4], "no Go files") || strings.Contains(f[4], "cannot find") || strings.Contains(f[4], "directory not found") {
+				if strings.Contains(f[4], "matched no packages") || strings.Contains(f[4], "no Go files") || strings.Contains(f[4], "cannot find") || strings.Contains(f[4], "directory not found") || strings.Contains(f[4], "no such file or directory") {
 					continue
 				}
 				return nil, fmt.Errorf("package %s: %s", f[0], f[4])

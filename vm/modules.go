@@ -19,6 +19,8 @@ type ModuleSpec struct {
 // DefaultModules is what a guest needs for rocebed: rdma_rxe and its user-space interfaces, the
 // link types scenarios use, and virtio 9p for the shares. crc32 comes first because rxe allocates
 // the crc32 shash when it registers a device ("failed to init crc32 algorithm" otherwise).
+// xfrm_user and nfnetlink are there because netlink.NewHandleAt(ns) opens NETLINK_XFRM and
+// NETLINK_NETFILTER sockets by default and fails with "protocol not supported" without them.
 var DefaultModules = []ModuleSpec{
 	{Name: "crc32_generic"},
 	{Name: "crc32_pclmul"},
@@ -30,6 +32,9 @@ var DefaultModules = []ModuleSpec{
 	{Name: "rdma_ucm", Required: true},
 	{Name: "veth", Required: true},
 	{Name: "macvlan"},
+	{Name: "dummy"},
+	{Name: "xfrm_user"},
+	{Name: "nfnetlink"},
 	{Name: "overlay"},
 }
 

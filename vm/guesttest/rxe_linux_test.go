@@ -60,7 +60,7 @@ func TestRXEInGuest(t *testing.T) {
 	runtime.UnlockOSThread()
 	t.Cleanup(func() { ns.Close(); _ = netns.DeleteNamed(nsName) })
 
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatalf("netlink handle in %s: %v", nsName, err)
 	}

@@ -1,0 +1,169 @@
+package vm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The harness tests boot QEMU guests (about 5 s each under TCG), one at a time. They run under
+// `make test-vm` (ROCEBED_VM_TESTS=1) and wherever ROCEBED_REQUIRE_RXE=1, where they prepare
+// the image if needed and never skip.
+
+var (
+	imageOnce sync.Once
+	image     *Image
+	imageErr  error
+)
+
+// requireVM returns a prepared image, or skips when VM tests were not asked for.
+func requireVM(tb testing.TB) *Image {
+	tb.Helper()
+	if os.Getenv("ROCEBED_VM_TESTS") != "1" && os.Getenv("ROCEBED_REQUIRE_RXE") != "1" {
+		tb.Skip("boots QEMU guests with Debian's kernel: run `make test-vm` (or set ROCEBED_VM_TESTS=1 after `rocebed vm prepare`)")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		tb.Fatal("qemu-system-x86_64 not in PATH: apt-get install qemu-system-x86")
+	}
+	imageOnce.Do(func() {
+		var log bytes.Buffer
+		r, err := Prepare(context.Background(), PrepareOptions{Log: &log})
+		if err != nil {
+			imageErr = err
+			return
+		}
+		image = r.Image
+	})
+	if imageErr != nil {
+		tb.Fatalf("vm prepare: %v", imageErr)
+	}
+	return image
+}
+
+// requireGone checks that the QEMU process no longer exists.
+func requireGone(t *testing.T, pid int) {
+	t.Helper()
+	if pid <= 0 {
+		t.Fatal("no QEMU pid recorded")
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("QEMU pid %d still exists after Exec returned (kill 0: %v)", pid, err)
+	}
+}
+
+func TestHarnessExitStatusAndStreams(t *testing.T) {
+	img := requireVM(t)
+	var stdout, stderr, log bytes.Buffer
+	res, err := Exec(context.Background(), ExecOptions{
+		Image: img, Timeout: 2 * time.Minute, Stdout: &stdout, Stderr: &stderr, Log: &log,
+		Env:  []string{"ROCEBED_PROBE=x y"},
+		Argv: []string{"sh", "-c", `echo "out $ROCEBED_PROBE"; echo err >&2; test -d /sys/module/rdma_rxe || exit 99; exit 7`},
+	})
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	if res.ExitCode != 7 {
+		t.Errorf("exit code %d, want 7 (99: rdma_rxe not loaded in the guest)", res.ExitCode)
+	}
+	if stdout.String() != "out x y\n" || stderr.String() != "err\n" {
+		t.Errorf("stdout %q stderr %q, want \"out x y\\n\" and \"err\\n\"", stdout.String(), stderr.String())
+	}
+	if res.Boot <= 0 || res.Total < res.Boot {
+		t.Errorf("boot %v total %v", res.Boot, res.Total)
+	}
+	if !strings.Contains(log.String(), "accelerator "+res.Accel) {
+		t.Errorf("log does not name the accelerator: %q", log.String())
+	}
+	requireGone(t, res.QEMUPid)
+}
+
+func TestHarnessGoTestFailureIsReported(t *testing.T) {
+	img := requireVM(t)
+	var stdout bytes.Buffer
+	res, err := Test(context.Background(), TestOptions{
+		Packages: []string{"./testdata/failing"},
+		Exec:     ExecOptions{Image: img, Timeout: 3 * time.Minute, Stdout: &stdout, Stderr: &stdout},
+	})
+	if err != nil {
+		t.Fatalf("Test: %v\n%s", err, stdout.String())
+	}
+	out := stdout.String()
+	if res.ExitCode == 0 {
+		t.Errorf("a failing guest test gave exit code 0:\n%s", out)
+	}
+	for _, want := range []string{"--- PASS: TestPasses", "--- FAIL: TestFailsOnPurpose", "deliberate failure", "FAIL\tgithub.com/rocebed/rocebed/vm/testdata/failing\t"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestHarnessGuestTimeout(t *testing.T) {
+	img := requireVM(t)
+	res, err := Exec(context.Background(), ExecOptions{Image: img, Timeout: 3 * time.Second, Argv: []string{"sleep", "600"}})
+	var ge *GuestError
+	if !errors.As(err, &ge) || ge.Code != ExitTimeout || !strings.Contains(ge.Cause, "--timeout") {
+		t.Fatalf("want a guest timeout (%d), got %v", ExitTimeout, err)
+	}
+	if code, ok := ExitStatus(res, err); !ok || code != ExitTimeout {
+		t.Errorf("ExitStatus = %d, %v", code, ok)
+	}
+	requireGone(t, res.QEMUPid)
+}
+
+func TestHarnessHostDeadlineKillsQEMU(t *testing.T) {
+	img := requireVM(t)
+	// A host deadline shorter than the boot: the host must kill QEMU itself.
+	res, err := Exec(context.Background(), ExecOptions{Image: img, Timeout: time.Second, HostGrace: time.Millisecond, Argv: []string{"sleep", "600"}})
+	var ge *GuestError
+	if !errors.As(err, &ge) || ge.Code != ExitTimeout || !strings.Contains(ge.Cause, "killed QEMU") {
+		t.Fatalf("want a host-deadline timeout, got %v", err)
+	}
+	requireGone(t, res.QEMUPid)
+}
+
+func TestHarnessInterruptKillsQEMU(t *testing.T) {
+	img := requireVM(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(time.Second, cancel)
+	res, err := Exec(ctx, ExecOptions{Image: img, Timeout: time.Minute, Argv: []string{"sleep", "600"}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	requireGone(t, res.QEMUPid)
+}
+
+func TestHarnessGuestPanic(t *testing.T) {
+	img := requireVM(t)
+	res, err := Exec(context.Background(), ExecOptions{Image: img, Timeout: 2 * time.Minute,
+		Argv: []string{"sh", "-c", "echo c > /proc/sysrq-trigger; sleep 600"}})
+	var ge *GuestError
+	if !errors.As(err, &ge) || ge.Code != ExitGuestFailed || !strings.Contains(ge.Cause, "Kernel panic") {
+		t.Fatalf("want a guest panic (%d), got %v", ExitGuestFailed, err)
+	}
+	requireGone(t, res.QEMUPid)
+}
+
+// BenchmarkExecTrue boots the guest to run `true`: boot-s is QEMU start to the guest starting
+// the command (target ≤ 5 s), total-s the whole Exec.
+func BenchmarkExecTrue(b *testing.B) {
+	img := requireVM(b)
+	var boot, total time.Duration
+	for i := 0; i < b.N; i++ {
+		res, err := Exec(context.Background(), ExecOptions{Image: img, Timeout: time.Minute, Argv: []string{"true"}})
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("vm exec true: %v %+v", err, res)
+		}
+		boot += res.Boot
+		total += res.Total
+	}
+	b.ReportMetric(boot.Seconds()/float64(b.N), "boot-s/op")
+	b.ReportMetric(total.Seconds()/float64(b.N), "total-s/op")
+}
