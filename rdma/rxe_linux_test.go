@@ -257,6 +257,37 @@ func TestAddDelRXE(t *testing.T) {
 		t.Errorf("FindGID(unassigned address) = %v, want ErrNotFound naming %s", err, vethA)
 	}
 
+	// IPv6: the GID is the address itself. NODAD so the address is usable at once.
+	ip6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, b[1], b[2] | 1})
+	addr6 := &netlink.Addr{IPNet: &net.IPNet{IP: ip6.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+	if err := nlh.AddrAdd(linkA, addr6); err != nil {
+		t.Fatalf("ip addr add %s/64 dev %s nodad: %v", ip6, vethA, err)
+	}
+	for {
+		gid, err = s.FindGID(dev, 1, ip6)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || gid.Type != RoCEv2 || gid.Addr != ip6 {
+		t.Errorf("FindGID(%s) = %+v, %v", ip6, gid, err)
+	} else {
+		t.Logf("GID for %s: %s", ip6, gid)
+	}
+
+	d, err := s.Device(dev)
+	if err != nil || len(d.Ports) != 1 {
+		t.Fatalf("Device(%s) = %+v, %v", dev, d, err)
+	}
+	if p := d.Ports[0]; p.State != PortActive || p.LinkLayer != "Ethernet" || p.PhysState != "5: LinkUp" || p.NetDev != vethA || len(p.GIDs) < 3 {
+		t.Errorf("port 1 = %+v", p)
+	}
+	// rxe has no PMA, so the kernel creates no ports/N/counters (as in testdata/rxe-pair).
+	if c, err := s.PortCounters(dev, 1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("PortCounters of an rxe port = %v, %v; want ErrNotFound", c, err)
+	}
+
 	hw, err := s.HWCounters(dev, 1)
 	if err != nil {
 		t.Fatal(err)
