@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/rocebed/rocebed/testbed"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newRunCmd) }
+
+func newRunCmd(o *options) *cobra.Command {
+	var keep bool
+	var junit string
+	c := &cobra.Command{
+		Use:   "run SCENARIO",
+		Short: "Bring the lab up, run its traffic, check the expectation, and take it down again",
+		Long: `run is up → traffic → assertions → down. The lab is taken down (the host restored) also when the
+traffic or the expectation fails and on Ctrl-C, unless --keep. SCENARIO is a built-in scenario
+name or a file.
+
+Exit codes: 0 the expectation held (an expected failure that happened included), 1 it did not,
+2 invalid scenario or usage, 3 something the lab needs is missing (nothing was changed),
+4 the kernel refused a change, or another error.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			ctx := cmd.Context()
+			s, src, err := loadScenario(o, args[0])
+			if err != nil {
+				return err
+			}
+			env, err := testbed.OpenEnv(o.netns)
+			if err != nil {
+				return withExit(exitEnvironment, err)
+			}
+			defer env.Close()
+			opts := testbed.UpOptions{StateDir: o.stateDir, Source: src, Sets: o.sets}
+			p, err := testbed.Up(ctx, env, s, opts)
+			if err != nil {
+				return classifyLabErr(err) // Up has rolled back
+			}
+			slog.Info("lab is up", "lab", s.Name, "changes", len(p.Steps))
+			defer func() {
+				if keep {
+					slog.Info("lab kept up (--keep)", "lab", s.Name, "restore", "rocebed down "+s.Name)
+					return
+				}
+				// Down must run even after Ctrl-C cancelled ctx.
+				if derr := testbed.Down(context.WithoutCancel(ctx), o.stateDir, s.Name); derr != nil {
+					err = errors.Join(err, withExit(exitKernel, fmt.Errorf("take the lab down: %w", derr)))
+					return
+				}
+				slog.Info("lab is down; the host is restored", "lab", s.Name)
+			}()
+			rep, err := testbed.RunTraffic(ctx, env, s)
+			return reportTraffic(o, cmd.OutOrStdout(), s, rep, err, junit)
+		},
+	}
+	c.Flags().BoolVar(&keep, "keep", false, "leave the lab up afterwards (take it down with `rocebed down`)")
+	c.Flags().StringVar(&junit, "junit", "", "also write the result as JUnit XML to this file")
+	return c
+}
