@@ -298,7 +298,8 @@ func TestFixesProbe(t *testing.T) {
 					assert.GreaterOrEqual(t, evidenceUint(t, u, src.Attrs().Name+".tx_packets_delta"), sent)
 					assert.Equal(t, sent, evidenceUint(t, u, "received"), "listener on %s", dst.Attrs().Name)
 					assert.Equal(t, uint64(0), evidenceUint(t, u, "lo.rx_packets_delta"), "datagrams went over lo")
-					assert.Equal(t, uint64(0), evidenceUint(t, u, "in_martian_src_delta"))
+					// in_martian_src is not asserted here: the kernel counts it host-wide, and
+					// other namespaces' drops land in it too.
 				}
 			}
 		})
