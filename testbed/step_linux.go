@@ -1,11 +1,14 @@
 package testbed
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
+	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/sysctl"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -77,6 +80,9 @@ func (e *Env) peerMAC(l netlink.Link) (string, error) {
 	}
 	return p.Attrs().HardwareAddr.String(), nil
 }
+
+// rxeActiveTimeout bounds the wait for a new rxe port to become ACTIVE.
+const rxeActiveTimeout = 10 * time.Second
 
 // apply makes one change.
 func (e *Env) apply(st *Step) error {
@@ -152,7 +158,13 @@ func (e *Env) apply(st *Step) error {
 		if err != nil {
 			return err
 		}
-		return h.RdmaLinkAdd(st.RXE, "rxe", st.Link)
+		if err := rdma.AddRXE(h, st.RXE, st.Link); err != nil {
+			return err
+		}
+		// The port turns ACTIVE once rxe sees the netdev up; traffic needs it.
+		ctx, cancel := context.WithTimeout(context.Background(), rxeActiveTimeout)
+		defer cancel()
+		return rdma.Sysfs{Root: e.SysfsRoot}.WaitActive(ctx, st.RXE, 1)
 	}
 	return fmt.Errorf("unknown step kind %q", st.Kind)
 }
@@ -248,11 +260,7 @@ func (e *Env) undo(st *Step) error {
 		if err != nil {
 			return err
 		}
-		err = h.RdmaLinkDel(st.RXE)
-		if err != nil && !rdmaLinkExists(e, st.RXE) {
-			return nil
-		}
-		return err
+		return rdma.DelRXE(h, st.RXE) // nil when it is already gone
 	}
 	return fmt.Errorf("unknown step kind %q", st.Kind)
 }
@@ -297,9 +305,4 @@ func sysctlOfGoneLink(key string, e *Env) bool {
 	_, err := e.NL.LinkByName(ifc)
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf)
-}
-
-func rdmaLinkExists(e *Env, name string) bool {
-	ok, err := e.View().RDMADevice(name)
-	return err != nil || ok
 }
