@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -44,7 +45,14 @@ func JSONSchema() ([]byte, error) {
 	if g.err != nil {
 		return nil, g.err
 	}
-	return json.MarshalIndent(root, "", "  ")
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "a->b", not "a-\u003eb"
+	if err := enc.Encode(root); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 type schemaGen struct {

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rocebed/rocebed/testbed"
+)
+
+func init() { register(newSchemaCmd) }
+
+func newSchemaCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of the scenario format (for editors and CI linters)",
+		Long: `schema prints a JSON Schema (draft 2020-12) of the scenario format, generated from the Go
+types rocebed decodes into, so it always matches this binary. It checks structure (keys,
+types, enums); rocebed validate also checks meaning (ranges, references between fields).`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError(errors.New("schema takes no arguments"))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, err := testbed.JSONSchema()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(append(data, '\n'))
+			return err
+		},
+	}
+}
