@@ -1,0 +1,210 @@
+//go:build linux
+
+package testbed
+
+// Real-kernel traffic tests: the shipped scenarios brought up with Up, their traffic run with
+// RunTraffic, and Down. rxe works only in the initial network namespace, so these tests
+// change the current namespace: they run in the throwaway rocebed VM (`rocebed vm exec`,
+// `make test-vm`), or where ROCEBED_ALLOW_HOST_CHANGES=1 says the host may be changed.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// requireInitNetnsChanges allows the tests only inside the rocebed VM (its kernel command line
+// carries rocebed.work=) or with ROCEBED_ALLOW_HOST_CHANGES=1.
+func requireInitNetnsChanges(t *testing.T) {
+	t.Helper()
+	if os.Getenv("ROCEBED_ALLOW_HOST_CHANGES") == "1" {
+		return
+	}
+	if b, err := os.ReadFile("/proc/cmdline"); err == nil && strings.Contains(string(b), "rocebed.work=") {
+		return
+	}
+	reason := "rxe traffic needs the initial netns, and these tests change it (veths, rxe links, `ip rule del pref 0`): run them in the VM with `rocebed vm exec`/`make test-vm`, or set ROCEBED_ALLOW_HOST_CHANGES=1 on a throwaway host"
+	if os.Getenv("ROCEBED_REQUIRE_RXE") == "1" {
+		t.Fatalf("%s (and ROCEBED_REQUIRE_RXE=1 forbids skipping)", reason)
+	}
+	t.Skip(reason)
+}
+
+// runLab brings a shipped scenario up in the current namespace, runs its traffic, and takes
+// it down again, checking that nothing of the lab is left.
+func runLab(t *testing.T, name string) *TrafficReport {
+	t.Helper()
+	testenv.RequireRXE(t)
+	requireInitNetnsChanges(t)
+	env, err := OpenEnv("")
+	require.NoError(t, err)
+	t.Cleanup(env.Close)
+	s, err := Load(name, nil)
+	require.NoError(t, err)
+	state := t.TempDir()
+	rulesBefore := ruleSet(t, env)
+
+	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	require.NoError(t, err)
+	downed := false
+	t.Cleanup(func() {
+		if !downed {
+			_ = Down(context.Background(), state, s.Name)
+		}
+	})
+	rep, err := RunTraffic(context.Background(), env, s)
+	require.NoError(t, Down(context.Background(), state, s.Name))
+	downed = true
+	assertLabGone(t, env, s, rulesBefore)
+	require.NoError(t, err)
+	require.NotNil(t, rep)
+	var sb strings.Builder
+	require.NoError(t, rep.WriteText(&sb))
+	t.Logf("%s:\n%s", name, sb.String())
+	return rep
+}
+
+func ruleSet(t *testing.T, env *Env) []string {
+	rules, err := env.NL.RuleList(unix.AF_INET)
+	require.NoError(t, err)
+	var out []string
+	for _, r := range rules {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+// assertLabGone checks /sys/class/infiniband and netlink: no rxe device, no NIC, and the
+// rules exactly as before.
+func assertLabGone(t *testing.T, env *Env, s *Scenario, rulesBefore []string) {
+	t.Helper()
+	for _, ep := range []Endpoint{s.Endpoints.A, s.Endpoints.B} {
+		if ep.RXE != "" {
+			_, err := os.Stat(filepath.Join("/sys/class/infiniband", ep.RXE))
+			assert.True(t, errors.Is(err, os.ErrNotExist), "rxe device %s left behind after down", ep.RXE)
+		}
+	}
+	for _, n := range s.NICs {
+		if n.Kind == NICVeth {
+			_, err := env.NL.LinkByName(n.Name)
+			var lnf netlink.LinkNotFoundError
+			assert.True(t, errors.As(err, &lnf), "veth %s left behind after down (err %v)", n.Name, err)
+		}
+	}
+	assert.Equal(t, rulesBefore, ruleSet(t, env), "ip rules differ after down")
+}
+
+// completions counts a batch's completions by role, opcode and status.
+func completions(b *BatchResult, role string, op verbs.WCOpcode, st verbs.WCStatus) int {
+	n := 0
+	for _, c := range b.Completions {
+		if c.Role == role && c.Status == st && (st != verbs.WCSuccess || c.Opcode == op) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestTrafficRXESameHostPasses(t *testing.T) {
+	for _, name := range []string{"same-host", "same-host-sysctl", "same-host-ud"} {
+		t.Run(name, func(t *testing.T) {
+			rep := runLab(t, name)
+			assert.True(t, rep.Pass, rep.Verdict)
+			assert.True(t, rep.ExpectationMet, rep.Verdict)
+			require.Len(t, rep.Batches, 2, "direction both is two batches")
+			for _, b := range rep.Batches {
+				assert.Equal(t, b.Messages, completions(b, RoleSender, verbs.WCSend, verbs.WCSuccess), "%s: sends", b.Name())
+				assert.Equal(t, b.Messages, completions(b, RoleReceiver, verbs.WCRecv, verbs.WCSuccess), "%s: receives", b.Name())
+				wantLen := uint32(b.Size)
+				if b.Transport == TransportUD {
+					wantLen += verbs.GRHLen
+				}
+				for _, c := range b.Completions {
+					if c.Role == RoleReceiver {
+						assert.Equal(t, wantLen, c.ByteLen)
+						assert.Equal(t, "ok", c.Payload)
+						assert.Equal(t, b.Receiver.QPN, c.QPN)
+						if b.Transport == TransportUD {
+							assert.Equal(t, b.Sender.QPN, c.SrcQP)
+						}
+					}
+				}
+				// The cable was crossed: both devices and both NICs moved, lo did not.
+				n := uint64(b.Messages)
+				sent, _ := b.Counters.RDMACounter(b.Sender.Device, "sent_pkts")
+				rcvd, _ := b.Counters.RDMACounter(b.Receiver.Device, "rcvd_pkts")
+				assert.GreaterOrEqual(t, sent, n, "%s sent_pkts", b.Sender.Device)
+				assert.GreaterOrEqual(t, rcvd, n, "%s rcvd_pkts", b.Receiver.Device)
+				tx, _ := b.Counters.Link(b.Sender.NIC)
+				rx, _ := b.Counters.Link(b.Receiver.NIC)
+				lo, _ := b.Counters.Link("lo")
+				assert.GreaterOrEqual(t, tx.TxPackets, n, "%s tx", b.Sender.NIC)
+				assert.GreaterOrEqual(t, rx.RxPackets, n, "%s rx", b.Receiver.NIC)
+				assert.Less(t, lo.TxPackets, n, "lo tx")
+				martian, ok := b.Counters.KernelCounter(CounterMartianSrc)
+				assert.True(t, ok)
+				assert.Zero(t, martian, "in_martian_src moved on a fixed lab")
+			}
+		})
+	}
+}
+
+func TestTrafficRXESameHostNofixConnectTimeout(t *testing.T) {
+	rep := runLab(t, "same-host-nofix")
+	require.Len(t, rep.Batches, 1)
+	b := rep.Batches[0]
+	assert.False(t, rep.Pass)
+	assert.True(t, rep.ExpectationMet, b.Expectation)
+	assert.Equal(t, ClassConnectTimeout, b.Class)
+	assert.True(t, b.ConnectTimedOut)
+	assert.Contains(t, b.ConnectError, "RTR")
+	assert.Empty(t, b.Completions, "nothing was posted")
+	assert.Less(t, b.ConnectMS, float64(b.DeadlineMS), "the connect failure must come before the deadline")
+	m, _ := b.Counters.KernelCounter(CounterMartianSrc)
+	assert.NotZero(t, m, "the ARP must have been dropped as a martian")
+	for _, dev := range []string{b.Sender.Device, b.Receiver.Device} {
+		sent, ok := b.Counters.RDMACounter(dev, "sent_pkts")
+		assert.True(t, ok)
+		assert.Zero(t, sent, "%s sent RoCE packets", dev)
+	}
+	t.Logf("connect failed after %.1f ms: %s", b.ConnectMS, b.ConnectError)
+}
+
+func TestTrafficRXESeedRetryExceeded(t *testing.T) {
+	rep := runLab(t, "seed")
+	require.Len(t, rep.Batches, 1)
+	b := rep.Batches[0]
+	assert.False(t, rep.Pass)
+	assert.True(t, rep.ExpectationMet, b.Expectation)
+	assert.Equal(t, ClassRetryExceeded, b.Class)
+	assert.Empty(t, b.ConnectError)
+	require.NotEmpty(t, b.Completions)
+	first := b.Completions[0]
+	assert.Equal(t, RoleSender, first.Role)
+	assert.Equal(t, verbs.WCRetryExcErr, first.Status)
+	for _, c := range b.Completions {
+		assert.Equal(t, RoleSender, c.Role, "the responder must see no completion")
+		if c != first {
+			assert.Equal(t, verbs.WCWRFlushErr, c.Status, "after the retry error the rest flush")
+		}
+	}
+	assert.Equal(t, b.Posted, len(b.Completions), "every posted send completes (error or flush)")
+	assert.Less(t, first.AtMS, float64(b.DeadlineMS))
+	sent, _ := b.Counters.RDMACounter(b.Sender.Device, "sent_pkts")
+	rcvd, _ := b.Counters.RDMACounter(b.Receiver.Device, "rcvd_pkts")
+	m, _ := b.Counters.KernelCounter(CounterMartianSrc)
+	assert.NotZero(t, sent)
+	assert.Zero(t, rcvd)
+	assert.GreaterOrEqual(t, m, sent, "every RoCE packet dropped as a martian source")
+	t.Logf("IBV_WC_RETRY_EXC_ERR %.1f ms after the first send; %s sent_pkts +%d, in_martian_src +%d", first.AtMS, b.Sender.Device, sent, m)
+}

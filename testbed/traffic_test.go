@@ -1,0 +1,388 @@
+package testbed
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"strings"
+	"testing"
+
+	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// wire returns counter deltas of n messages that crossed vA → vB: both rxe devices and both
+// NICs moved by n, lo did not, no martian drop.
+func wire(n uint64) *Snapshot {
+	return &Snapshot{
+		RDMA: map[string]rdma.Counters{
+			"rxe0": {"sent_pkts": n, "rcvd_pkts": n, "completer_retry_err": 0},
+			"rxe1": {"sent_pkts": n, "rcvd_pkts": n},
+		},
+		Links: map[string]LinkCounters{
+			"vA": {TxPackets: n, RxPackets: n}, "vB": {TxPackets: n, RxPackets: n}, "lo": {},
+		},
+		Kernel: map[string]uint64{CounterMartianSrc: 0, CounterRPFilter: 0, CounterUDPNoPorts: 0},
+	}
+}
+
+// okBatch is a batch of n messages where every completion arrived intact and the cable moved.
+func okBatch(tr Transport, n int) *BatchResult {
+	b := &BatchResult{
+		Traffic: "t", Transport: tr, Direction: DirectionAToB, Messages: n, Size: 1024, DeadlineMS: 30000,
+		Sender:    TrafficEnd{Side: "a", Device: "rxe0", NIC: "vA", Address: "10.10.0.1", QPN: 0x11},
+		Receiver:  TrafficEnd{Side: "b", Device: "rxe1", NIC: "vB", Address: "10.10.0.2", QPN: 0x12},
+		ConnectMS: 1.5, ElapsedMS: 10, StopReason: "complete", Posted: n, Counters: wire(uint64(n)),
+	}
+	recvLen := uint32(1024)
+	if tr == TransportUD {
+		recvLen += verbs.GRHLen
+	}
+	for i := range n {
+		b.Completions = append(b.Completions,
+			CompletionRecord{Side: "a", Role: RoleSender, Device: "rxe0", WRID: uint64(i), Status: verbs.WCSuccess, Opcode: verbs.WCSend, QPN: 0x11, AtMS: float64(i)},
+			CompletionRecord{Side: "b", Role: RoleReceiver, Device: "rxe1", WRID: uint64(i), Status: verbs.WCSuccess, Opcode: verbs.WCRecv, ByteLen: recvLen, QPN: 0x12, SrcQP: 0x11, AtMS: float64(i) + 0.5, Payload: "ok"})
+	}
+	return b
+}
+
+// connectTimeoutBatch is the no-fix lab: RTR timed out, ARPs dropped as martians, no RoCE packet.
+func connectTimeoutBatch() *BatchResult {
+	b := okBatch(TransportRC, 10)
+	b.Completions, b.Posted, b.ElapsedMS, b.StopReason = nil, 0, 0, ""
+	b.ConnectMS, b.ConnectError, b.ConnectTimedOut = 1020, "modify RC qp 0x11 on rxe0 to RTR: connection timed out", true
+	b.Counters = wire(0)
+	b.Counters.Kernel[CounterMartianSrc] = 3
+	b.Counters.Links["vA"] = LinkCounters{TxPackets: 3}
+	b.Counters.Links["vB"] = LinkCounters{RxPackets: 3}
+	return b
+}
+
+// retryBatch is the seed: the requester's sends retried and died as martian sources.
+func retryBatch(martian uint64) *BatchResult {
+	b := okBatch(TransportRC, 10)
+	b.Completions = []CompletionRecord{{Side: "a", Role: RoleSender, Device: "rxe0", WRID: 0, Status: verbs.WCRetryExcErr, QPN: 0x11, VendorErr: 0, AtMS: 58}}
+	for i := 1; i < 10; i++ {
+		b.Completions = append(b.Completions, CompletionRecord{Side: "a", Role: RoleSender, Device: "rxe0", WRID: uint64(i), Status: verbs.WCWRFlushErr, QPN: 0x11, AtMS: 58.1})
+	}
+	b.StopReason = "receiver idle"
+	b.Counters = wire(0)
+	b.Counters.RDMA["rxe0"]["sent_pkts"] = 30
+	b.Counters.RDMA["rxe0"]["completer_retry_err"] = 3
+	b.Counters.Links["vA"] = LinkCounters{TxPackets: 30}
+	b.Counters.Links["vB"] = LinkCounters{RxPackets: 30}
+	b.Counters.Kernel[CounterMartianSrc] = martian
+	return b
+}
+
+func judged(b *BatchResult) *BatchResult { b.Judge(); return b }
+
+func TestJudgePass(t *testing.T) {
+	for _, tr := range []Transport{TransportRC, TransportUD} {
+		b := judged(okBatch(tr, 100))
+		assert.True(t, b.Pass, b.Verdict)
+		assert.Empty(t, b.Class)
+		assert.Contains(t, b.Verdict, "100 IBV_WC_SEND + 100 IBV_WC_RECV ok")
+		assert.Contains(t, b.Verdict, "rxe0 sent_pkts +100")
+		assert.Contains(t, b.Verdict, "lo tx +0 rx +0")
+		ok, why := MatchExpectation(b, Expect{Result: ResultPass})
+		assert.True(t, ok, why)
+		ok, why = MatchExpectation(b, Expect{Result: ResultFail, Failure: FailureRetryExceeded})
+		assert.False(t, ok, why)
+		assert.Contains(t, why, "passed")
+	}
+}
+
+func TestJudgeFailures(t *testing.T) {
+	cases := []struct {
+		name  string
+		b     func() *BatchResult
+		class FailureClass
+		text  string
+	}{
+		{"connect timeout", connectTimeoutBatch, ClassConnectTimeout, "connect failed after 1.02 s: modify RC qp 0x11 on rxe0 to RTR: connection timed out; rxe0 sent_pkts +0 rcvd_pkts +0, rxe1 sent_pkts +0 rcvd_pkts +0, in_martian_src +3"},
+		{"connect error", func() *BatchResult { b := connectTimeoutBatch(); b.ConnectTimedOut = false; return b }, ClassConnectError, "connect failed"},
+		{"retry exceeded", func() *BatchResult { return retryBatch(30) }, ClassRetryExceeded, "requester rxe0 got IBV_WC_RETRY_EXC_ERR (transport retry counter exceeded) 58.0 ms after the first send; responder rxe1: no completion"},
+		{"error completion", func() *BatchResult {
+			b := okBatch(TransportRC, 4)
+			b.Completions[2].Status = verbs.WCRemAccessErr
+			return b
+		}, ClassErrorCompletion, "sender rxe0 got IBV_WC_REM_ACCESS_ERR"},
+		{"flush is not the story", func() *BatchResult {
+			b := okBatch(TransportRC, 4)
+			b.Completions[2].Status = verbs.WCWRFlushErr
+			b.Completions[4].Status = verbs.WCLocLenErr
+			return b
+		}, ClassErrorCompletion, "IBV_WC_LOC_LEN_ERR"},
+		{"payload mismatch", func() *BatchResult {
+			b := okBatch(TransportRC, 4)
+			b.Completions[3].Payload = "payload a->b seq 1 (1024 bytes): body byte at offset 99 is 0x00, want 0x17"
+			return b
+		}, ClassPayloadMismatch, "1 of 4 receives on rxe1 carried wrong data; first: wr 1: payload a->b seq 1"},
+		{"wrong byte_len", func() *BatchResult {
+			b := okBatch(TransportUD, 4)
+			b.Completions[1].ByteLen = 1024 // the GRH is missing
+			return b
+		}, ClassPayloadMismatch, "byte_len 1024, want 1064"},
+		{"missing receives", func() *BatchResult {
+			b := okBatch(TransportUD, 4)
+			b.Completions = b.Completions[:6]
+			b.StopReason = "deadline 30000 ms reached"
+			return b
+		}, ClassMissingCompletions, "deadline 30000 ms reached after 10.0 ms: rxe0 got 3 of 4 IBV_WC_SEND, rxe1 got 3 of 4 IBV_WC_RECV"},
+		{"lo moved", func() *BatchResult {
+			b := okBatch(TransportRC, 100)
+			b.Counters.Links["lo"] = LinkCounters{TxPackets: 200, RxPackets: 200}
+			b.Counters.Links["vA"] = LinkCounters{}
+			return b
+		}, ClassNotOnWire, "vA tx_packets +0 < 100"},
+		{"counters unreadable", func() *BatchResult {
+			b := okBatch(TransportRC, 100)
+			delete(b.Counters.RDMA, "rxe1")
+			return b
+		}, ClassNotOnWire, "rxe1 rcvd_pkts unreadable"},
+		{"no ACKs came back", func() *BatchResult {
+			b := okBatch(TransportRC, 100)
+			b.Counters.RDMA["rxe1"]["sent_pkts"] = 0
+			return b
+		}, ClassNotOnWire, "rxe1 sent_pkts (ACKs) +0 < 1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := judged(c.b())
+			assert.False(t, b.Pass)
+			assert.Equal(t, c.class, b.Class)
+			assert.Contains(t, b.Verdict, c.text)
+		})
+	}
+}
+
+func TestUDNeedsNoACKs(t *testing.T) {
+	b := okBatch(TransportUD, 10)
+	b.Counters.RDMA["rxe1"]["sent_pkts"] = 0
+	b.Counters.RDMA["rxe0"]["rcvd_pkts"] = 0
+	assert.True(t, judged(b).Pass, b.Verdict)
+}
+
+func TestMatchExpectation(t *testing.T) {
+	nm := Expect{Result: ResultFail, Failure: FailureNeighborMartian}
+	ms := Expect{Result: ResultFail, Failure: FailureMartianSource}
+	re := Expect{Result: ResultFail, Failure: FailureRetryExceeded}
+	rp := Expect{Result: ResultFail, Failure: FailureRPFilter}
+	nl := Expect{Result: ResultFail, Failure: FailureNoListener}
+	cases := []struct {
+		name string
+		b    func() *BatchResult
+		e    Expect
+		ok   bool
+		why  string
+	}{
+		{"neighbor-martian", connectTimeoutBatch, nm, true, "in_martian_src +3, no RoCE packet sent"},
+		{"neighbor-martian without martian drops", func() *BatchResult {
+			b := connectTimeoutBatch()
+			b.Counters.Kernel[CounterMartianSrc] = 0
+			return b
+		}, nm, false, "did not move"},
+		{"neighbor-martian but packets sent", func() *BatchResult {
+			b := connectTimeoutBatch()
+			b.Counters.RDMA["rxe0"]["sent_pkts"] = 4
+			return b
+		}, nm, false, "RoCE packets were sent"},
+		{"neighbor-martian vs retry", func() *BatchResult { return retryBatch(30) }, nm, false, "got retry-exceeded"},
+		{"connect timeout vs pass", connectTimeoutBatch, Expect{Result: ResultPass}, false, "expected pass, got connect-timeout"},
+		{"martian-source", func() *BatchResult { return retryBatch(30) }, ms, true, "in_martian_src +30 ≥ 30 packets sent"},
+		{"martian-source, too few martians", func() *BatchResult { return retryBatch(5) }, ms, false, "in_martian_src +5 < 30"},
+		{"martian-source with a responder CQE", func() *BatchResult {
+			b := retryBatch(30)
+			b.Completions = append(b.Completions, CompletionRecord{Role: RoleReceiver, Device: "rxe1", Status: verbs.WCSuccess, Opcode: verbs.WCRecv, ByteLen: 1024, Payload: "ok"})
+			return b
+		}, ms, false, "responder has 1 completions"},
+		{"martian-source vs connect timeout", connectTimeoutBatch, ms, false, "got connect-timeout"},
+		{"retry-exceeded", func() *BatchResult { return retryBatch(0) }, re, true, "IBV_WC_RETRY_EXC_ERR"},
+		{"rp-filter", func() *BatchResult {
+			b := retryBatch(0)
+			b.Counters.Kernel[CounterRPFilter] = 30
+			return b
+		}, rp, true, "TcpExt.IPReversePathFilter +30"},
+		{"rp-filter without its counter", func() *BatchResult { return retryBatch(0) }, rp, false, "did not move"},
+		{"no-listener in another netns", func() *BatchResult {
+			b := retryBatch(0)
+			b.Counters.Kernel["peer/"+CounterUDPNoPorts] = 30
+			return b
+		}, nl, true, "Udp.NoPorts +30"},
+		{"no-listener without NoPorts", func() *BatchResult { return retryBatch(0) }, nl, false, "did not move"},
+		{"unknown failure", func() *BatchResult { return retryBatch(0) }, Expect{Result: ResultFail, Failure: "gremlins"}, false, "cannot be matched"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := judged(c.b())
+			ok, why := MatchExpectation(b, c.e)
+			assert.Equal(t, c.ok, ok, why)
+			assert.Contains(t, why, c.why)
+		})
+	}
+}
+
+func TestReportFinish(t *testing.T) {
+	r := &TrafficReport{Lab: "seed", Expect: Expect{Result: ResultFail, Failure: FailureMartianSource},
+		Batches: []*BatchResult{retryBatch(30)}}
+	r.Finish()
+	assert.False(t, r.Pass)
+	assert.True(t, r.ExpectationMet, r.Verdict)
+	assert.Contains(t, r.Verdict, "expectation held (fail with martian-source)")
+
+	// Every batch must meet it: a second direction that passed breaks a failure expectation.
+	r.Batches = append(r.Batches, okBatch(TransportRC, 10))
+	r.Batches[1].Direction = DirectionBToA
+	r.Finish()
+	assert.False(t, r.ExpectationMet)
+	assert.Contains(t, r.Verdict, "did not hold in t b->a")
+
+	r = &TrafficReport{Lab: "x", Expect: Expect{Result: ResultPass}}
+	r.Finish()
+	assert.False(t, r.ExpectationMet, "no traffic is not a pass")
+}
+
+func sampleReport() *TrafficReport {
+	r := &TrafficReport{Lab: "same-host", File: "builtin:same-host", Expect: Expect{Result: ResultPass}, DurationMS: 1234,
+		Batches: []*BatchResult{okBatch(TransportRC, 5), connectTimeoutBatch()}}
+	r.Batches[1].Direction = DirectionBToA
+	r.Batches[1].Traffic = `quote"&<less>`
+	r.Finish()
+	return r
+}
+
+func TestWriteJUnitIsValidJUnit(t *testing.T) {
+	r := sampleReport()
+	var buf bytes.Buffer
+	require.NoError(t, r.WriteJUnit(&buf))
+	require.True(t, strings.HasPrefix(buf.String(), "<?xml"))
+
+	var doc struct {
+		XMLName  xml.Name `xml:"testsuites"`
+		Tests    int      `xml:"tests,attr"`
+		Failures int      `xml:"failures,attr"`
+		Time     string   `xml:"time,attr"`
+		Suites   []struct {
+			Name     string `xml:"name,attr"`
+			Tests    int    `xml:"tests,attr"`
+			Failures int    `xml:"failures,attr"`
+			Time     string `xml:"time,attr"`
+			Cases    []struct {
+				Name      string `xml:"name,attr"`
+				Classname string `xml:"classname,attr"`
+				Time      string `xml:"time,attr"`
+				Failure   *struct {
+					Message string `xml:"message,attr"`
+					Type    string `xml:"type,attr"`
+					Text    string `xml:",chardata"`
+				} `xml:"failure"`
+				SystemOut string `xml:"system-out"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	require.NoError(t, xml.Unmarshal(buf.Bytes(), &doc), buf.String())
+	assert.Equal(t, 2, doc.Tests)
+	assert.Equal(t, 1, doc.Failures)
+	assert.Equal(t, "1.234", doc.Time)
+	require.Len(t, doc.Suites, 1)
+	s := doc.Suites[0]
+	assert.Equal(t, "same-host", s.Name)
+	assert.Equal(t, 2, s.Tests)
+	assert.Equal(t, 1, s.Failures)
+	require.Len(t, s.Cases, 2)
+	assert.Equal(t, "t a->b", s.Cases[0].Name)
+	assert.Nil(t, s.Cases[0].Failure)
+	assert.Contains(t, s.Cases[0].SystemOut, "5 IBV_WC_SEND + 5 IBV_WC_RECV ok")
+	assert.Equal(t, `quote"&<less> b->a`, s.Cases[1].Name, "attributes must survive escaping")
+	require.NotNil(t, s.Cases[1].Failure)
+	assert.Equal(t, "connect-timeout", s.Cases[1].Failure.Type)
+	assert.Contains(t, s.Cases[1].Failure.Message, "expected pass, got connect-timeout")
+	assert.Contains(t, s.Cases[1].Failure.Text, "connection timed out")
+	assert.Equal(t, "1.020", s.Cases[1].Time)
+	for _, c := range s.Cases {
+		assert.Equal(t, "rocebed.same-host", c.Classname)
+	}
+}
+
+func TestWriteJSONHasEveryCompletion(t *testing.T) {
+	r := sampleReport()
+	r.Batches = append(r.Batches, retryBatch(30))
+	var buf bytes.Buffer
+	require.NoError(t, r.WriteJSON(&buf))
+	var doc struct {
+		Lab            string `json:"lab"`
+		ExpectationMet bool   `json:"expectation_met"`
+		Batches        []struct {
+			Verdict     string           `json:"verdict"`
+			Failure     string           `json:"failure"`
+			Completions []map[string]any `json:"completions"`
+			Counters    struct {
+				RDMA   map[string]map[string]uint64 `json:"rdma"`
+				Kernel map[string]uint64            `json:"kernel"`
+			} `json:"counters"`
+		} `json:"batches"`
+	}
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &doc))
+	assert.Equal(t, "same-host", doc.Lab)
+	require.Len(t, doc.Batches, 3)
+	for i, b := range r.Batches {
+		require.Len(t, doc.Batches[i].Completions, len(b.Completions))
+		assert.Equal(t, string(b.Class), doc.Batches[i].Failure)
+		for j, c := range b.Completions {
+			got := doc.Batches[i].Completions[j]
+			assert.Equal(t, c.Status.CName(), got["status"])
+			assert.EqualValues(t, c.WRID, got["wr_id"])
+			assert.EqualValues(t, c.ByteLen, got["byte_len"])
+			assert.EqualValues(t, c.QPN, got["qp_num"])
+			for _, k := range []string{"side", "role", "device", "opcode", "src_qp", "wc_flags", "vendor_err", "at_ms", "status_text"} {
+				assert.Contains(t, got, k)
+			}
+		}
+	}
+	first := doc.Batches[2].Completions[0]
+	assert.Equal(t, "IBV_WC_RETRY_EXC_ERR", first["status"])
+	assert.Equal(t, "transport retry counter exceeded", first["status_text"])
+	assert.Contains(t, first["opcode"], "undefined")
+	assert.Equal(t, "IBV_WC_RECV", doc.Batches[0].Completions[1]["opcode"])
+	assert.EqualValues(t, 30, doc.Batches[2].Counters.Kernel[CounterMartianSrc])
+	assert.EqualValues(t, 5, doc.Batches[0].Counters.RDMA["rxe0"]["sent_pkts"])
+}
+
+func TestWriteText(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, sampleReport().WriteText(&buf))
+	out := buf.String()
+	assert.Contains(t, out, "lab same-host (builtin:same-host): expect pass")
+	assert.Contains(t, out, "ok   t a->b: rc rxe0(vA 10.10.0.1) → rxe1(vB 10.10.0.2), 5 × 1024 B: pass")
+	assert.Contains(t, out, "FAIL quote\"&<less> b->a")
+	assert.Contains(t, out, "connect-timeout")
+	assert.Contains(t, out, "EXPECTATION FAILED")
+}
+
+func TestSnapshotDelta(t *testing.T) {
+	before := &Snapshot{
+		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 10, "rcvd_pkts": 5}},
+		Links:  map[string]LinkCounters{"vA": {TxPackets: 100, RxPackets: 50}},
+		Kernel: map[string]uint64{CounterMartianSrc: 7},
+		Errors: []string{"before: x"},
+	}
+	after := &Snapshot{
+		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 25, "rcvd_pkts": 5}, "rxe1": {"sent_pkts": 3}},
+		Links:  map[string]LinkCounters{"vA": {TxPackets: 130, RxPackets: 40}, "lo": {TxPackets: 2}},
+		Kernel: map[string]uint64{CounterMartianSrc: 10},
+	}
+	d := after.Delta(before)
+	assert.Equal(t, rdma.Counters{"sent_pkts": 15, "rcvd_pkts": 0}, d.RDMA["rxe0"])
+	assert.Equal(t, rdma.Counters{"sent_pkts": 3}, d.RDMA["rxe1"], "a new device counts from zero")
+	assert.Equal(t, LinkCounters{TxPackets: 30, RxPackets: 40}, d.Links["vA"], "a counter that went down reports its value")
+	assert.Equal(t, LinkCounters{TxPackets: 2}, d.Links["lo"])
+	assert.Equal(t, uint64(3), d.Kernel[CounterMartianSrc])
+	assert.Equal(t, []string{"before: x"}, d.Errors)
+	s := d.String()
+	assert.Contains(t, s, "rxe0: sent_pkts=15")
+	assert.Contains(t, s, "vA: tx 30 rx 40 packets")
+	assert.Contains(t, s, "kernel: rt_cache.in_martian_src=3")
+}
