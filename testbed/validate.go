@@ -495,8 +495,17 @@ func (v *validator) sysctlKey(key string) (string, string) {
 			if parts[2] == "conf" {
 				also += ", lo"
 			}
-			return "", fmt.Sprintf("sysctl %s names interface %q, which is not a declared NIC: rocebed touches only the lab's NICs (%s; or %s)",
+			msg := fmt.Sprintf("sysctl %s names interface %q, which is not a declared NIC: rocebed touches only the lab's NICs (%s; or %s)",
 				key, name, v.nicNames(), also)
+			for i := iface + 1; i < len(parts)-1; i++ {
+				dotted := strings.Join(parts[iface:i+1], ".")
+				if _, ok := v.s.NIC(dotted); ok {
+					slashed := strings.Join(append(append(parts[:iface:iface], strings.ReplaceAll(dotted, ".", "/")), parts[i+1:]...), ".")
+					msg += fmt.Sprintf("; a name with '.' is written with '/': %s", slashed)
+					break
+				}
+			}
+			return "", msg
 		}
 	}
 	return key, ""

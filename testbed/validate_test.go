@@ -187,7 +187,7 @@ func TestValidate(t *testing.T) {
 		{"sysctl dotted iface", func(s *Scenario) {
 			s.NICs[2].Name = "eth9.100"
 			s.Fixes[1].Sysctls = []string{"net.ipv4.conf.eth9/100.rp_filter=0", "net.ipv4.conf.eth9.100.rp_filter=0"}
-		}, []string{`fixes[1].sysctls[1]: sysctl net.ipv4.conf.eth9.100.rp_filter names interface "eth9", which is not a declared NIC: rocebed touches only the lab's NICs (declared: vA, vB, eth9.100; or all, default, lo)`}},
+		}, []string{`fixes[1].sysctls[1]: sysctl net.ipv4.conf.eth9.100.rp_filter names interface "eth9", which is not a declared NIC: rocebed touches only the lab's NICs (declared: vA, vB, eth9.100; or all, default, lo); a name with '.' is written with '/': net.ipv4.conf.eth9/100.rp_filter`}},
 		{"sysctl empty value", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.ip_forward=" }), []string{"fixes[1].sysctls[0]: net.ipv4.ip_forward has an empty value"}},
 		{"sysctl whitespace", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.ip_forward=1\n" }), []string{`fixes[1].sysctls[0]: value "1\n" of net.ipv4.ip_forward contains whitespace`}},
 		{"sysctl twice", func(s *Scenario) { s.Fixes[2].Sysctls = []string{"net.ipv4.conf.all.rp_filter=0"} }, []string{
