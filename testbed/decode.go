@@ -275,10 +275,16 @@ func (d *decoder) structure(path string, m *ast.MappingNode, v reflect.Value) {
 			d.errAt(keyPos, kpath, "%s", unknownKeyMsg(key, fields.names))
 			continue
 		}
-		d.value(kpath, kv.Value, v.Field(f.index))
 		if _, isNull := kv.Value.(*ast.NullNode); isNull || kv.Value == nil {
-			d.pos[kpath] = keyPos // `key:` with nothing after it: point at the key
+			// `key:` with nothing after it (or ~): not set. Point at the key, since an
+			// implicit null has no text of its own.
+			d.pos[kpath] = keyPos
+			if fv := v.Field(f.index); fv.Kind() == reflect.Pointer && fv.Type().Elem().Kind() == reflect.Struct {
+				d.errAt(keyPos, kpath, "want mapping, got null: write `%s: {}` to take every default", key)
+			}
+			continue
 		}
+		d.value(kpath, kv.Value, v.Field(f.index))
 	}
 	for _, f := range fields.list {
 		if _, ok := seen[f.name]; !ok && f.required {

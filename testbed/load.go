@@ -118,7 +118,7 @@ func parseDocument(file string, data []byte) (body ast.Node, err error) {
 		var ye yaml.Error
 		if errors.As(perr, &ye) {
 			fe.Msg = "yaml syntax error: " + ye.GetMessage()
-			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			if tk := ye.GetToken(); tk != nil && tk.Position != nil && tk.Position.Line > 0 && tk.Position.Column > 0 {
 				fe.Pos = Position{Line: tk.Position.Line, Column: tk.Position.Column}
 			}
 		}
@@ -168,10 +168,6 @@ func paramValues(s *Scenario, pos map[string]Position, sets []string) (map[strin
 			values[p.Name] = p.Default
 		}
 	}
-	declared := map[string]bool{}
-	for _, p := range s.Params {
-		declared[p.Name] = true
-	}
 	var errs []error
 	at := pos["params"]
 	if _, ok := pos["params"]; !ok {
@@ -182,7 +178,7 @@ func paramValues(s *Scenario, pos map[string]Position, sets []string) (map[strin
 		switch {
 		case !ok || name == "":
 			errs = append(errs, &FieldError{File: s.File, Pos: at, Path: "params", Msg: fmt.Sprintf("--set %q: want NAME=VALUE", kv)})
-		case !declared[name]:
+		case !hasKey(values, name):
 			errs = append(errs, &FieldError{File: s.File, Pos: at, Path: "params",
 				Msg: fmt.Sprintf("--set %s: the scenario has no parameter %q (%s)", kv, name, declaredList(s.Params))})
 		default:
@@ -190,6 +186,11 @@ func paramValues(s *Scenario, pos map[string]Position, sets []string) (map[strin
 		}
 	}
 	return values, errs
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func declaredList(params []Param) string {

@@ -312,7 +312,7 @@ func TestDecode(t *testing.T) {
 		{"string for bool", head + "nics:\n  - {name: a, kind: existing, allow_default_route: yes}\n", `t.yaml:4:52: nics[0].allow_default_route: want boolean (true or false), got string "yes"`},
 		{"mapping for sequence", head + "nics: {name: a}\n", `t.yaml:3:7: nics: want sequence, got mapping`},
 		{"scalar for struct", head + "expect: pass\n", `t.yaml:3:9: expect: want mapping, got string "pass"`},
-		{"null pointer struct", head + "fixes:\n  - name: f\n    policy_routing: ~\n", "t.yaml:5:21: fixes[0].policy_routing: want mapping, got null: write `policy_routing: {}` to take every default"},
+		{"null pointer struct", head + "fixes:\n  - name: f\n    policy_routing: ~\n", "t.yaml:5:5: fixes[0].policy_routing: want mapping, got null: write `policy_routing: {}` to take every default"},
 		{"unknown nested", head + "expect: {result: pass, verdict: x}\n", `t.yaml:3:24: expect.verdict: unknown key "verdict" (known keys: result, failure)`},
 		{"misspelt", head + "expect: {reslt: pass}\n", `t.yaml:3:10: expect.reslt: unknown key "reslt", did you mean "result"? (known keys: result, failure)` + "\n" + `t.yaml:3:9: expect: missing required key "result"`},
 		{"duplicate", head + "name: again\n", `t.yaml:3:1: name: duplicate key "name" (first at line 2 column 1)`},
