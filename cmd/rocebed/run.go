@@ -40,6 +40,11 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 			opts := testbed.UpOptions{StateDir: o.stateDir, Source: src, Sets: o.sets}
 			p, err := testbed.Up(ctx, env, s, opts)
 			if err != nil {
+				var pe *testbed.PreflightError
+				if errors.As(err, &pe) {
+					// run needs the RDMA links: --skip-rdma (an up option) is no way out here.
+					pe.Hint = fmt.Sprintf("use a kernel with rdma_rxe (`modprobe rdma_rxe`), or run the scenario in a VM: `rocebed vm run %s`", args[0])
+				}
 				return classifyLabErr(err) // Up has rolled back
 			}
 			slog.Info("lab is up", "lab", s.Name, "changes", len(p.Steps))
