@@ -29,7 +29,10 @@ func (ns *NetNS) Dump(t testing.TB) string {
 		{"-6", "route", "show", "table", "all"},
 		{"neigh", "show"},
 	} {
-		out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput()
+		if ns.Name != "" {
+			args = append([]string{"-n", ns.Name}, args...)
+		}
+		out, err := exec.Command("ip", args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}

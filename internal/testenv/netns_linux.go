@@ -21,6 +21,18 @@ type NetNS struct {
 	NL     *netlink.Handle
 }
 
+// InitialNetNS returns the initial (current) namespace as a NetNS, for real-kernel tests that
+// must build their lab where rxe works. Only call it after RequireRXE.
+func InitialNetNS(t testing.TB) *NetNS {
+	t.Helper()
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		t.Fatalf("netlink handle: %v", err)
+	}
+	t.Cleanup(nl.Close)
+	return &NetNS{Handle: netns.None(), NL: nl}
+}
+
 // NewNetNS creates a named namespace with lo up, and removes it when the test ends.
 func NewNetNS(t testing.TB) *NetNS {
 	t.Helper()

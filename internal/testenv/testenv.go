@@ -8,6 +8,7 @@ package testenv
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -29,11 +30,24 @@ func RequireRoot(t testing.TB) {
 }
 
 // RequireRXE skips (or fails under ROCEBED_REQUIRE_RXE=1) unless the kernel has rdma_rxe
-// loaded. It implies RequireRoot.
+// loaded and the test may change the initial network namespace. rxe works only there (its UDP
+// 4791 socket lives in init_net), so real-kernel tests build their labs in it: that is allowed
+// inside rocebed's VM, whose kernel command line carries rocebed.work=, or anywhere with
+// ROCEBED_ALLOW_HOST_CHANGES=1. It implies RequireRoot.
 func RequireRXE(t testing.TB) {
 	t.Helper()
 	RequireRoot(t)
 	if _, err := os.Stat("/sys/module/rdma_rxe"); err != nil {
 		skipOrFail(t, "ROCEBED_REQUIRE_RXE", "needs a kernel with rdma_rxe loaded (/sys/module/rdma_rxe missing): run `modprobe rdma_rxe`, or run the real-kernel tier in a VM with `make test-vm`")
+		return
 	}
+	if !InVM() && os.Getenv("ROCEBED_ALLOW_HOST_CHANGES") != "1" {
+		skipOrFail(t, "ROCEBED_REQUIRE_RXE", "builds rxe labs in the initial network namespace, which is this host's own: run it in the VM with `make test-vm`, or set ROCEBED_ALLOW_HOST_CHANGES=1 on a throwaway machine")
+	}
+}
+
+// InVM reports whether this is rocebed's test VM (its kernel command line names the work dir).
+func InVM() bool {
+	b, err := os.ReadFile("/proc/cmdline")
+	return err == nil && strings.Contains(string(b), "rocebed.work=")
 }

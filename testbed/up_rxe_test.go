@@ -1,0 +1,105 @@
+package testbed
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/rdma"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestUpDownWithRXE brings the default lab up with its rxe devices on a kernel that has them
+// (the VM tier), checks that both ports are ACTIVE with RoCE v2 GIDs for the NIC addresses,
+// lets outside clients (ibv_rc_pingpong, perftest's ib_send_bw in verbs mode) talk across
+// rocebed's link, and checks that down removes everything.
+func TestUpDownWithRXE(t *testing.T) {
+	testenv.RequireRXE(t)
+	ns := testenv.InitialNetNS(t)
+	env, err := OpenEnv("")
+	require.NoError(t, err)
+	defer env.Close()
+	s, err := Load("same-host", nil)
+	require.NoError(t, err)
+	before := ns.Dump(t)
+	state := t.TempDir()
+	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	require.NoError(t, err)
+	downed := false
+	t.Cleanup(func() {
+		if !downed {
+			_ = Down(context.Background(), state, s.Name)
+		}
+	})
+
+	sys := rdma.Sysfs{}
+	gid := map[string]int{}
+	for dev, addr := range map[string]string{"rxe0": "10.10.0.1", "rxe1": "10.10.0.2"} {
+		st, err := sys.PortState(dev, 1)
+		require.NoError(t, err)
+		assert.Equal(t, rdma.PortActive, st, dev)
+		g, err := sys.FindGID(dev, 1, netip.MustParseAddr(addr))
+		require.NoError(t, err)
+		assert.Equal(t, rdma.RoCEv2, g.Type)
+		gid[dev] = g.Index
+		nd, err := sys.PortNetdev(dev, 1)
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"rxe0": "vA", "rxe1": "vB"}[dev], nd)
+	}
+
+	sent := func(dev string) uint64 {
+		c, err := sys.HWCounters(dev, 1)
+		require.NoError(t, err)
+		return c["sent_pkts"]
+	}
+	s0, s1 := sent("rxe0"), sent("rxe1")
+	pair(t, "ibv_rc_pingpong",
+		[]string{"-d", "rxe1", "-g", strconv.Itoa(gid["rxe1"]), "-n", "50"},
+		[]string{"-d", "rxe0", "-g", strconv.Itoa(gid["rxe0"]), "-n", "50", "127.0.0.1"})
+	pair(t, "ib_send_bw",
+		[]string{"-d", "rxe1", "-x", strconv.Itoa(gid["rxe1"]), "-F", "-n", "200"},
+		[]string{"-d", "rxe0", "-x", strconv.Itoa(gid["rxe0"]), "-F", "-n", "200", "10.10.0.2"})
+	assert.Greater(t, sent("rxe0"), s0+200, "rxe0 sent nothing: the clients did not use rocebed's devices")
+	assert.Greater(t, sent("rxe1"), s1+50, "rxe1 sent nothing")
+
+	require.NoError(t, Down(context.Background(), state, s.Name))
+	downed = true
+	for _, dev := range []string{"rxe0", "rxe1"} {
+		ok, err := env.View().RDMADevice(dev)
+		require.NoError(t, err)
+		assert.False(t, ok, "%s still exists after down", dev)
+	}
+	assert.Equal(t, before, ns.Dump(t))
+}
+
+// pair runs a server and a client of an outside tool (fixed arguments) and requires both to
+// succeed within a bound.
+func pair(t *testing.T, tool string, serverArgs, clientArgs []string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		t.Fatalf("%s not installed: apt-get install ibverbs-utils perftest", tool)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := exec.CommandContext(ctx, tool, serverArgs...)
+	srvOut := &lockedBuffer{}
+	srv.Stdout, srv.Stderr = srvOut, srvOut
+	require.NoError(t, srv.Start())
+	var cliOut []byte
+	var err error
+	for try := 0; try < 20; try++ { // the server needs a moment to listen
+		time.Sleep(300 * time.Millisecond)
+		cliOut, err = exec.CommandContext(ctx, tool, clientArgs...).CombinedOutput()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	require.NoError(t, err, "%s client: %s", tool, cliOut)
+	require.NoError(t, srv.Wait(), "%s server: %s", tool, srvOut.String())
+	t.Logf("%s client:\n%s", tool, cliOut)
+}
