@@ -29,11 +29,14 @@ done
 
 # Modules, in dependency order: "FILE required|optional" per line.
 while read -r ko need; do
-	out=$(insmod "/lib/modules/$ko" 2>&1) && continue
+	insmod "/lib/modules/$ko" 2>/insmod.err && continue
+	read -r out < /insmod.err
 	case "$out" in *"File exists"*) continue ;; esac
 	[ "$need" = required ] && fail "insmod $ko: $out"
 	echo "rocebed-init: optional module $ko not loaded: $out"
 done < /etc/rocebed/modules
+read up _ < /proc/uptime
+echo "ROCEBED-MODULES uptime=$up"
 
 ip link set lo up
 hostname rocebed-vm

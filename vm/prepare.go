@@ -135,6 +135,7 @@ func preparePackage(ctx context.Context, o PrepareOptions, common []string) (*Pr
 	key := cacheKey(append(common, "deb="+info.Package, "version="+info.Version, "sha256="+info.SHA256))
 	if img, err := LoadImage(filepath.Join(o.CacheDir, key)); err == nil {
 		fmt.Fprintf(o.Log, "vm prepare: cache hit for %s %s: %s (no download, no rebuild)\n", info.Package, info.Version, img.Dir)
+		pruneCache(o.CacheDir, img, o.Log)
 		return &PrepareResult{Image: img, CacheHit: true}, setCurrent(o.CacheDir, key)
 	}
 
@@ -205,6 +206,7 @@ func prepareFile(ctx context.Context, o PrepareOptions, common []string) (*Prepa
 	key := cacheKey(parts)
 	if img, err := LoadImage(filepath.Join(o.CacheDir, key)); err == nil {
 		fmt.Fprintf(o.Log, "vm prepare: cache hit for %s: %s (no rebuild)\n", o.KernelFile, img.Dir)
+		pruneCache(o.CacheDir, img, o.Log)
 		return &PrepareResult{Image: img, CacheHit: true}, setCurrent(o.CacheDir, key)
 	}
 	tmp, err := os.MkdirTemp(o.CacheDir, ".build-")
@@ -310,7 +312,35 @@ func buildImage(ctx context.Context, o PrepareOptions, tmp, key, source, kver, k
 	}
 	img.Dir = dst
 	fmt.Fprintf(o.Log, "vm prepare: image %s ready in %s\n", kver, dst)
-	return img, setCurrent(o.CacheDir, key)
+	if err := setCurrent(o.CacheDir, key); err != nil {
+		return nil, err
+	}
+	pruneCache(o.CacheDir, img, o.Log)
+	return img, nil
+}
+
+// pruneCache removes older builds of the same kernel source (superseded by a new /init, module
+// list or busybox) and build directories that a killed prepare left behind.
+func pruneCache(cacheDir string, keep *Image, log io.Writer) {
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(cacheDir, e.Name())
+		switch {
+		case !e.IsDir() || e.Name() == keep.Key:
+		case strings.HasPrefix(e.Name(), ".build-"):
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+				os.RemoveAll(p)
+			}
+		default:
+			if old, err := LoadImage(p); err == nil && old.Source == keep.Source {
+				fmt.Fprintf(log, "vm prepare: removed the superseded build %s\n", p)
+				os.RemoveAll(p)
+			}
+		}
+	}
 }
 
 // setCurrent points cacheDir/current at key (atomically, through a rename).

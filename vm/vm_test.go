@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -289,12 +290,6 @@ func TestPrepareFileIsCached(t *testing.T) {
 	if err != nil || cur.Dir != r1.Image.Dir {
 		t.Fatalf("CurrentImage: %v %v", cur, err)
 	}
-	// A different module list is a different image.
-	opts.Modules = append(opts.Modules, ModuleSpec{Name: "ib_uverbs"})
-	if r3, err := Prepare(context.Background(), opts); err != nil || r3.CacheHit {
-		t.Fatalf("changed module list reused the cache: %v", err)
-	}
-
 	f, err := os.Open(filepath.Join(r1.Image.Dir, r1.Image.Initrd))
 	if err != nil {
 		t.Fatal(err)
@@ -332,6 +327,17 @@ func TestPrepareFileIsCached(t *testing.T) {
 	init, _ := io.ReadAll(io.NewSectionReader(byName["init"], 0, int64(byName["init"].FileSize)))
 	if !bytes.Equal(init, initScript) {
 		t.Error("initramfs /init differs from init.sh")
+	}
+
+	// A different module list is a different image, and it replaces the old build of the same
+	// kernel in the cache.
+	opts.Modules = append(opts.Modules, ModuleSpec{Name: "ib_uverbs"})
+	r3, err := Prepare(context.Background(), opts)
+	if err != nil || r3.CacheHit || r3.Image.Dir == r1.Image.Dir {
+		t.Fatalf("changed module list reused the cache: %v", err)
+	}
+	if _, err := os.Stat(r1.Image.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("superseded build %s was kept (stat: %v)", r1.Image.Dir, err)
 	}
 }
 
