@@ -121,8 +121,10 @@ type BatchResult struct {
 	// ElapsedMS runs from the first send to the end of polling.
 	ElapsedMS float64 `json:"elapsed_ms"`
 	// StopReason says why polling ended: "complete", "deadline", "receiver idle", "cancelled".
-	StopReason    string  `json:"stop_reason,omitempty"`
-	MsgPerSec     float64 `json:"msg_per_sec,omitempty"`
+	StopReason string  `json:"stop_reason,omitempty"`
+	MsgPerSec  float64 `json:"msg_per_sec,omitempty"`
+	// MeanLatencyUS is the mean time from posting a send to its completion; with up to 128
+	// sends in flight it includes queueing, so compare it only between runs of one scenario.
 	MeanLatencyUS float64 `json:"mean_latency_us,omitempty"`
 	// Counters are the deltas over the batch.
 	Counters *Snapshot `json:"counters,omitempty"`
@@ -236,7 +238,7 @@ func (b *BatchResult) Judge() {
 			rate = fmt.Sprintf(", %.0f msg/s", b.MsgPerSec)
 		}
 		if b.MeanLatencyUS > 0 {
-			rate += fmt.Sprintf(", mean send latency %.0f µs", b.MeanLatencyUS)
+			rate += fmt.Sprintf(", mean post→completion %.0f µs", b.MeanLatencyUS)
 		}
 		b.Verdict = fmt.Sprintf("%d × %d B %s → %s: %d IBV_WC_SEND + %d IBV_WC_RECV ok, payloads intact, in %s%s; connect %s; %s",
 			b.Messages, b.Size, b.Sender.Device, b.Receiver.Device, t.sendOK, t.recvOK, fmtMS(t.lastAt), rate, fmtMS(b.ConnectMS), b.evidence(true))
@@ -544,6 +546,7 @@ func (r *TrafficReport) WriteText(w io.Writer) error {
 func (r *TrafficReport) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "a->b", not "a-\u003eb"
 	return enc.Encode(r)
 }
 
@@ -580,7 +583,12 @@ type junitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Time      string        `xml:"time,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
+	SystemOut *junitText    `xml:"system-out,omitempty"`
+}
+
+// junitText is element text as CDATA, so multi-line output stays readable.
+type junitText struct {
+	Text string `xml:",cdata"`
 }
 
 type junitFailure struct {
@@ -614,7 +622,7 @@ func WriteJUnit(w io.Writer, reports ...*TrafficReport) error {
 			if b.Counters != nil {
 				out += b.Counters.String()
 			}
-			c.SystemOut = out
+			c.SystemOut = &junitText{out}
 			if !b.ExpectationMet {
 				typ := string(b.Class)
 				if typ == "" {
