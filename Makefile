@@ -64,9 +64,9 @@ vm-prepare: ## fetch Debian's kernel and build the guest image (cached: a no-op 
 	$(VM_ROCEBED) vm prepare
 
 .PHONY: test-vm
-test-vm: vm-prepare ## real-kernel tests in a QEMU guest with rdma_rxe, then the harness's own tests
-	$(VM_ROCEBED) vm test --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
+test-vm: vm-prepare ## the harness's own QEMU tests, then real-kernel tests in one guest with rdma_rxe
 	ROCEBED_VM_TESTS=1 $(GO) test -count=1 -v -run '^TestHarness' ./vm/
+	$(VM_ROCEBED) vm test --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
 
 .PHONY: bench-vm
 bench-vm: vm-prepare ## guest boot-to-first-command and whole `vm exec -- true` times
