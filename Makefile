@@ -65,7 +65,7 @@ vm-prepare: ## fetch Debian's kernel and build the guest image (cached: a no-op 
 
 .PHONY: test-vm
 test-vm: vm-prepare ## the harness's own QEMU tests, then real-kernel tests in one guest with rdma_rxe
-	ROCEBED_VM_TESTS=1 $(GO) test -count=1 -v -run '^TestHarness' ./vm/
+	ROCEBED_VM_TESTS=1 $(GO) test -p 1 -count=1 -v -run '^(TestHarness|TestVMExec)' ./vm/ ./cmd/rocebed/
 	$(VM_ROCEBED) vm test --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
 
 .PHONY: bench-vm
