@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +97,10 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 		defer cancel()
 	}
 
+	// Pdeathsig follows the thread that forked QEMU, not the process: keep this goroutine on
+	// that thread until QEMU is reaped, so no other goroutine's thread exit can kill the guest.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cmd := exec.Command(qemu, qemuArgs(o.Image, &o, accel, work)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var qemuErr bytes.Buffer

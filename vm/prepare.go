@@ -345,8 +345,7 @@ func pruneCache(cacheDir string, keep *Image, log io.Writer) {
 
 // setCurrent points cacheDir/current at key (atomically, through a rename).
 func setCurrent(cacheDir, key string) error {
-	tmp := filepath.Join(cacheDir, ".current-"+key)
-	os.Remove(tmp)
+	tmp := filepath.Join(cacheDir, fmt.Sprintf(".current-%s-%d-%d", key, os.Getpid(), time.Now().UnixNano()))
 	if err := os.Symlink(key, tmp); err != nil {
 		return fmt.Errorf("mark current image: %w", err)
 	}
