@@ -1,0 +1,60 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Ablate runs the scenario's traffic with every fix, then once with each fix removed in turn,
+// bringing the lab up and down around every run, and says which fixes are necessary: the
+// traffic works with all of them and fails without that one. The host is restored after each
+// run.
+func Ablate(ctx context.Context, env *Env, s *Scenario, opts UpOptions) (*AblationReport, error) {
+	rep := &AblationReport{Lab: s.Name}
+	base, err := runOnce(ctx, env, s, opts)
+	if err != nil {
+		return nil, err
+	}
+	rep.Baseline = *base
+	for _, f := range s.Fixes {
+		slog.Info("ablation: running without fix", "fix", f.Name)
+		r, err := runOnce(ctx, env, withoutFix(s, f.Name), opts)
+		if err != nil {
+			return rep, fmt.Errorf("without fix %s: %w", f.Name, err)
+		}
+		r.Removed = f.Name
+		r.Necessary = base.Pass && !r.Pass
+		rep.Fixes = append(rep.Fixes, *r)
+	}
+	return rep, nil
+}
+
+// runOnce brings the lab up, runs its traffic and takes it down again.
+func runOnce(ctx context.Context, env *Env, s *Scenario, opts UpOptions) (res *AblationResult, err error) {
+	if _, err := Up(ctx, env, s, opts); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if derr := Down(context.WithoutCancel(ctx), opts.StateDir, s.Name); derr != nil {
+			err = errors.Join(err, derr)
+		}
+	}()
+	r, err := RunTraffic(ctx, env, s)
+	if err != nil {
+		return nil, err
+	}
+	res = &AblationResult{Pass: r.Pass, Report: r, Verdict: r.Verdict}
+	for _, b := range r.Batches {
+		if !b.Pass {
+			res.Failure = b.Class
+			res.Verdict = b.Verdict
+			break
+		}
+	}
+	if r.Pass {
+		res.Verdict = "traffic passed with CQEs on both sides"
+	}
+	return res, nil
+}

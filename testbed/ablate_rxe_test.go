@@ -1,0 +1,43 @@
+package testbed
+
+import (
+	"context"
+	"testing"
+
+	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestAblateShippedFixes runs the ablation on a real rxe kernel: the policy-routing fix is
+// necessary for same-host, accept_local is necessary for same-host-sysctl and a loose
+// rp_filter is not (the guest's rp_filter is 0, and accept_local works with 0 or 2).
+func TestAblateShippedFixes(t *testing.T) {
+	testenv.RequireRXE(t)
+	ns := testenv.InitialNetNS(t)
+	env, err := OpenEnv("")
+	require.NoError(t, err)
+	defer env.Close()
+	before := ns.Dump(t)
+	for _, tc := range []struct {
+		scenario               string
+		necessary, unnecessary []string
+	}{
+		{"same-host", []string{"policy-routing"}, nil},
+		{"same-host-sysctl", []string{"accept-local"}, []string{"loose-rp-filter"}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			s, err := Load(tc.scenario, nil)
+			require.NoError(t, err)
+			rep, err := Ablate(context.Background(), env, s, UpOptions{StateDir: t.TempDir()})
+			require.NoError(t, err)
+			require.True(t, rep.Baseline.Pass, "baseline: %s", rep.Baseline.Verdict)
+			assert.Equal(t, tc.necessary, rep.Necessary())
+			assert.Equal(t, tc.unnecessary, rep.Unnecessary())
+			for _, f := range rep.Fixes {
+				t.Logf("without %s: pass=%v %s", f.Removed, f.Pass, f.Verdict)
+			}
+		})
+	}
+	assert.Equal(t, before, ns.Dump(t), "ablation left changes behind")
+}
