@@ -26,6 +26,8 @@ const (
 	CounterRXEHWSentPkts   = "sent_pkts"                  // rxe hw_counters
 	CounterRXEHWRcvdPkts   = "rcvd_pkts"                  // rxe hw_counters
 	CounterRXECompRetryErr = "completer_retry_err"        // rxe hw_counters
+	CounterPortXmitPackets = "port_xmit_packets"          // IB PMA counters (hardware)
+	CounterPortRcvPackets  = "port_rcv_packets"           // IB PMA counters (hardware)
 )
 
 // LinkCounters are the packet counters of one netdev (`ip -s link show DEV`).
@@ -102,6 +104,22 @@ func (s *Snapshot) RDMACounter(dev, name string) (uint64, bool) {
 	}
 	v, ok := c[name]
 	return v, ok
+}
+
+// SentPackets is the packets dev sent: rxe's sent_pkts, else the PMA's port_xmit_packets.
+func (s *Snapshot) SentPackets(dev string) (uint64, bool) {
+	if v, ok := s.RDMACounter(dev, CounterRXEHWSentPkts); ok {
+		return v, true
+	}
+	return s.RDMACounter(dev, CounterPortXmitPackets)
+}
+
+// ReceivedPackets is the packets dev received: rxe's rcvd_pkts, else port_rcv_packets.
+func (s *Snapshot) ReceivedPackets(dev string) (uint64, bool) {
+	if v, ok := s.RDMACounter(dev, CounterRXEHWRcvdPkts); ok {
+		return v, true
+	}
+	return s.RDMACounter(dev, CounterPortRcvPackets)
 }
 
 // Link returns the counters of netdev name, and whether they were read.

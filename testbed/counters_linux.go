@@ -48,9 +48,20 @@ func TakeSnapshot(env *Env, s *Scenario) (*Snapshot, error) {
 		c, err := sys.HWCounters(dev, 1)
 		if err != nil {
 			fail(fmt.Errorf("hw_counters of %s: %w", dev, err))
-			continue
+			c = rdma.Counters{}
 		}
-		snap.RDMA[dev] = c
+		// Hardware RoCE NICs count packets in the IB PMA counters (port_xmit_packets); rxe
+		// has no PMA and counts in hw_counters (sent_pkts). Keep both under their own names.
+		if pc, err := sys.PortCounters(dev, 1); err == nil {
+			for k, v := range pc {
+				if _, dup := c[k]; !dup {
+					c[k] = v
+				}
+			}
+		}
+		if len(c) > 0 {
+			snap.RDMA[dev] = c
+		}
 	}
 
 	// Links: the lab's NICs, each in its own namespace, and lo of the lab's namespace.

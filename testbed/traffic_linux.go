@@ -85,6 +85,10 @@ func RunTraffic(ctx context.Context, env *Env, s *Scenario) (*TrafficReport, err
 		}
 	}
 	finish()
+	if err := ctx.Err(); err != nil {
+		// A Ctrl-C during a blocking connect lets the batch finish; still say it was interrupted.
+		return r, fmt.Errorf("traffic interrupted: %w", err)
+	}
 	return r, nil
 }
 

@@ -44,6 +44,12 @@ func requireInitNetnsChanges(t *testing.T) {
 // it down again, checking that nothing of the lab is left.
 func runLab(t *testing.T, name string) *TrafficReport {
 	t.Helper()
+	return runLabWith(t, name, nil)
+}
+
+// runLabWith is runLab with the loaded scenario changed by edit first.
+func runLabWith(t *testing.T, name string, edit func(*Scenario)) *TrafficReport {
+	t.Helper()
 	testenv.RequireRXE(t)
 	requireInitNetnsChanges(t)
 	env, err := OpenEnv("")
@@ -51,6 +57,10 @@ func runLab(t *testing.T, name string) *TrafficReport {
 	t.Cleanup(env.Close)
 	s, err := Load(name, nil)
 	require.NoError(t, err)
+	if edit != nil {
+		edit(s)
+		require.NoError(t, s.Validate())
+	}
 	state := t.TempDir()
 	rulesBefore := ruleSet(t, env)
 
@@ -207,4 +217,23 @@ func TestTrafficRXESeedRetryExceeded(t *testing.T) {
 	assert.Zero(t, rcvd)
 	assert.GreaterOrEqual(t, m, sent, "every RoCE packet dropped as a martian source")
 	t.Logf("IBV_WC_RETRY_EXC_ERR %.1f ms after the first send; %s sent_pkts +%d, in_martian_src +%d", first.AtMS, b.Sender.Device, sent, m)
+}
+
+// TestTrafficRXESeedUD is the seed with UD SENDs: no ACKs, so the requester's sends all
+// complete and the receives are simply missing; every packet died as a martian source.
+func TestTrafficRXESeedUD(t *testing.T) {
+	rep := runLabWith(t, "seed", func(s *Scenario) {
+		s.Traffic[0].Transport, s.Traffic[0].RC, s.Traffic[0].Name = TransportUD, nil, "ud-a-to-b"
+	})
+	require.Len(t, rep.Batches, 1)
+	b := rep.Batches[0]
+	assert.True(t, rep.ExpectationMet, b.Expectation)
+	assert.Equal(t, ClassMissingCompletions, b.Class)
+	assert.Equal(t, b.Messages, completions(b, RoleSender, verbs.WCSend, verbs.WCSuccess))
+	assert.Zero(t, completions(b, RoleReceiver, verbs.WCRecv, verbs.WCSuccess))
+	sent, _ := b.Counters.RDMACounter(b.Sender.Device, "sent_pkts")
+	m, _ := b.Counters.KernelCounter(CounterMartianSrc)
+	assert.EqualValues(t, b.Messages, sent, "UD sends one packet per message, no retries")
+	assert.GreaterOrEqual(t, m, sent)
+	t.Logf("%s", b.Verdict)
 }

@@ -77,6 +77,38 @@ func retryBatch(martian uint64) *BatchResult {
 	return b
 }
 
+// udMartianBatch is the seed with UD: the sends complete locally, every packet dies as a
+// martian source, and no receive completes.
+func udMartianBatch() *BatchResult {
+	b := okBatch(TransportUD, 10)
+	var sends []CompletionRecord
+	for _, c := range b.Completions {
+		if c.Role == RoleSender {
+			sends = append(sends, c)
+		}
+	}
+	b.Completions, b.StopReason = sends, "receiver idle for 1s after the sender finished"
+	b.Counters = wire(0)
+	b.Counters.RDMA["rxe0"]["sent_pkts"] = 10
+	b.Counters.Links["vA"] = LinkCounters{TxPackets: 10}
+	b.Counters.Links["vB"] = LinkCounters{RxPackets: 10}
+	b.Counters.Kernel[CounterMartianSrc] = 10
+	return b
+}
+
+// TestHardwareCountersFallBackToPMA: a hardware RoCE NIC has no sent_pkts; its IB PMA
+// port_xmit_packets/port_rcv_packets prove the wire instead.
+func TestHardwareCountersFallBackToPMA(t *testing.T) {
+	b := okBatch(TransportRC, 10)
+	b.Sender.Device = "mlx5_0"
+	b.Counters.RDMA["mlx5_0"] = rdma.Counters{"port_xmit_packets": 10, "port_rcv_packets": 10, "rx_write_requests": 0}
+	assert.True(t, judged(b).Pass, b.Verdict)
+	assert.Contains(t, b.Verdict, "mlx5_0 sent_pkts +10 rcvd_pkts +10")
+	b.Counters.RDMA["mlx5_0"]["port_xmit_packets"] = 2
+	assert.False(t, judged(b).Pass)
+	assert.Contains(t, b.Verdict, "mlx5_0 sent_pkts +2 < 10")
+}
+
 func judged(b *BatchResult) *BatchResult { b.Judge(); return b }
 
 func TestJudgePass(t *testing.T) {
@@ -200,6 +232,12 @@ func TestMatchExpectation(t *testing.T) {
 			return b
 		}, ms, false, "responder has 1 completions"},
 		{"martian-source vs connect timeout", connectTimeoutBatch, ms, false, "got connect-timeout"},
+		{"martian-source on UD: receives missing", udMartianBatch, ms, true, "receives missing, no responder completion, in_martian_src +10 ≥ 10"},
+		{"martian-source on RC needs the retry error", func() *BatchResult {
+			b := udMartianBatch()
+			b.Transport = TransportRC
+			return b
+		}, ms, false, "got missing-completions"},
 		{"retry-exceeded", func() *BatchResult { return retryBatch(0) }, re, true, "IBV_WC_RETRY_EXC_ERR"},
 		{"rp-filter", func() *BatchResult {
 			b := retryBatch(0)
