@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/rocebed/rocebed/testbed"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newDiagnoseCmd) }
+
+func newDiagnoseCmd(o *options) *cobra.Command {
+	var fix, noTrace, noTraffic bool
+	c := &cobra.Command{
+		Use:   "diagnose LAB",
+		Short: "Say where a lab's packets die, why, and the fix",
+		Long: `diagnose runs the lab's traffic between two snapshots of its counters (RDMA hw_counters, the
+NICs' and lo's statistics, rt_cache in_martian_src, Udp.NoPorts, IPReversePathFilter), with the
+skb:kfree_skb trace when tracefs has it, and reads what the kernel decides: neighbour states,
+the output route with oif and the input route with iif, the route back, effective rp_filter and
+accept_local, ip rules, MTUs, RDMA devices, port states and GIDs, and where each NIC lives. It
+prints findings with stable codes (link-down, gid-missing, no-listener, neighbor-martian,
+rp-filter, martian-source, not-on-wire, mtu-mismatch, neighbor-unresolved, retry-exceeded,
+unexplained), the first one the root cause, each with its evidence and a fix as a scenario
+snippet and as commands. A healthy lab gets no finding.
+
+--fix adds the suggested fix groups to the scenario, takes the lab down, brings it up again
+with the fix (journaled: ` + "`rocebed down`" + ` restores the host exactly), reruns the traffic and
+reports before and after. The lab stays up with the fix.
+
+LAB is the name of a lab that is up, or its scenario. Exit codes: 0 a diagnosis was made
+(whatever it found); 1 --fix did not turn the failure into a pass; 3 the lab is not up.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			name, err := labName(o, args[0])
+			if err != nil {
+				return err
+			}
+			s, env, err := openLab(ctx, o, args[0])
+			if err != nil {
+				return err
+			}
+			d, err := testbed.Diagnose(ctx, env, s, testbed.DiagnoseOptions{NoTrace: noTrace, NoTraffic: noTraffic})
+			env.Close()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if !fix {
+				if o.json {
+					return d.WriteJSON(out)
+				}
+				return d.WriteText(out)
+			}
+			res, ferr := testbed.FixLab(ctx, o.stateDir, name, d)
+			if res == nil {
+				res = &testbed.FixResult{Before: d}
+			}
+			if err := writeFixResult(out, o.json, res, ferr); err != nil {
+				return err
+			}
+			switch {
+			case ferr != nil:
+				return withExit(exitExpectation, ferr)
+			case !res.Passed:
+				return withExit(exitExpectation, &testbed.ExpectationError{Lab: name,
+					Msg: "diagnose --fix: the traffic still fails with the fix (the lab stays up with it; `rocebed down " + name + "` restores the host)"})
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&fix, "fix", false, "apply the suggested fixes (down, add them to the scenario, up, rerun the traffic)")
+	c.Flags().BoolVar(&noTrace, "no-trace", false, "leave out the skb:kfree_skb trace layer")
+	c.Flags().BoolVar(&noTraffic, "no-traffic", false, "do not run traffic: diagnose from configuration, routes and the probe")
+	return c
+}
+
+// fixOutput is the --json document of --fix.
+type fixOutput struct {
+	*testbed.FixResult
+	Error string `json:"error,omitempty"`
+}
+
+func writeFixResult(w io.Writer, asJSON bool, res *testbed.FixResult, ferr error) error {
+	if asJSON {
+		doc := fixOutput{FixResult: res}
+		if ferr != nil {
+			doc.Error = ferr.Error()
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(doc)
+	}
+	fmt.Fprintln(w, "before:")
+	if err := res.Before.WriteText(w); err != nil {
+		return err
+	}
+	if len(res.Applied) > 0 {
+		fmt.Fprintln(w, "\napplied:")
+		for _, f := range res.Applied {
+			fmt.Fprintf(w, "  fix group %q added to the scenario; the lab was brought up again with it\n", f.Name)
+		}
+	}
+	if res.After != nil {
+		fmt.Fprintln(w, "\nafter:")
+		if err := res.After.WriteText(w); err != nil {
+			return err
+		}
+	}
+	switch {
+	case ferr != nil:
+		fmt.Fprintf(w, "\nFIX FAILED: %v\n", ferr)
+	case res.Passed:
+		fmt.Fprintln(w, "\nFIXED: the traffic passes with the fix; the lab stays up with it (`rocebed down` restores the host)")
+	default:
+		fmt.Fprintln(w, "\nNOT FIXED: the traffic still fails with the fix")
+	}
+	return nil
+}

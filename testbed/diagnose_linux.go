@@ -1,0 +1,553 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rocebed/rocebed/rdma"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// diagnoseEndpointWait bounds waiting for a port that is not ACTIVE yet, or a GID not added
+// yet, on a NIC that is up with carrier: right after `up` the kernel may still be adding them.
+const diagnoseEndpointWait = 3 * time.Second
+
+// Diagnose explains a lab that is up: it reads the lab's configuration as the kernel has it
+// (links and where they live, sysctls, rules, RDMA devices, ports and GIDs), runs the
+// scenario's traffic between two counter snapshots (with the skb:kfree_skb trace when
+// available) unless opts carries a report, asks the kernel how it routes each direction, runs
+// Probe, and applies the rules (Findings). It changes no configuration. The error is for a
+// diagnosis that could not be made (cancelled ctx).
+func Diagnose(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOptions) (*Diagnosis, error) {
+	ev, err := CollectEvidence(ctx, env, s, opts)
+	if err != nil {
+		return nil, err
+	}
+	return Conclude(ev), nil
+}
+
+// DiagnoseAfterRun explains a failed run from its traffic report, without running traffic
+// again: `rocebed run` calls it before taking the lab down.
+func DiagnoseAfterRun(ctx context.Context, env *Env, s *Scenario, report *TrafficReport) (*Diagnosis, error) {
+	return Diagnose(ctx, env, s, DiagnoseOptions{Traffic: report})
+}
+
+// CollectEvidence gathers what Diagnose decides on; see Diagnose.
+func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOptions) (*Evidence, error) {
+	ev := &Evidence{Lab: s.Name, Taken: time.Now().UTC(), Netns: env.NetnsName, Fixes: s.Fixes}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		ev.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	c := &collector{env: env, s: s, ev: ev}
+	c.collectNICs()
+	if err := c.collectEndpoints(ctx); err != nil {
+		return ev, err
+	}
+	c.collectRules()
+	if h, err := env.RDMA(); err == nil {
+		if m, err := rdma.NetnsMode(h); err == nil {
+			ev.RDMANetnsMode = m
+		}
+	}
+	eff := c.effective()
+
+	switch {
+	case opts.Traffic != nil:
+		ev.Traffic = TrafficEvidenceOf(opts.Traffic, "run")
+		if !opts.NoTrace {
+			ev.Trace = &TraceEvidence{Reason: "the traffic ran before diagnose (a failed `run`): nothing to trace"}
+		}
+	case opts.NoTraffic:
+	case len(s.Traffic) == 0:
+		ev.Traffic = &TrafficEvidence{Source: "diagnose", Error: "the scenario declares no traffic"}
+	default:
+		if why := c.unusable(); why != "" {
+			ev.Traffic = &TrafficEvidence{Source: "diagnose", Error: "skipped: " + why}
+			if !opts.NoTrace {
+				ev.Trace = &TraceEvidence{Reason: "no traffic ran"}
+			}
+			break
+		}
+		var tr *traceSession
+		if !opts.NoTrace {
+			tr, ev.Trace = startTrace()
+		}
+		te, err := c.runTraffic(ctx, eff)
+		if tr != nil {
+			ev.Trace = tr.stop()
+		}
+		ev.Traffic = te
+		if err != nil {
+			return ev, err
+		}
+	}
+
+	if !opts.NoProbe {
+		rep, err := Probe(ctx, env, eff)
+		if err != nil && ctx.Err() != nil {
+			return ev, err
+		}
+		if err != nil {
+			ev.Notes = append(ev.Notes, "probe: "+err.Error())
+		}
+		c.probe = rep
+	}
+	c.collectDirections()
+	return ev, nil
+}
+
+type collector struct {
+	env   *Env
+	s     *Scenario
+	ev    *Evidence
+	probe *ProbeReport
+}
+
+func (c *collector) note(format string, args ...any) {
+	c.ev.Notes = append(c.ev.Notes, fmt.Sprintf(format, args...))
+}
+
+// sysctlKeys are the per-interface parameters that decide whether the other NIC's ARP and
+// RoCE packets are accepted.
+var sysctlKeys = []string{"rp_filter", "accept_local", "arp_ignore", "arp_announce", "arp_filter", "log_martians"}
+
+// collectNICs finds each NIC (in the lab's namespace, else in any named one), its state,
+// MTU, addresses and sysctls (`ip -d addr show`, `sysctl net.ipv4.conf.{all,NIC}`).
+func (c *collector) collectNICs() {
+	allByNS := map[string]map[string]string{}
+	all := func(ns string) map[string]string {
+		if m, ok := allByNS[ns]; ok {
+			return m
+		}
+		m := map[string]string{}
+		for _, k := range sysctlKeys {
+			if v, err := c.getSysctl(ns, "net.ipv4.conf.all."+k); err == nil {
+				m[k] = v
+			}
+		}
+		allByNS[ns] = m
+		return m
+	}
+	c.ev.Sysctls = map[string]string{}
+	for k, v := range all("") {
+		c.ev.Sysctls["net.ipv4.conf.all."+k] = v
+	}
+	for _, n := range c.s.NICs {
+		ne := NICEvidence{Name: n.Name, DeclaredNetns: n.Netns, RPFilter: -1, AcceptLocal: -1}
+		ns, l, err := c.locate(n.Name, n.Netns)
+		if err != nil {
+			c.note("%s: %v", n.Name, err)
+		}
+		if l != nil {
+			a := l.Attrs()
+			ne.Found, ne.Netns = true, ns
+			ne.Up = a.RawFlags&unix.IFF_UP != 0
+			ne.Carrier = a.RawFlags&unix.IFF_LOWER_UP != 0
+			ne.OperState = a.OperState.String()
+			ne.MTU = a.MTU
+			ne.MAC = a.HardwareAddr.String()
+			if h, closeH, err := linkHandle(c.env, ns); err == nil {
+				if addrs, err := h.AddrList(l, unix.AF_UNSPEC); err == nil {
+					for _, ad := range addrs {
+						if ad.IP.IsLinkLocalUnicast() {
+							continue
+						}
+						ne.Addresses = append(ne.Addresses, ad.IPNet.String())
+					}
+				}
+				closeH()
+			}
+			ne.Sysctls = map[string]string{}
+			for _, k := range sysctlKeys {
+				if v, err := c.getSysctl(ns, "net.ipv4.conf."+n.Name+"."+k); err == nil {
+					ne.Sysctls[k] = v
+				}
+			}
+			al := all(ns)
+			if x, y := atoiOr(al["rp_filter"]), atoiOr(ne.Sysctls["rp_filter"]); x >= 0 && y >= 0 {
+				ne.RPFilter = max(x, y)
+			}
+			if x, y := atoiOr(al["accept_local"]), atoiOr(ne.Sysctls["accept_local"]); x >= 0 && y >= 0 {
+				ne.AcceptLocal = 0
+				if x > 0 || y > 0 {
+					ne.AcceptLocal = 1
+				}
+			}
+		}
+		c.ev.NICs = append(c.ev.NICs, ne)
+	}
+}
+
+func (c *collector) getSysctl(ns, key string) (string, error) {
+	var v string
+	err := doIn(c.env, ns, func() error {
+		var err error
+		v, err = c.env.Sysctl.Get(key)
+		return err
+	})
+	return strings.TrimSpace(v), err
+}
+
+// locate finds a link in the lab's namespace, then in the declared one, then in every named
+// namespace (/run/netns): a NIC moved elsewhere is evidence, not an error.
+func (c *collector) locate(name, declared string) (string, netlink.Link, error) {
+	tried := map[string]bool{}
+	try := func(ns string) (netlink.Link, error) {
+		if tried[ns] {
+			return nil, nil
+		}
+		tried[ns] = true
+		h, closeH, err := linkHandle(c.env, ns)
+		if err != nil {
+			return nil, err
+		}
+		defer closeH()
+		l, err := h.LinkByName(name)
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return nil, nil
+		}
+		return l, err
+	}
+	order := []string{"", declared}
+	if ents, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range ents {
+			if e.Name() != c.env.NetnsName {
+				order = append(order, e.Name())
+			}
+		}
+	}
+	var errs []error
+	for _, ns := range order {
+		if ns == c.env.NetnsName {
+			ns = ""
+		}
+		l, err := try(ns)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if l != nil {
+			return ns, l, nil
+		}
+	}
+	return "", nil, errors.Join(errs...)
+}
+
+// collectEndpoints reads each endpoint's device, port state, active MTU and RoCE v2 GID
+// (`rdma link show`, `ibv_devinfo -v`, /sys/class/infiniband/DEV/ports/1/gids).
+func (c *collector) collectEndpoints(ctx context.Context) error {
+	sys := rdma.Sysfs{Root: c.env.SysfsRoot}
+	for i, ep := range []Endpoint{c.s.Endpoints.A, c.s.Endpoints.B} {
+		side := [2]string{"a", "b"}[i]
+		ee := EndpointEvidence{Side: side, NIC: ep.NIC, Address: ep.Address, Device: ep.RXE}
+		if ee.Device == "" {
+			ee.Device = ep.Device
+		}
+		nic := c.nicEvidence(ep.NIC)
+		if dev, err := endpointDevice(c.env, c.s, ep); err == nil {
+			ee.Device = dev
+		} else if ep.Device == "auto" {
+			ee.GIDError = err.Error()
+			c.ev.Endpoints = append(c.ev.Endpoints, ee)
+			continue
+		}
+		deadline := time.Now().Add(diagnoseEndpointWait)
+		for {
+			c.readEndpoint(sys, &ee)
+			ready := !ee.DevicePresent || (ee.PortState == "ACTIVE" && ee.GID != "")
+			linkOK := nic != nil && nic.Found && nic.Up && nic.Carrier
+			if ready || !linkOK || time.Now().After(deadline) {
+				break
+			}
+			if err := probeSleep(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		c.ev.Endpoints = append(c.ev.Endpoints, ee)
+	}
+	return nil
+}
+
+func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
+	ee.DevicePresent, ee.PortNetdev, ee.PortState, ee.ActiveMTU, ee.GID, ee.GIDError = false, "", "", 0, "", ""
+	st, err := sys.PortState(ee.Device, trafficPort)
+	if err != nil {
+		if !errors.Is(err, rdma.ErrNotFound) {
+			c.note("%s: %v", ee.Device, err)
+		}
+		ee.GIDError = err.Error()
+		return
+	}
+	ee.DevicePresent = true
+	ee.PortState = st.String()
+	if nd, err := sys.PortNetdev(ee.Device, trafficPort); err == nil {
+		ee.PortNetdev = nd
+	}
+	if nic := c.nicEvidence(ee.NIC); nic != nil && nic.MTU > 0 {
+		ee.ActiveMTU = rdma.RXEActiveMTU(nic.MTU)
+	}
+	addr, err := netip.ParseAddr(ee.Address)
+	if err != nil {
+		ee.GIDError = fmt.Sprintf("endpoint address %q: %v", ee.Address, err)
+		return
+	}
+	g, err := sys.FindGID(ee.Device, trafficPort, addr)
+	if err != nil {
+		ee.GIDError = err.Error()
+		return
+	}
+	ee.GID = g.String()
+}
+
+func (c *collector) nicEvidence(name string) *NICEvidence {
+	for i := range c.ev.NICs {
+		if c.ev.NICs[i].Name == name {
+			return &c.ev.NICs[i]
+		}
+	}
+	return nil
+}
+
+func (c *collector) collectRules() {
+	rules, err := c.env.NL.RuleList(unix.AF_INET)
+	if err != nil {
+		c.note("ip rule: %v", err)
+		return
+	}
+	for _, r := range rules {
+		rs := ruleSpecOf(unix.AF_INET, r)
+		c.ev.Rules = append(c.ev.Rules, rs.String())
+	}
+}
+
+// effective is the scenario with each NIC where it was found, so snapshots and traffic read
+// the counters of the namespace the packets actually reach.
+func (c *collector) effective() *Scenario {
+	eff := *c.s
+	eff.NICs = slices.Clone(c.s.NICs)
+	for i := range eff.NICs {
+		if n := c.nicEvidence(eff.NICs[i].Name); n != nil && n.Found {
+			eff.NICs[i].Netns = n.Netns
+		}
+	}
+	return &eff
+}
+
+// unusable says why traffic cannot run at all (it would only wait for a port or fail to
+// find a device), or "".
+func (c *collector) unusable() string {
+	for _, n := range c.ev.NICs {
+		switch {
+		case !n.Found:
+			return n.Name + " does not exist"
+		case !n.Up:
+			return n.Name + " is down"
+		case !n.Carrier:
+			return n.Name + " has no carrier"
+		}
+	}
+	for _, e := range c.ev.Endpoints {
+		switch {
+		case !e.DevicePresent:
+			return fmt.Sprintf("endpoint %s has no RDMA device %s", e.Side, e.Device)
+		case e.PortState != "ACTIVE":
+			return fmt.Sprintf("%s port 1 is %s", e.Device, e.PortState)
+		case e.GID == "":
+			return fmt.Sprintf("%s has no RoCE v2 GID for %s", e.Device, e.Address)
+		}
+	}
+	return ""
+}
+
+// runTraffic runs the scenario's traffic between two snapshots of the lab's counters.
+func (c *collector) runTraffic(ctx context.Context, eff *Scenario) (*TrafficEvidence, error) {
+	before, err := TakeSnapshot(c.env, eff)
+	if err != nil {
+		return &TrafficEvidence{Source: "diagnose", Error: "counters: " + err.Error()}, nil
+	}
+	rep, rerr := RunTraffic(ctx, c.env, eff)
+	after, err := TakeSnapshot(c.env, eff)
+	te := TrafficEvidenceOf(rep, "diagnose")
+	if err == nil {
+		te.Delta = after.Delta(before)
+	}
+	if rerr != nil {
+		te.Error = rerr.Error()
+		if ctx.Err() != nil {
+			return te, rerr
+		}
+		slog.Warn("diagnose: traffic did not complete", "lab", c.s.Name, "error", rerr)
+	}
+	return te, nil
+}
+
+// collectDirections asks the kernel, for a->b and b->a, for the neighbour entry and the
+// output, input and reverse routes (`ip neigh`, `ip route get ... oif|iif`, `ip route get
+// fibmatch`), and adds the probe's first failing layer.
+func (c *collector) collectDirections() {
+	for _, d := range []struct {
+		name     string
+		src, dst Endpoint
+	}{{"a->b", c.s.Endpoints.A, c.s.Endpoints.B}, {"b->a", c.s.Endpoints.B, c.s.Endpoints.A}} {
+		de := DirectionEvidence{Name: d.name, SrcNIC: d.src.NIC, DstNIC: d.dst.NIC, SrcAddr: d.src.Address, DstAddr: d.dst.Address}
+		if c.probe != nil {
+			for _, pd := range c.probe.Directions {
+				if pd.Name != d.name {
+					continue
+				}
+				if l := pd.FirstFailure(); l != nil {
+					lc := *l
+					de.Probe = &lc
+				}
+				de.ProbePassed = pd.Passed()
+			}
+		}
+		c.direction(&de)
+		c.ev.Directions = append(c.ev.Directions, de)
+	}
+}
+
+func (c *collector) direction(de *DirectionEvidence) {
+	src, dst := net.ParseIP(de.SrcAddr), net.ParseIP(de.DstAddr)
+	if src == nil || dst == nil {
+		c.note("%s: endpoint addresses %q, %q are not IP addresses", de.Name, de.SrcAddr, de.DstAddr)
+		return
+	}
+	sn, dn := c.nicEvidence(de.SrcNIC), c.nicEvidence(de.DstNIC)
+	if dn != nil {
+		de.Neighbor.PeerMAC = dn.MAC
+	}
+	de.Neighbor.State = "unknown"
+	de.RouteOut.Query = fmt.Sprintf("ip route get %s from %s oif %s", dst, src, de.SrcNIC)
+	de.RouteIn.Query = fmt.Sprintf("ip route get %s from %s iif %s", dst, src, de.DstNIC)
+	de.RouteBack.Query = fmt.Sprintf("ip route get fibmatch %s from %s", src, dst)
+	if sn != nil && sn.Found {
+		h, closeH, err := linkHandle(c.env, sn.Netns)
+		if err == nil {
+			if l, err := h.LinkByName(de.SrcNIC); err == nil {
+				de.Neighbor = neighborOf(h, l, dst, de.Neighbor.PeerMAC)
+				rs, err := h.RouteGetWithOptions(dst, &netlink.RouteGetOptions{SrcAddr: src, OifIndex: l.Attrs().Index})
+				de.RouteOut = routeAnswer(h, de.RouteOut.Query, rs, err)
+			}
+			closeH()
+		}
+	}
+	if dn != nil && dn.Found {
+		h, closeH, err := linkHandle(c.env, dn.Netns)
+		if err == nil {
+			if l, err := h.LinkByName(de.DstNIC); err == nil {
+				rs, err := h.RouteGetWithOptions(dst, &netlink.RouteGetOptions{SrcAddr: src, IifIndex: l.Attrs().Index})
+				de.RouteIn = routeAnswer(h, de.RouteIn.Query, rs, err)
+			}
+			rs, err := h.RouteGetWithOptions(src, &netlink.RouteGetOptions{SrcAddr: dst, FIBMatch: true})
+			de.RouteBack = routeAnswer(h, de.RouteBack.Query, rs, err)
+			closeH()
+		}
+	}
+}
+
+func neighborOf(h *netlink.Handle, l netlink.Link, ip net.IP, peerMAC string) NeighborEvidence {
+	n := NeighborEvidence{State: "absent", PeerMAC: peerMAC}
+	list, err := h.NeighList(l.Attrs().Index, probeFamily(ip))
+	if err != nil {
+		n.State = "unreadable: " + err.Error()
+		return n
+	}
+	for _, x := range list {
+		if x.IP.Equal(ip) {
+			n.State = probeNeighState(x.State)
+			if len(x.HardwareAddr) > 0 {
+				n.LLAddr = x.HardwareAddr.String()
+			}
+		}
+	}
+	return n
+}
+
+func routeAnswer(h *netlink.Handle, query string, rs []netlink.Route, err error) RouteAnswer {
+	a := RouteAnswer{Query: query}
+	if err != nil {
+		a.Error = err.Error()
+		var en syscall.Errno
+		if errors.As(err, &en) {
+			a.Errno = unix.ErrnoName(en)
+		}
+		return a
+	}
+	if len(rs) == 0 {
+		a.Error = "no route returned"
+		return a
+	}
+	r := rs[0]
+	a.Type = probeRouteType(r.Type)
+	if r.LinkIndex > 0 {
+		if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
+			a.Dev = l.Attrs().Name
+		} else {
+			a.Dev = fmt.Sprintf("ifindex %d", r.LinkIndex)
+		}
+	}
+	if r.Src != nil {
+		a.Src = r.Src.String()
+	}
+	if r.Table > 0 {
+		a.Table = probeTableName(r.Table)
+	}
+	return a
+}
+
+// FixLab is `diagnose --fix`: it takes the lab down (restoring the host), adds the fix groups
+// the diagnosis suggests to the scenario the lab was brought up with, brings it up again from
+// that scenario (journaled, so `down` restores the host exactly) and reruns the traffic. The
+// lab stays up with the fix. It fails when no finding has a fix that can be added.
+func FixLab(ctx context.Context, stateDir, lab string, before *Diagnosis) (*FixResult, error) {
+	fixes := before.Fixes()
+	if len(fixes) == 0 {
+		return nil, fmt.Errorf("lab %q: no finding has a fix rocebed can add to the scenario: apply the fixes shown by hand", lab)
+	}
+	j, err := OpenJournal(stateDir, lab)
+	if err != nil {
+		return nil, err
+	}
+	h := j.Header
+	j.Close()
+	s, err := Parse(h.File, h.Source, h.Sets)
+	if err != nil {
+		return nil, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", lab, err)
+	}
+	fixed, src, err := FixedScenario(s, fixes)
+	if err != nil {
+		return nil, err
+	}
+	if err := Down(ctx, stateDir, lab); err != nil {
+		return nil, fmt.Errorf("take lab %q down before fixing it: %w", lab, err)
+	}
+	env, err := OpenEnv(h.Netns)
+	if err != nil {
+		return nil, err
+	}
+	defer env.Close()
+	if _, err := Up(ctx, env, fixed, UpOptions{StateDir: stateDir, Source: src, SkipRDMA: h.SkipRDMA}); err != nil {
+		return nil, fmt.Errorf("bring lab %q up with the fix (it is down now; the host is restored): %w", lab, err)
+	}
+	res := &FixResult{Applied: fixes, Before: before, Source: string(src)}
+	rep, err := RunTraffic(ctx, env, fixed)
+	res.After = rep
+	res.Passed = rep != nil && rep.Pass
+	if err != nil {
+		return res, fmt.Errorf("traffic after the fix: %w", err)
+	}
+	return res, nil
+}
