@@ -30,6 +30,19 @@ deps: ## install Debian packages (as root) and Go modules
 build: ## build bin/rocebed
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/rocebed
 
+# lab: the README's main command. The default scenario with real traffic: natively where this
+# kernel has rdma_rxe (or can load it), in a QEMU guest with Debian's kernel otherwise.
+SCENARIO ?= same-host
+.PHONY: lab
+lab: deps build ## run SCENARIO (default same-host): up, traffic with CQEs asserted, down — natively or in the VM
+	@if [ -d /sys/module/rdma_rxe ] || modprobe rdma_rxe 2>/dev/null; then \
+	  echo "lab: this kernel has rdma_rxe: running $(SCENARIO) natively"; \
+	  $(BIN) run $(SCENARIO); \
+	else \
+	  echo "lab: this kernel has no rdma_rxe: running $(SCENARIO) in a QEMU guest (rocebed vm run)"; \
+	  $(BIN) vm prepare && $(BIN) vm run $(SCENARIO); \
+	fi
+
 .PHONY: vet
 vet: ## gofmt and go vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)"
