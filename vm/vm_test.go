@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocebed/rocebed/testbed"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -347,5 +348,13 @@ func TestPrepareOptionErrors(t *testing.T) {
 	}
 	if _, err := CurrentImage(t.TempDir()); err == nil || !strings.Contains(err.Error(), "rocebed vm prepare") {
 		t.Errorf("CurrentImage on an empty cache: %v", err)
+	}
+}
+
+func TestExecPreflight(t *testing.T) {
+	_, err := Exec(context.Background(), ExecOptions{QEMU: "/nonexistent/qemu-system-x86_64", Argv: []string{"true"}})
+	var pe *testbed.PreflightError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "apt-get install qemu-system-x86") {
+		t.Fatalf("missing QEMU: %v, want a PreflightError saying what to install", err)
 	}
 }
