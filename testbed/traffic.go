@@ -224,7 +224,7 @@ func (b *BatchResult) Judge() {
 		if why == "" {
 			why = "polling stopped"
 		}
-		b.Verdict = fmt.Sprintf("%s after %s: %s got %d of %d IBV_WC_SEND, %s got %d of %d IBV_WC_RECV; %s",
+		b.Verdict = fmt.Sprintf("%s (%s after the first send): %s got %d of %d IBV_WC_SEND, %s got %d of %d IBV_WC_RECV; %s",
 			why, fmtMS(b.ElapsedMS), b.Sender.Device, t.sendOK, b.Messages, b.Receiver.Device, t.recvOK, b.Messages, b.evidence(true))
 	default:
 		if ok, what := b.onWire(t.sendOK); !ok {

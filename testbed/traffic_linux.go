@@ -482,7 +482,7 @@ func (b *batch) poll(ctx, bctx context.Context, t Traffic) error {
 			b.res.StopReason = "complete"
 			return nil
 		case sendFinished && time.Since(lastProgress) > grace:
-			b.res.StopReason = fmt.Sprintf("receiver idle for %s after the sender finished", grace)
+			b.res.StopReason = fmt.Sprintf("the receiver stayed idle for %s after the sender finished", grace)
 			return nil
 		case ctx.Err() != nil:
 			b.res.StopReason = "cancelled"

@@ -163,7 +163,7 @@ func TestJudgeFailures(t *testing.T) {
 			b.Completions = b.Completions[:6]
 			b.StopReason = "deadline 30000 ms reached"
 			return b
-		}, ClassMissingCompletions, "deadline 30000 ms reached after 10.0 ms: rxe0 got 3 of 4 IBV_WC_SEND, rxe1 got 3 of 4 IBV_WC_RECV"},
+		}, ClassMissingCompletions, "deadline 30000 ms reached (10.0 ms after the first send): rxe0 got 3 of 4 IBV_WC_SEND, rxe1 got 3 of 4 IBV_WC_RECV"},
 		{"lo moved", func() *BatchResult {
 			b := okBatch(TransportRC, 100)
 			b.Counters.Links["lo"] = LinkCounters{TxPackets: 200, RxPackets: 200}
