@@ -25,7 +25,7 @@ import (
 
 // requireInitNetnsChanges allows the tests only inside the rocebed VM (its kernel command line
 // carries rocebed.work=) or with ROCEBED_ALLOW_HOST_CHANGES=1.
-func requireInitNetnsChanges(t *testing.T) {
+func requireInitNetnsChanges(t testing.TB) {
 	t.Helper()
 	if os.Getenv("ROCEBED_ALLOW_HOST_CHANGES") == "1" {
 		return
@@ -236,4 +236,35 @@ func TestTrafficRXESeedUD(t *testing.T) {
 	assert.EqualValues(t, b.Messages, sent, "UD sends one packet per message, no retries")
 	assert.GreaterOrEqual(t, m, sent)
 	t.Logf("%s", b.Verdict)
+}
+
+// BenchmarkTrafficRXESameHost measures RC SEND throughput over the same-host lab (one warm
+// batch of 1000 × 1 KiB per iteration, a->b), reporting msg/s and the connect time.
+func BenchmarkTrafficRXESameHost(b *testing.B) {
+	testenv.RequireRXE(b)
+	requireInitNetnsChanges(b)
+	env, err := OpenEnv("")
+	require.NoError(b, err)
+	b.Cleanup(env.Close)
+	s, err := Load("same-host", nil)
+	require.NoError(b, err)
+	s.Traffic[0].Direction, s.Traffic[0].Messages = DirectionAToB, 1000
+	state := b.TempDir()
+	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	require.NoError(b, err)
+	b.Cleanup(func() { assert.NoError(b, Down(context.Background(), state, s.Name)) })
+	// Warm the neighbour: the first connect resolves the peer's MAC (~1 s).
+	_, err = RunTraffic(context.Background(), env, s)
+	require.NoError(b, err)
+	var rate, connect float64
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := RunTraffic(context.Background(), env, s)
+		require.NoError(b, err)
+		require.True(b, rep.Pass, rep.Verdict)
+		rate += rep.Batches[0].MsgPerSec
+		connect += rep.Batches[0].ConnectMS
+	}
+	b.ReportMetric(rate/float64(b.N), "msg/s")
+	b.ReportMetric(connect/float64(b.N), "connect-ms")
 }
