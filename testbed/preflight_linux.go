@@ -2,17 +2,61 @@ package testbed
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/rocebed/rocebed/rdma"
 )
 
 // preflight checks, before anything is changed, that the host can carry out the plan: the
-// kernel features its steps need. Missing features are *PreflightError (exit code 3).
-func preflight(env *Env, p *Plan) error {
+// kernel features its steps need, and the hardware RDMA devices its endpoints name. Missing
+// pieces are *PreflightError (exit code 3).
+func preflight(env *Env, s *Scenario, p *Plan, skipRDMA bool) error {
 	for _, st := range p.Steps {
 		if st.Kind == StepRXE {
-			return rdmaPreflight(env)
+			if err := rdmaPreflight(env); err != nil {
+				return err
+			}
+			break
 		}
+	}
+	if skipRDMA {
+		return nil
+	}
+	var errs []error
+	for _, ep := range []Endpoint{s.Endpoints.A, s.Endpoints.B} {
+		if ep.Device != "" {
+			if err := hardwareDevicePreflight(env, ep); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hardwareDevicePreflight checks that an endpoint's hardware RDMA device exists on its NIC:
+// "auto" finds it from sysfs (rdmamap), a name must be a device bound to that NIC.
+func hardwareDevicePreflight(env *Env, ep Endpoint) error {
+	missing := func(have string, err error) error {
+		return &PreflightError{Check: "rdma device on " + ep.NIC, Err: err,
+			Need: "a hardware RDMA (RoCE) device on " + ep.NIC, Have: have,
+			Hint: "run this scenario on a host whose " + ep.NIC + " is a RoCE NIC (`rdma link show`), or name the right NIC with --set"}
+	}
+	err := env.Do(func() error {
+		if ep.Device == "auto" {
+			_, err := rdma.HostDeviceForNetdev(ep.NIC)
+			return err
+		}
+		nd, err := rdma.Sysfs{Root: env.SysfsRoot}.PortNetdev(ep.Device, 1)
+		if err != nil {
+			return err
+		}
+		if nd != ep.NIC {
+			return fmt.Errorf("device %s is bound to %s, not %s", ep.Device, nd, ep.NIC)
+		}
+		return nil
+	})
+	if err != nil {
+		return missing("none usable ("+err.Error()+")", err)
 	}
 	return nil
 }

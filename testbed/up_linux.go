@@ -62,7 +62,7 @@ func Up(ctx context.Context, env *Env, s *Scenario, opts UpOptions) (*Plan, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := preflight(env, plan); err != nil {
+	if err := preflight(env, s, plan, opts.SkipRDMA); err != nil {
 		return nil, err
 	}
 	j, err := createJournal(stateDir, JournalHeader{

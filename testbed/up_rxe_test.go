@@ -103,3 +103,27 @@ func pair(t *testing.T, tool string, serverArgs, clientArgs []string) {
 	require.NoError(t, srv.Wait(), "%s server: %s", tool, srvOut.String())
 	t.Logf("%s client:\n%s", tool, cliOut)
 }
+
+// TestHardwareEndpointMissing: hw-to-rxe on a host whose named NIC has no RDMA device stops
+// before any change, says what is missing (exit 3 in the CLI), and leaves the host as it was.
+func TestHardwareEndpointMissing(t *testing.T) {
+	testenv.RequireRXE(t)
+	ns := testenv.InitialNetNS(t)
+	existingPair(t, ns)
+	t.Cleanup(func() {
+		if l, err := ns.NL.LinkByName("eth1"); err == nil {
+			_ = ns.NL.LinkDel(l)
+		}
+	})
+	env, err := OpenEnv("")
+	require.NoError(t, err)
+	defer env.Close()
+	s, err := Load("hw-to-rxe", []string{"hw_nic=eth1", "rxe_nic=eth2"})
+	require.NoError(t, err)
+	before := ns.Dump(t)
+	_, err = Up(context.Background(), env, s, UpOptions{StateDir: t.TempDir()})
+	var pe *PreflightError
+	require.ErrorAs(t, err, &pe)
+	assert.Contains(t, err.Error(), "hardware RDMA (RoCE) device on eth1")
+	assert.Equal(t, before, ns.Dump(t))
+}
