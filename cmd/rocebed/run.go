@@ -41,7 +41,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 			p, err := testbed.Up(ctx, env, s, opts)
 			if err != nil {
 				var pe *testbed.PreflightError
-				if errors.As(err, &pe) {
+				if errors.As(err, &pe) && (pe.Check == "rdma" || pe.Check == "rdma_rxe") {
 					// run needs the RDMA links: --skip-rdma (an up option) is no way out here.
 					pe.Hint = fmt.Sprintf("use a kernel with rdma_rxe (`modprobe rdma_rxe`), or run the scenario in a VM: `rocebed vm run %s`", args[0])
 				}
