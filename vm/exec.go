@@ -151,7 +151,7 @@ type consoleTail struct {
 
 func (c *consoleTail) add(line string, now time.Time) {
 	line = strings.TrimRight(line, "\r")
-	if len(c.lines) == 30 {
+	if len(c.lines) == 60 {
 		c.lines = c.lines[1:]
 	}
 	c.lines = append(c.lines, line)

@@ -194,7 +194,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 	}
 	switch {
 	case rcText == "timeout":
-		return res, &GuestError{Code: ExitTimeout, Cause: fmt.Sprintf("the command ran past --timeout %s in the guest and was killed", o.Timeout)}
+		return res, &GuestError{Code: ExitTimeout, Cause: fmt.Sprintf("the command ran past --timeout %s in the guest and was killed", o.Timeout), Console: tail.String()}
 	case rcText != "":
 		n, err := strconv.Atoi(rcText)
 		if err != nil {

@@ -115,7 +115,9 @@ func testDriver(pkgs []TestPackage, run string, timeout time.Duration) string {
 		extra = append(extra, shQuote("-test.run="+run))
 	}
 	if timeout > 0 {
-		extra = append(extra, shQuote("-test.timeout="+timeout.String()))
+		// Shorter than the guest's bound, so that a hung test ends in go test's own panic,
+		// which names it and dumps its goroutines.
+		extra = append(extra, shQuote("-test.timeout="+(timeout-timeout/10).String()))
 	}
 	for _, p := range pkgs {
 		fmt.Fprintf(&b, "runpkg %s %s %s %s\n", shQuote(p.ImportPath), shQuote(p.Dir), shQuote(p.Binary), strings.Join(extra, " "))

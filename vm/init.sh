@@ -64,8 +64,21 @@ echo "ROCEBED-START uptime=$up"
 chroot $N /bin/sh $WORK/.vm/cmd.sh < /dev/null > $C/stdout 2> $C/stderr &
 pid=$!
 if [ "$TMO" -gt 0 ]; then
-	# kill -1 signals every process but init and the caller: the whole command tree.
-	(sleep "$TMO" && echo "$TMO" > $C/timedout && kill -KILL -1) &
+	# kill -1 signals every process but init and the caller: the whole command tree. A process
+	# stuck in the kernel may never die and keep init's wait from returning, so the watchdog
+	# reports the timeout and powers off itself, after listing blocked tasks on the console.
+	(
+		sleep "$TMO"
+		echo "$TMO" > $C/timedout
+		echo "ROCEBED-TIMEOUT after ${TMO}s; blocked tasks:"
+		echo w > /proc/sysrq-trigger
+		kill -KILL -1
+		sleep 3
+		echo timeout > $C/rc.tmp && mv $C/rc.tmp $C/rc
+		sync
+		echo "ROCEBED-RC=timeout"
+		poweroff -f
+	) &
 fi
 wait $pid
 rc=$?

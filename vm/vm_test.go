@@ -78,15 +78,15 @@ func TestGuestVisible(t *testing.T) {
 func TestConsoleTail(t *testing.T) {
 	var c consoleTail
 	now := time.Now()
-	for i := 0; i < 40; i++ {
+	for i := 0; i < 70; i++ {
 		c.add("line", now)
 	}
 	c.add("ROCEBED-START uptime=2.1\r", now)
 	c.add("[    2.98] Kernel panic - not syncing: sysrq triggered crash", now)
 	c.add("ROCEBED-FAIL insmod 9p.ko: bad", now)
 	c.add("ROCEBED-RC=7", now)
-	if len(c.lines) != 30 {
-		t.Errorf("kept %d lines, want 30", len(c.lines))
+	if len(c.lines) != 60 {
+		t.Errorf("kept %d lines, want 60", len(c.lines))
 	}
 	if c.started != now || c.panic != "Kernel panic - not syncing: sysrq triggered crash" || c.fail != "insmod 9p.ko: bad" || c.rc != "7" {
 		t.Errorf("markers: %+v", c)
