@@ -21,6 +21,8 @@ const (
 	DefaultRCRetryCount = 2
 	DefaultRCRNRRetry   = 7
 
+	// MaxWindow is the most SENDs a batch keeps in flight.
+	MaxWindow = 128
 	// DefaultDeadlineMS bounds one traffic batch, connect included.
 	DefaultDeadlineMS = 30000
 )

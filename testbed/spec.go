@@ -197,6 +197,10 @@ type Traffic struct {
 	RC *RCParams `yaml:"rc,omitempty" json:"rc,omitempty"`
 	// DeadlineMS bounds the whole batch, connect included; 0 takes a default.
 	DeadlineMS int `yaml:"deadline_ms,omitempty" json:"deadline_ms,omitempty"`
+	// Window is how many SENDs may be outstanding at once; 0 lets rocebed keep up to 128 in
+	// flight (throughput). 1 sends the next message only after the previous one completed,
+	// which makes the batch's mean post→completion time a round-trip latency.
+	Window int `yaml:"window,omitempty" json:"window,omitempty"`
 }
 
 // RCParams are the RC QP attributes that decide how long a broken path takes to fail.

@@ -25,7 +25,7 @@ const (
 	// they fit (up to maxRecvWindow, and maxWindowBytes of buffer); more are re-posted as
 	// receives complete. Sends are kept maxSendWindow deep.
 	maxRecvWindow  = 1024
-	maxSendWindow  = 128
+	maxSendWindow  = MaxWindow
 	maxWindowBytes = 64 << 20
 
 	// After the sender has every completion, the receiver gets this long without progress
@@ -289,6 +289,9 @@ func runBatch(ctx context.Context, env *Env, s *Scenario, t Traffic, dir Directi
 		b.recvOff = verbs.GRHLen
 	}
 	b.sendWin = clampWindow(t.Messages, maxSendWindow, t.Size)
+	if t.Window > 0 {
+		b.sendWin = min(b.sendWin, t.Window)
+	}
 	b.recvWin = clampWindow(t.Messages, maxRecvWindow, b.recvSlot)
 	depth := b.sendWin + b.recvWin + 16
 	if err := b.snd.open(typ, depth, b.sendWin*t.Size, b.sendWin, b.recvWin); err != nil {

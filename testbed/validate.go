@@ -685,6 +685,9 @@ func (v *validator) traffic() {
 				v.rcParams(p+".rc", t.RC)
 			}
 		}
+		if t.Window < 0 || t.Window > MaxWindow {
+			v.add(p+".window", "window %d out of range: want 0 (up to %d in flight) or 1..%d", t.Window, MaxWindow, MaxWindow)
+		}
 		if t.DeadlineMS < 0 || t.DeadlineMS > maxDeadlineMS {
 			v.add(p+".deadline_ms", "deadline_ms %d out of range: want 0 (default %d) or up to %d", t.DeadlineMS, DefaultDeadlineMS, maxDeadlineMS)
 		}
