@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -150,6 +151,8 @@ type Evidence struct {
 // NICEvidence is one NIC as the kernel shows it.
 type NICEvidence struct {
 	Name string `json:"name"`
+	// Peer is the declared other end of a veth.
+	Peer string `json:"peer,omitempty"`
 	// Found is false when the NIC is in neither the lab's namespace nor a named one.
 	Found bool `json:"found"`
 	// Netns is where it was found ("" = the lab's namespace) and DeclaredNetns where the
@@ -317,6 +320,10 @@ type TraceDrop struct {
 	Reason   string `json:"reason,omitempty"`
 	Count    int    `json:"count"`
 }
+
+// ByRXE reports whether rxe itself freed the skb: rxe releases the packets it has processed
+// (and its retransmit copies) with kfree_skb, so these are deliveries, not drops.
+func (d TraceDrop) ByRXE() bool { return strings.HasPrefix(d.Location, "rxe_") }
 
 func (d TraceDrop) String() string {
 	s := fmt.Sprintf("kfree_skb: %d × %s at %s", d.Count, d.Protocol, d.Location)
@@ -530,24 +537,37 @@ func (r ruler) direction(src string) *DirectionEvidence {
 func (r ruler) linkDown() *Finding {
 	var ev, cmds []string
 	var bad []string
+	down := map[string]bool{}
+	for _, n := range r.ev.NICs {
+		if n.Found && !n.Up {
+			down[n.Name] = true
+		}
+	}
 	for _, n := range r.ev.NICs {
 		switch {
 		case !n.Found:
 			bad = append(bad, n.Name+" does not exist")
 			ev = append(ev, fmt.Sprintf("%s: not found in the lab's namespace or any named namespace", n.Name))
+			cmds = append(cmds, "rocebed down "+r.ev.Lab, "rocebed up "+r.ev.Lab)
 		case !n.Up:
 			bad = append(bad, n.Name+" is administratively down")
 			ev = append(ev, fmt.Sprintf("%s: flags without UP, oper state %s", n.Name, n.OperState))
 			cmds = append(cmds, nsCmd(n.Netns, "ip link set dev "+n.Name+" up"))
+		case !n.Carrier && down[n.Peer]:
+			bad = append(bad, fmt.Sprintf("%s has no carrier (its peer %s is down)", n.Name, n.Peer))
+			ev = append(ev, fmt.Sprintf("%s: up but no carrier (LOWER_UP missing), oper state %s", n.Name, n.OperState))
 		case !n.Carrier:
 			bad = append(bad, n.Name+" has no carrier")
 			ev = append(ev, fmt.Sprintf("%s: up but no carrier (LOWER_UP missing), oper state %s", n.Name, n.OperState))
-			cmds = append(cmds, "check the cable; for a veth both ends must be up: ip link set dev PEER up")
+			cmds = append(cmds, "# check the cable of "+n.Name+"; a veth needs both ends up")
 		}
 	}
 	if len(bad) == 0 {
 		return nil
 	}
+	slices.SortStableFunc(bad, func(a, b string) int {
+		return strings.Count(b, "administratively") - strings.Count(a, "administratively")
+	})
 	for _, e := range r.ev.Endpoints {
 		if e.DevicePresent && e.PortState != "" && e.PortState != "ACTIVE" {
 			ev = append(ev, fmt.Sprintf("%s port 1 is %s (an rxe port follows its netdev)", e.Device, e.PortState))
@@ -557,10 +577,7 @@ func (r ruler) linkDown() *Finding {
 	fix := &FindingFix{
 		Description: "bring the NIC up (a lab brought up by rocebed has every NIC up: take it down and up again)",
 		Scenario:    "# nothing to add: `rocebed up` brings every declared NIC up;\n# run `rocebed down LAB && rocebed up LAB` to rebuild the lab",
-		Commands:    cmds,
-	}
-	if len(cmds) == 0 {
-		fix.Commands = []string{"rocebed down " + r.ev.Lab, "rocebed up " + r.ev.Lab}
+		Commands:    slices.Compact(cmds),
 	}
 	return &Finding{Code: CodeLinkDown, Severity: SeverityError,
 		Summary:  strings.Join(bad, "; ") + ": no packet can cross the cable and the rxe port is not ACTIVE",
@@ -1068,7 +1085,7 @@ func (r ruler) traceLines(proto string) []string {
 	}
 	var out []string
 	for _, d := range t.Drops {
-		if d.Protocol == proto {
+		if d.Protocol == proto && !d.ByRXE() {
 			out = append(out, d.String())
 		}
 	}
@@ -1261,11 +1278,20 @@ func Conclude(ev *Evidence) *Diagnosis {
 	case !tr.Available:
 		d.Layers = append(d.Layers, "trace: unavailable: "+tr.Reason+"; the findings rest on the counters, routes and sysctls")
 	default:
-		n := 0
+		n, groups, rxe := 0, 0, 0
 		for _, x := range tr.Drops {
+			if x.ByRXE() {
+				rxe += x.Count
+				continue
+			}
 			n += x.Count
+			groups++
 		}
-		d.Layers = append(d.Layers, fmt.Sprintf("trace: %s; %d IPv4/ARP drops recorded in %d group(s)", tr.Reason, n, len(tr.Drops)))
+		line := fmt.Sprintf("trace: %s; %d IPv4/ARP drops in %d group(s)", tr.Reason, n, groups)
+		if rxe > 0 {
+			line += fmt.Sprintf(", and %d skbs rxe freed after processing them (not drops)", rxe)
+		}
+		d.Layers = append(d.Layers, line)
 	}
 	for _, n := range ev.Notes {
 		d.Layers = append(d.Layers, "note: "+n)
@@ -1340,4 +1366,90 @@ func FixedScenario(s *Scenario, fixes []Fix) (*Scenario, []byte, error) {
 		return nil, src, fmt.Errorf("the fixed scenario does not validate: %w", err)
 	}
 	return out, src, nil
+}
+
+// ---- kfree_skb trace parsing (the kernel side is in trace_linux.go) ----
+
+// traceLines returns the first n event lines of a trace file (comments left out).
+func traceLines(data string, n int) []string {
+	var out []string
+	for _, l := range strings.Split(data, "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		out = append(out, strings.TrimSpace(l))
+		if len(out) == n {
+			break
+		}
+	}
+	return out
+}
+
+var (
+	reasonPair = regexp.MustCompile(`\{\s*(\d+)\s*,\s*"([A-Za-z0-9_]+)"\s*\}`)
+	histEntry  = regexp.MustCompile(`protocol:\s*(\d+).*?location:\s*\[[0-9a-f]+\]\s*([^\s,]+).*?reason:\s*(\S+)\s*\}\s*hitcount:\s*(\d+)`)
+	traceEntry = regexp.MustCompile(`kfree_skb:.*?protocol=(\d+)\s+location=(\S+)(?:\s+reason:\s*(\S+))?`)
+)
+
+// dropReasonNames reads the __print_symbolic table of the event's format: reason number to
+// name (NOT_SPECIFIED, NO_SOCKET, IP_RPFILTER, ...).
+func dropReasonNames(format string) map[int]string {
+	m := map[int]string{}
+	for _, p := range reasonPair.FindAllStringSubmatch(format, -1) {
+		if n, err := strconv.Atoi(p[1]); err == nil {
+			m[n] = p[2]
+		}
+	}
+	return m
+}
+
+func protoName(p string) string {
+	switch p {
+	case "2048":
+		return "IPv4"
+	case "2054":
+		return "ARP"
+	}
+	return "ethertype " + p
+}
+
+// parseKfreeHist reads the histogram trigger's output into drop groups.
+func parseKfreeHist(data string, reasons map[int]string) []TraceDrop {
+	var out []TraceDrop
+	for _, l := range strings.Split(data, "\n") {
+		m := histEntry.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[4])
+		reason := m[3]
+		if r, err := strconv.Atoi(reason); err == nil {
+			if name, ok := reasons[r]; ok {
+				reason = name
+			}
+		}
+		out = append(out, TraceDrop{Protocol: protoName(m[1]), Location: m[2], Reason: reason, Count: n})
+	}
+	return out
+}
+
+// groupKfreeLines groups recorded kfree_skb lines when no histogram is available.
+func groupKfreeLines(data string) []TraceDrop {
+	idx := map[[3]string]int{}
+	var out []TraceDrop
+	for _, l := range strings.Split(data, "\n") {
+		m := traceEntry.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		k := [3]string{protoName(m[1]), m[2], m[3]}
+		if i, ok := idx[k]; ok {
+			out[i].Count++
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, TraceDrop{Protocol: k[0], Location: k[1], Reason: k[2], Count: 1})
+	}
+	slices.SortStableFunc(out, func(a, b TraceDrop) int { return b.Count - a.Count })
+	return out
 }

@@ -51,6 +51,7 @@ func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOp
 	}
 	c := &collector{env: env, s: s, ev: ev}
 	c.collectNICs()
+	slog.Debug("diagnose: links read", "lab", s.Name)
 	if err := c.collectEndpoints(ctx); err != nil {
 		return ev, err
 	}
@@ -82,10 +83,13 @@ func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOp
 		var tr *traceSession
 		if !opts.NoTrace {
 			tr, ev.Trace = startTrace()
+			slog.Debug("diagnose: trace layer", "available", tr != nil, "reason", ev.Trace.reasonOr(tr))
 		}
 		te, err := c.runTraffic(ctx, eff)
+		slog.Debug("diagnose: traffic done", "lab", s.Name)
 		if tr != nil {
 			ev.Trace = tr.stop()
+			slog.Debug("diagnose: trace stopped", "reason", ev.Trace.Reason)
 		}
 		ev.Traffic = te
 		if err != nil {
@@ -94,7 +98,7 @@ func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOp
 	}
 
 	if !opts.NoProbe {
-		rep, err := Probe(ctx, env, eff)
+		rep, err := Probe(ctx, env, s)
 		if err != nil && ctx.Err() != nil {
 			return ev, err
 		}
@@ -102,8 +106,10 @@ func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOp
 			ev.Notes = append(ev.Notes, "probe: "+err.Error())
 		}
 		c.probe = rep
+		slog.Debug("diagnose: probe done", "lab", s.Name)
 	}
 	c.collectDirections()
+	slog.Debug("diagnose: routes and neighbours read", "lab", s.Name)
 	return ev, nil
 }
 
@@ -144,7 +150,7 @@ func (c *collector) collectNICs() {
 		c.ev.Sysctls["net.ipv4.conf.all."+k] = v
 	}
 	for _, n := range c.s.NICs {
-		ne := NICEvidence{Name: n.Name, DeclaredNetns: n.Netns, RPFilter: -1, AcceptLocal: -1}
+		ne := NICEvidence{Name: n.Name, Peer: n.Peer, DeclaredNetns: n.Netns, RPFilter: -1, AcceptLocal: -1}
 		ns, l, err := c.locate(n.Name, n.Netns)
 		if err != nil {
 			c.note("%s: %v", n.Name, err)

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -25,7 +22,7 @@ var tracefsRoots = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
 const (
 	traceFilter   = "protocol == 2048 || protocol == 2054" // ETH_P_IP, ETH_P_ARP (host order in the event)
 	traceHist     = "hist:keys=protocol,location.sym-offset,reason:vals=hitcount:sort=hitcount.descending"
-	traceMaxLines = 20
+	traceMaxLines = 8
 )
 
 type traceSession struct {
@@ -163,86 +160,12 @@ func (t *traceSession) cleanup() error {
 	return errors.Join(errs...)
 }
 
-// traceLines returns the first n event lines of a trace file (comments left out).
-func traceLines(data string, n int) []string {
-	var out []string
-	for _, l := range strings.Split(data, "\n") {
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		out = append(out, strings.TrimSpace(l))
-		if len(out) == n {
-			break
-		}
+func (e *TraceEvidence) reasonOr(t *traceSession) string {
+	if t != nil {
+		return t.reason
 	}
-	return out
-}
-
-var (
-	reasonPair = regexp.MustCompile(`\{\s*(\d+)\s*,\s*"([A-Za-z0-9_]+)"\s*\}`)
-	histEntry  = regexp.MustCompile(`protocol:\s*(\d+).*?location:\s*\[[0-9a-f]+\]\s*(\S+).*?reason:\s*(\S+)\s*\}\s*hitcount:\s*(\d+)`)
-	traceEntry = regexp.MustCompile(`kfree_skb:.*?protocol=(\d+)\s+location=(\S+)(?:\s+reason:\s*(\S+))?`)
-)
-
-// dropReasonNames reads the __print_symbolic table of the event's format: reason number to
-// name (NOT_SPECIFIED, NO_SOCKET, IP_RPFILTER, ...).
-func dropReasonNames(format string) map[int]string {
-	m := map[int]string{}
-	for _, p := range reasonPair.FindAllStringSubmatch(format, -1) {
-		if n, err := strconv.Atoi(p[1]); err == nil {
-			m[n] = p[2]
-		}
+	if e == nil {
+		return ""
 	}
-	return m
-}
-
-func protoName(p string) string {
-	switch p {
-	case "2048":
-		return "IPv4"
-	case "2054":
-		return "ARP"
-	}
-	return "ethertype " + p
-}
-
-// parseKfreeHist reads the histogram trigger's output into drop groups.
-func parseKfreeHist(data string, reasons map[int]string) []TraceDrop {
-	var out []TraceDrop
-	for _, l := range strings.Split(data, "\n") {
-		m := histEntry.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		n, _ := strconv.Atoi(m[4])
-		reason := m[3]
-		if r, err := strconv.Atoi(reason); err == nil {
-			if name, ok := reasons[r]; ok {
-				reason = name
-			}
-		}
-		out = append(out, TraceDrop{Protocol: protoName(m[1]), Location: m[2], Reason: reason, Count: n})
-	}
-	return out
-}
-
-// groupKfreeLines groups recorded kfree_skb lines when no histogram is available.
-func groupKfreeLines(data string) []TraceDrop {
-	idx := map[[3]string]int{}
-	var out []TraceDrop
-	for _, l := range strings.Split(data, "\n") {
-		m := traceEntry.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		k := [3]string{protoName(m[1]), m[2], m[3]}
-		if i, ok := idx[k]; ok {
-			out[i].Count++
-			continue
-		}
-		idx[k] = len(out)
-		out = append(out, TraceDrop{Protocol: k[0], Location: k[1], Reason: k[2], Count: 1})
-	}
-	slices.SortStableFunc(out, func(a, b TraceDrop) int { return b.Count - a.Count })
-	return out
+	return e.Reason
 }
