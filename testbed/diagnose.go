@@ -743,7 +743,6 @@ func (r ruler) martianDelta(s *Snapshot) (uint64, bool) {
 func (r ruler) neighbor() *Finding {
 	var ev []string
 	var dirs []*DirectionEvidence
-	timeouts := 0
 	for i := range r.ev.Directions {
 		d := &r.ev.Directions[i]
 		if d.Neighbor.Usable() || d.Neighbor.State == "" {
@@ -773,7 +772,6 @@ func (r ruler) neighbor() *Finding {
 		if b.Class != ClassConnectTimeout {
 			continue
 		}
-		timeouts++
 		c := r.counters(b)
 		m, _ := r.martianDelta(c)
 		martian += m
@@ -791,6 +789,13 @@ func (r ruler) neighbor() *Finding {
 			local = true
 		}
 		ev = append(ev, prefixed(d.Name+" ", r.sourceCheckLines(d))...)
+	}
+	if strict {
+		if t := r.ev.Traffic; t != nil && t.Delta != nil {
+			m, _ := t.Delta.KernelCounter(CounterMartianSrc)
+			rpf, _ := t.Delta.KernelCounter(CounterRPFilter)
+			ev = append(ev, fmt.Sprintf("rt_cache.in_martian_src +%d (the kernel counts the ARP's failed source check there), %s +%d (it counts IP packets only)", m, CounterRPFilter, rpf))
+		}
 	}
 	ev = append(ev, r.traceLines("ARP")...)
 	code := CodeNeighborUnresolved
@@ -816,7 +821,6 @@ func (r ruler) neighbor() *Finding {
 		f.Fix = &FindingFix{Description: "let ARP through between the NICs", Scenario: "# check the arp settings of the fixes (arp: ignore/filter) and firewall rules",
 			Commands: r.arpCommands()}
 	}
-	_ = timeouts
 	return f
 }
 
