@@ -65,8 +65,11 @@ test-nocgo: ## unit tests without cgo
 check: deps test test-vm ## everything CI runs: deps, host tests, VM tests
 
 .PHONY: bench
-bench: ## benchmarks and reports
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./testbed/
+bench: bench-host bench-vm ## benchmarks and reports: host (up+down vs shell), VM (boot, traffic vs perftest)
+
+.PHONY: bench-host
+bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysctl commands (ratio)
+	$(GO) test -run '^$$' -bench 'UpDownVsShell' -benchtime 1x -count 1 ./testbed/
 
 # ---- VM tier (see vm/) ----
 # Real-kernel tests run in a QEMU guest booted with Debian's own kernel (it has rdma_rxe): one
@@ -87,3 +90,5 @@ test-vm: vm-prepare ## the harness's own QEMU tests, then real-kernel tests in o
 .PHONY: bench-vm
 bench-vm: vm-prepare ## guest boot-to-first-command and whole `vm exec -- true` times
 	ROCEBED_VM_TESTS=1 $(GO) test -run '^$$' -bench BenchmarkExecTrue -benchtime 3x -count 1 ./vm/
+	@mkdir -p bin && $(GO) test -c -o bin/testbed.test ./testbed/
+	cd testbed && $(VM_ROCEBED) vm exec --timeout 10m -- $(CURDIR)/bin/testbed.test -test.run '^$$' -test.bench 'VersusPerftest|TrafficRXE' -test.benchtime 1x
