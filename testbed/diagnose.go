@@ -179,6 +179,8 @@ type EndpointEvidence struct {
 	NIC     string `json:"nic"`
 	Address string `json:"address"`
 	Device  string `json:"device"`
+	// RXE is true for a soft-RoCE device the lab adds, false for a hardware one.
+	RXE bool `json:"rxe,omitempty"`
 	// DevicePresent is false when /sys/class/infiniband has no such device.
 	DevicePresent bool   `json:"device_present"`
 	PortNetdev    string `json:"port_netdev,omitempty"`
@@ -1266,6 +1268,9 @@ func Conclude(ev *Evidence) *Diagnosis {
 			}
 			d.Layers = append(d.Layers, "counters: "+strings.Join(moved, ", "))
 		}
+	}
+	if len(ev.Rules) > 0 {
+		d.Layers = append(d.Layers, "ip rule: "+strings.Join(ev.Rules, "; "))
 	}
 	for _, dir := range ev.Directions {
 		switch {

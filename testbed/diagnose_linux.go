@@ -257,7 +257,7 @@ func (c *collector) collectEndpoints(ctx context.Context) error {
 	sys := rdma.Sysfs{Root: c.env.SysfsRoot}
 	for i, ep := range []Endpoint{c.s.Endpoints.A, c.s.Endpoints.B} {
 		side := [2]string{"a", "b"}[i]
-		ee := EndpointEvidence{Side: side, NIC: ep.NIC, Address: ep.Address, Device: ep.RXE}
+		ee := EndpointEvidence{Side: side, NIC: ep.NIC, Address: ep.Address, Device: ep.RXE, RXE: ep.RXE != ""}
 		if ee.Device == "" {
 			ee.Device = ep.Device
 		}
@@ -287,6 +287,7 @@ func (c *collector) collectEndpoints(ctx context.Context) error {
 }
 
 func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
+	// RXE is kept; the rest is read again.
 	ee.DevicePresent, ee.PortNetdev, ee.PortState, ee.ActiveMTU, ee.GID, ee.GIDError = false, "", "", 0, "", ""
 	st, err := sys.PortState(ee.Device, trafficPort)
 	if err != nil {
@@ -301,7 +302,9 @@ func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 	if nd, err := sys.PortNetdev(ee.Device, trafficPort); err == nil {
 		ee.PortNetdev = nd
 	}
-	if nic := c.nicEvidence(ee.NIC); nic != nil && nic.MTU > 0 {
+	// sysfs has no active_mtu; an rxe port derives it from its netdev's MTU, as rxe does.
+	// For other devices it stays unknown (ibv_query_port would tell).
+	if nic := c.nicEvidence(ee.NIC); ee.RXE && nic != nil && nic.MTU > 0 {
 		ee.ActiveMTU = rdma.RXEActiveMTU(nic.MTU)
 	}
 	addr, err := netip.ParseAddr(ee.Address)

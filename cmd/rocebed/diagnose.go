@@ -55,6 +55,16 @@ LAB is the name of a lab that is up, or its scenario. Exit codes: 0 a diagnosis 
 				}
 				return d.WriteText(out)
 			}
+			if len(d.Findings) == 0 && d.TrafficPassed {
+				if o.json {
+					return d.WriteJSON(out)
+				}
+				if err := d.WriteText(out); err != nil {
+					return err
+				}
+				fmt.Fprintln(out, "\nnothing to fix: the lab is healthy")
+				return nil
+			}
 			res, ferr := testbed.FixLab(ctx, o.stateDir, name, d)
 			if res == nil {
 				res = &testbed.FixResult{Before: d}
