@@ -78,7 +78,7 @@ func stripMACs(dump string, p *Plan) string {
 		if strings.HasPrefix(l, "### ") {
 			sort.Strings(neigh)
 			out, neigh = append(out, neigh...), nil
-			inNeigh = strings.HasPrefix(l, "### ip neigh")
+			inNeigh = strings.HasSuffix(l, " neigh show")
 			out = append(out, l)
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // labIn loads a shipped scenario and opens an Env on a fresh throwaway namespace that plays the
@@ -296,10 +297,11 @@ func TestDefaultRouteNICRefused(t *testing.T) {
 	for _, name := range []string{"eth2", "eth1"} {
 		l, err := ns.NL.LinkByName(name)
 		require.NoError(t, err)
+		// Wait for DAD to finish too: a tentative address gains its local route when it ends.
 		require.Eventually(t, func() bool {
 			addrs, _ := ns.NL.AddrList(l, netlink.FAMILY_V6)
-			return len(addrs) > 0
-		}, 5*time.Second, 10*time.Millisecond, "no link-local address on %s", name)
+			return len(addrs) > 0 && addrs[0].Flags&unix.IFA_F_TENTATIVE == 0
+		}, 10*time.Second, 10*time.Millisecond, "no settled link-local address on %s", name)
 	}
 	l, err := ns.NL.LinkByName("eth1")
 	require.NoError(t, err)
