@@ -387,6 +387,11 @@ func (c *collector) runTraffic(ctx context.Context, eff *Scenario) (*TrafficEvid
 		return &TrafficEvidence{Source: "diagnose", Error: "counters: " + err.Error()}, nil
 	}
 	rep, rerr := RunTraffic(ctx, c.env, eff)
+	// The last batch read the hw_counters just now; the kernel serves reads within the
+	// counters' lifespan from a cache, so wait it out for a fresh read.
+	if err := probeSleep(ctx, c.counterLifespan()); err != nil {
+		return TrafficEvidenceOf(rep, "diagnose"), err
+	}
 	after, err := TakeSnapshot(c.env, eff)
 	te := TrafficEvidenceOf(rep, "diagnose")
 	if err == nil {
@@ -559,4 +564,21 @@ func FixLab(ctx context.Context, stateDir, lab string, before *Diagnosis) (*FixR
 		return res, fmt.Errorf("traffic after the fix: %w", err)
 	}
 	return res, nil
+}
+
+// counterLifespan is how long the RDMA core caches hw_counters
+// (/sys/class/infiniband/DEV/ports/1/hw_counters/lifespan, ms; 10 by default), plus a margin
+// for jiffy rounding.
+func (c *collector) counterLifespan() time.Duration {
+	ms := 10
+	for _, e := range c.ev.Endpoints {
+		raw, err := os.ReadFile(fmt.Sprintf("%s/class/infiniband/%s/ports/%d/hw_counters/lifespan", c.env.SysfsRoot, e.Device, trafficPort))
+		if err != nil {
+			continue
+		}
+		if v := atoiOr(string(raw)); v > ms {
+			ms = v
+		}
+	}
+	return time.Duration(ms)*time.Millisecond + 10*time.Millisecond
 }

@@ -264,6 +264,27 @@ func TestFindingsNotOnWire(t *testing.T) {
 	assert.Equal(t, SeverityWarning, d.Findings[0].Severity)
 }
 
+// A batch the traffic judged not-on-wire from a stale counter read passes when the counters
+// Diagnose read after the run show its packets crossing; one whose packets went over lo does not.
+func TestFindingsStaleNotOnWireIsReconciled(t *testing.T) {
+	ev := healthyEvidence()
+	b := &ev.Traffic.Batches[0]
+	b.Pass, b.Class, b.Verdict = false, ClassNotOnWire, "all 100 messages completed, but ... rxe0 rcvd_pkts (ACKs) +0 < 1"
+	ev.Traffic.Pass = false
+	d := Conclude(ev)
+	assert.Empty(t, d.Findings, "codes %v", d.Codes())
+	assert.True(t, d.TrafficPassed)
+	assert.Contains(t, strings.Join(d.Layers, "\n"), "that read was stale")
+	assert.False(t, ev.Traffic.Batches[0].Pass, "the recorded evidence is not changed")
+
+	lo := ev.Traffic.Delta.Links["lo"]
+	lo.TxPackets, lo.RxPackets = 200, 200
+	ev.Traffic.Delta.Links["lo"] = lo
+	d = Conclude(ev)
+	assert.Equal(t, []FindingCode{CodeNotOnWire}, d.Codes())
+	assert.False(t, d.TrafficPassed)
+}
+
 func TestFindingsUnexplainedFailure(t *testing.T) {
 	ev := healthyEvidence()
 	b := &ev.Traffic.Batches[0]
