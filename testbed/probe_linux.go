@@ -180,6 +180,9 @@ func probeFailed(detail, fix string, ev map[string]string) (LayerResult, error) 
 // checkLink: both NICs exist in the env, are administratively up, have carrier
 // (IFF_LOWER_UP) and an operational state of up (or unknown, which drivers without
 // operstate support report), and each endpoint's address is on its NIC.
+// linkSettle bounds the wait for a link with carrier to become operational.
+const linkSettle = 2 * time.Second
+
 func (p *prober) checkLink(ctx context.Context) (LayerResult, error) {
 	ev := map[string]string{}
 	for _, e := range []*probeEnd{&p.src, &p.dst} {
@@ -194,6 +197,18 @@ func (p *prober) checkLink(ctx context.Context) (LayerResult, error) {
 				return probeFailed(detail, "bring the lab up with `rocebed up`, or pass the --netns the lab lives in", ev)
 			}
 			return LayerResult{}, fmt.Errorf("look up %s: %w", e.nic, err)
+		}
+		// The oper state follows the flags when the kernel's linkwatch runs, up to a second
+		// after a link or its peer came up: give a link that has carrier that long to settle.
+		for settle := time.Now().Add(linkSettle); ; {
+			a := l.Attrs()
+			if a.RawFlags&unix.IFF_LOWER_UP == 0 || a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown || time.Now().After(settle) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+			if l, err = p.env.NL.LinkByName(e.nic); err != nil {
+				return LayerResult{}, fmt.Errorf("look up %s: %w", e.nic, err)
+			}
 		}
 		e.link = l
 		a := l.Attrs()
