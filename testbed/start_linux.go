@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
 )
 
@@ -40,7 +41,7 @@ func Start(tb testing.TB, scenario string, opts ...StartOptions) *Lab {
 		o = opts[0]
 	}
 	if os.Geteuid() != 0 {
-		skipOrFail(tb, "ROCEBED_REQUIRE_ROOT", "testbed.Start needs root to build a lab: run the test as root (`sudo go test`, or `make test-vm`)")
+		testenv.SkipOrFail(tb, "ROCEBED_REQUIRE_ROOT", "testbed.Start needs root to build a lab: run the test as root (`sudo go test`, or `make test-vm`)")
 	}
 	env, err := OpenEnv("")
 	if err != nil {
@@ -48,11 +49,11 @@ func Start(tb testing.TB, scenario string, opts ...StartOptions) *Lab {
 	}
 	if err := rdmaPreflight(env); err != nil {
 		env.Close()
-		skipOrFail(tb, "ROCEBED_REQUIRE_RXE", "testbed.Start: "+err.Error())
+		testenv.SkipOrFail(tb, "ROCEBED_REQUIRE_RXE", "testbed.Start: "+err.Error())
 	}
 	if _, err := verbs.ListDevices(); errors.Is(err, verbs.ErrNoVerbs) {
 		env.Close()
-		skipOrFail(tb, "ROCEBED_REQUIRE_RXE", "testbed.Start: "+err.Error())
+		testenv.SkipOrFail(tb, "ROCEBED_REQUIRE_RXE", "testbed.Start: "+err.Error())
 	}
 	s, err := Load(scenario, o.Sets)
 	if err != nil {
@@ -118,13 +119,4 @@ func (l *Lab) Probe(ctx context.Context) *ProbeReport {
 		l.tb.Fatalf("probe lab %s: %v", l.Scenario.Name, err)
 	}
 	return r
-}
-
-// skipOrFail skips with reason, or fails when env asks for the capability to be present.
-func skipOrFail(tb testing.TB, env, reason string) {
-	tb.Helper()
-	if os.Getenv(env) == "1" {
-		tb.Fatalf("%s (and %s=1 forbids skipping)", reason, env)
-	}
-	tb.Skip(reason)
 }

@@ -12,8 +12,9 @@ import (
 	"testing"
 )
 
-// skipOrFail skips with reason, or fails if env requires the capability.
-func skipOrFail(t testing.TB, env, reason string) {
+// SkipOrFail skips with reason, or fails if the environment variable env is "1" (CI's way of
+// saying the capability must be there).
+func SkipOrFail(t testing.TB, env, reason string) {
 	t.Helper()
 	if os.Getenv(env) == "1" {
 		t.Fatalf("%s (and %s=1 forbids skipping)", reason, env)
@@ -25,7 +26,7 @@ func skipOrFail(t testing.TB, env, reason string) {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "ROCEBED_REQUIRE_ROOT", "needs root to create network namespaces and links: run `sudo go test` or `make test` as root")
+		SkipOrFail(t, "ROCEBED_REQUIRE_ROOT", "needs root to create network namespaces and links: run `sudo go test` or `make test` as root")
 	}
 }
 
@@ -38,11 +39,11 @@ func RequireRXE(t testing.TB) {
 	t.Helper()
 	RequireRoot(t)
 	if _, err := os.Stat("/sys/module/rdma_rxe"); err != nil {
-		skipOrFail(t, "ROCEBED_REQUIRE_RXE", "needs a kernel with rdma_rxe loaded (/sys/module/rdma_rxe missing): run `modprobe rdma_rxe`, or run the real-kernel tier in a VM with `make test-vm`")
+		SkipOrFail(t, "ROCEBED_REQUIRE_RXE", "needs a kernel with rdma_rxe loaded (/sys/module/rdma_rxe missing): run `modprobe rdma_rxe`, or run the real-kernel tier in a VM with `make test-vm`")
 		return
 	}
 	if !InVM() && os.Getenv("ROCEBED_ALLOW_HOST_CHANGES") != "1" {
-		skipOrFail(t, "ROCEBED_REQUIRE_RXE", "builds rxe labs in the initial network namespace, which is this host's own: run it in the VM with `make test-vm`, or set ROCEBED_ALLOW_HOST_CHANGES=1 on a throwaway machine")
+		SkipOrFail(t, "ROCEBED_REQUIRE_RXE", "builds rxe labs in the initial network namespace, which is this host's own: run it in the VM with `make test-vm`, or set ROCEBED_ALLOW_HOST_CHANGES=1 on a throwaway machine")
 	}
 }
 
