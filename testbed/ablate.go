@@ -52,13 +52,13 @@ func (r *AblationReport) Unnecessary() []string {
 // WriteText prints one line per run and the conclusion.
 func (r *AblationReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "ablation of lab %s\n", r.Lab)
-	fmt.Fprintf(w, "  all fixes:            %s — %s\n", passWord(r.Baseline.Pass), r.Baseline.Verdict)
+	fmt.Fprintf(w, "  all fixes:                %s — %s\n", passWord(r.Baseline.Pass), r.Baseline.Verdict)
 	for _, f := range r.Fixes {
 		what := "not necessary"
 		if f.Necessary {
 			what = "NECESSARY"
 		}
-		fmt.Fprintf(w, "  without %-13s %s (%s) — %s\n", f.Removed+":", passWord(f.Pass), what, f.Verdict)
+		fmt.Fprintf(w, "  without %-17s %s (%s) — %s\n", f.Removed+":", passWord(f.Pass), what, f.Verdict)
 	}
 	if !r.Baseline.Pass {
 		_, err := fmt.Fprintln(w, "the traffic fails even with every fix, so no fix can be called necessary")

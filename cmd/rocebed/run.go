@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/rocebed/rocebed/testbed"
 	"github.com/spf13/cobra"
@@ -13,7 +14,7 @@ import (
 func init() { register(newRunCmd) }
 
 func newRunCmd(o *options) *cobra.Command {
-	var keep bool
+	var keep, ablate bool
 	var junit string
 	c := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -38,6 +39,9 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 			}
 			defer env.Close()
 			opts := testbed.UpOptions{StateDir: o.stateDir, Source: src, Sets: o.sets}
+			if ablate {
+				return runAblation(ctx, o, env, s, opts)
+			}
 			p, err := testbed.Up(ctx, env, s, opts)
 			if err != nil {
 				var pe *testbed.PreflightError
@@ -66,5 +70,31 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "leave the lab up afterwards (take it down with `rocebed down`)")
 	c.Flags().StringVar(&junit, "junit", "", "also write the result as JUnit XML to this file")
+	c.Flags().BoolVar(&ablate, "ablate", false, "rerun with each declared fix removed in turn and say which fixes are necessary")
 	return c
+}
+
+// runAblation runs the scenario with all fixes and then without each one, bringing the lab up
+// and down around every run. Exit 0 when the baseline passed (the ablation is meaningful),
+// 1 when the traffic fails even with every fix.
+func runAblation(ctx context.Context, o *options, env *testbed.Env, s *testbed.Scenario, opts testbed.UpOptions) error {
+	if s.Expect.Result != testbed.ResultPass {
+		return usageError(fmt.Errorf("--ablate needs a scenario that expects pass; %s expects %s", s.Name, s.Expect.Failure))
+	}
+	rep, err := testbed.Ablate(ctx, env, s, opts)
+	if err != nil {
+		return classifyLabErr(err)
+	}
+	if o.json {
+		err = writeJSON(os.Stdout, rep)
+	} else {
+		err = rep.WriteText(os.Stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if !rep.Baseline.Pass {
+		return &testbed.ExpectationError{Lab: s.Name, Msg: "the traffic fails even with every fix: " + rep.Baseline.Verdict}
+	}
+	return nil
 }
