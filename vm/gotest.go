@@ -149,10 +149,32 @@ func Test(ctx context.Context, o TestOptions) (*Result, error) {
 	if len(pkgs) == 0 {
 		return nil, fmt.Errorf("no test packages among %s", strings.Join(o.Packages, " "))
 	}
-	for _, p := range pkgs {
-		if !GuestVisible(p.Dir) {
-			return nil, fmt.Errorf("package %s lives in %s, which the guest cannot see (/tmp, /run and /var/tmp are fresh there): move the checkout", p.ImportPath, p.Dir)
+	// A checkout under /tmp (as CI's often is) is invisible in the guest, whose /tmp is its
+	// own: copy the module into the work share and run the tests from the copy, so their
+	// testdata is where they expect it.
+	copied := map[string]string{} // module root → copy
+	for i, p := range pkgs {
+		if GuestVisible(p.Dir) {
+			continue
 		}
+		root, err := moduleRoot(p.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("package %s lives in %s, which the guest cannot see, and %w", p.ImportPath, p.Dir, err)
+		}
+		dst, ok := copied[root]
+		if !ok {
+			dst = filepath.Join(work, "src", fmt.Sprint(len(copied)))
+			if err := copyTree(root, dst); err != nil {
+				return nil, fmt.Errorf("copy %s into the guest's work share: %w", root, err)
+			}
+			copied[root] = dst
+			fmt.Fprintf(log, "vm test: %s is not visible in the guest: testing a copy in the work share\n", root)
+		}
+		rel, err := filepath.Rel(root, p.Dir)
+		if err != nil {
+			return nil, err
+		}
+		pkgs[i].Dir = filepath.Join(dst, rel)
 	}
 	// The guest bound covers the whole run; each binary also gets go test's own -timeout.
 	driver := filepath.Join(work, "run-tests.sh")
@@ -163,4 +185,55 @@ func Test(ctx context.Context, o TestOptions) (*Result, error) {
 	e.WorkDir = work
 	e.Argv = []string{"/bin/sh", driver}
 	return Exec(ctx, e)
+}
+
+// moduleRoot is the nearest directory at or above dir that holds a go.mod.
+func moduleRoot(dir string) (string, error) {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", fmt.Errorf("no go.mod above %s", dir)
+		}
+	}
+}
+
+// copyTree copies a source tree (files, directories, symlinks as links), leaving out .git and
+// build output.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (rel == ".git" || rel == "bin") {
+			return filepath.SkipDir
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case info.Mode()&os.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case info.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, b, info.Mode().Perm())
+		}
+		return nil // sockets, devices: not part of a source tree
+	})
 }

@@ -358,3 +358,38 @@ func TestExecPreflight(t *testing.T) {
 		t.Fatalf("missing QEMU: %v, want a PreflightError saying what to install", err)
 	}
 }
+
+func TestCopyTreeKeepsLayoutAndLinks(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "copy")
+	for _, d := range []string{".git/objects", "bin", "pkg/testdata"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for f, body := range map[string]string{"go.mod": "module x\n", "pkg/a_test.go": "package pkg\n", "pkg/testdata/t.yaml": "k: v\n", ".git/HEAD": "x", "bin/tool": "x"} {
+		if err := os.WriteFile(filepath.Join(src, f), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("../t.yaml", filepath.Join(src, "pkg/testdata/link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyTree(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "pkg/testdata/t.yaml")); err != nil || string(b) != "k: v\n" {
+		t.Errorf("testdata not copied: %q %v", b, err)
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "pkg/testdata/link")); err != nil || l != "../t.yaml" {
+		t.Errorf("symlink not kept: %q %v", l, err)
+	}
+	for _, skipped := range []string{".git", "bin"} {
+		if _, err := os.Stat(filepath.Join(dst, skipped)); !os.IsNotExist(err) {
+			t.Errorf("%s was copied", skipped)
+		}
+	}
+	root, err := moduleRoot(filepath.Join(src, "pkg/testdata"))
+	if err != nil || root != src {
+		t.Errorf("moduleRoot = %q, %v; want %q", root, err, src)
+	}
+}
