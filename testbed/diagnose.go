@@ -1455,22 +1455,8 @@ func traceLines(data string, n int) []string {
 }
 
 var (
-	reasonPair = regexp.MustCompile(`\{\s*(\d+)\s*,\s*"([A-Za-z0-9_]+)"\s*\}`)
-	histEntry  = regexp.MustCompile(`protocol:\s*(\d+).*?location:\s*\[[0-9a-f]+\]\s*([^\s,]+).*?reason:\s*(\S+)\s*\}\s*hitcount:\s*(\d+)`)
 	traceEntry = regexp.MustCompile(`kfree_skb:.*?protocol=(\d+)\s+location=(\S+)(?:\s+reason:\s*(\S+))?`)
 )
-
-// dropReasonNames reads the __print_symbolic table of the event's format: reason number to
-// name (NOT_SPECIFIED, NO_SOCKET, IP_RPFILTER, ...).
-func dropReasonNames(format string) map[int]string {
-	m := map[int]string{}
-	for _, p := range reasonPair.FindAllStringSubmatch(format, -1) {
-		if n, err := strconv.Atoi(p[1]); err == nil {
-			m[n] = p[2]
-		}
-	}
-	return m
-}
 
 func protoName(p string) string {
 	switch p {
@@ -1482,28 +1468,9 @@ func protoName(p string) string {
 	return "ethertype " + p
 }
 
-// parseKfreeHist reads the histogram trigger's output into drop groups.
-func parseKfreeHist(data string, reasons map[int]string) []TraceDrop {
-	var out []TraceDrop
-	for _, l := range strings.Split(data, "\n") {
-		m := histEntry.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		n, _ := strconv.Atoi(m[4])
-		reason := m[3]
-		if r, err := strconv.Atoi(reason); err == nil {
-			if name, ok := reasons[r]; ok {
-				reason = name
-			}
-		}
-		out = append(out, TraceDrop{Protocol: protoName(m[1]), Location: m[2], Reason: reason, Count: n})
-	}
-	return out
-}
-
-// groupKfreeLines groups recorded kfree_skb lines when no histogram is available.
-func groupKfreeLines(data string) []TraceDrop {
+// groupKfreeLines groups recorded kfree_skb lines by protocol, freeing function (named by
+// resolve) and reason, largest group first.
+func groupKfreeLines(data string, resolve func(string) string) []TraceDrop {
 	idx := map[[3]string]int{}
 	var out []TraceDrop
 	for _, l := range strings.Split(data, "\n") {
@@ -1511,7 +1478,7 @@ func groupKfreeLines(data string) []TraceDrop {
 		if m == nil {
 			continue
 		}
-		k := [3]string{protoName(m[1]), m[2], m[3]}
+		k := [3]string{protoName(m[1]), resolve(m[2]), m[3]}
 		if i, ok := idx[k]; ok {
 			out[i].Count++
 			continue

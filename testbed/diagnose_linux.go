@@ -83,7 +83,7 @@ func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOp
 		var tr *traceSession
 		if !opts.NoTrace {
 			tr, ev.Trace = startTrace()
-			slog.Debug("diagnose: trace layer", "available", tr != nil, "reason", ev.Trace.reasonOr(tr))
+			slog.Debug("diagnose: trace layer", "available", tr != nil)
 		}
 		te, err := c.runTraffic(ctx, eff)
 		slog.Debug("diagnose: traffic done", "lab", s.Name)

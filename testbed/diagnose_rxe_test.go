@@ -404,3 +404,18 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	m, _ := rep.Batches[0].Counters.KernelCounter(CounterMartianSrc)
 	t.Logf("before: %s (in_martian_src +%s); after: %s", d.FirstCode(), strconv.FormatUint(m, 10), res.After.Verdict)
 }
+
+// TestKallsymsNamesAddresses: the trace layer names freeing functions from /proc/kallsyms.
+func TestKallsymsNamesAddresses(t *testing.T) {
+	testenv.RequireRoot(t)
+	ks, err := loadKallsyms()
+	if err != nil {
+		t.Skipf("no kernel addresses here: %v", err)
+	}
+	i := slices.Index(ks.names, "ip_rcv")
+	require.GreaterOrEqual(t, i, 0, "ip_rcv is a text symbol")
+	a := ks.addrs[i]
+	assert.Equal(t, "ip_rcv+0x10", ks.name(strconv.FormatUint(a+0x10, 16)))
+	assert.Equal(t, "ip_rcv+0x0", ks.name("0x"+strconv.FormatUint(a, 16)))
+	assert.Equal(t, "not-hex", ks.name("not-hex"))
+}
