@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -14,7 +17,7 @@ import (
 func init() { register(newRunCmd) }
 
 func newRunCmd(o *options) *cobra.Command {
-	var keep, ablate bool
+	var keep, ablate, noDiagnose bool
 	var junit string
 	c := &cobra.Command{
 		Use:   "run SCENARIO",
@@ -65,13 +68,51 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 				slog.Info("lab is down; the host is restored", "lab", s.Name)
 			}()
 			rep, err := testbed.RunTraffic(ctx, env, s)
-			return reportTraffic(o, cmd.OutOrStdout(), s, rep, err, junit)
+			var diag *testbed.Diagnosis
+			if err == nil && !rep.Pass && !noDiagnose {
+				// The traffic failed (as expected or not): say where the packets died while
+				// the lab is still up.
+				var derr error
+				if diag, derr = testbed.DiagnoseAfterRun(ctx, env, s, rep); derr != nil {
+					slog.Warn("diagnosis after the failed traffic did not complete", "error", derr)
+				}
+			}
+			return reportRun(o, cmd.OutOrStdout(), s, rep, diag, err, junit)
 		},
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "leave the lab up afterwards (take it down with `rocebed down`)")
 	c.Flags().StringVar(&junit, "junit", "", "also write the result as JUnit XML to this file")
+	c.Flags().BoolVar(&noDiagnose, "no-diagnose", false, "do not diagnose a failed traffic run")
 	c.Flags().BoolVar(&ablate, "ablate", false, "rerun with each declared fix removed in turn and say which fixes are necessary")
 	return c
+}
+
+// reportRun prints the traffic report and, after a failed run, the diagnosis. With --json the
+// output is one object: {"traffic": ..., "diagnosis": ...}.
+func reportRun(o *options, w io.Writer, s *testbed.Scenario, rep *testbed.TrafficReport, diag *testbed.Diagnosis, runErr error, junit string) error {
+	if !o.json {
+		err := reportTraffic(o, w, s, rep, runErr, junit)
+		if diag != nil {
+			fmt.Fprintln(w)
+			if werr := diag.WriteText(w); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+		return err
+	}
+	var buf bytes.Buffer
+	err := reportTraffic(o, &buf, s, rep, runErr, junit)
+	out := map[string]any{"traffic": json.RawMessage(bytes.TrimSpace(buf.Bytes()))}
+	if buf.Len() == 0 {
+		out["traffic"] = nil
+	}
+	if diag != nil {
+		out["diagnosis"] = diag
+	}
+	if werr := writeJSON(w, out); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	return err
 }
 
 // runAblation runs the scenario with all fixes and then without each one, bringing the lab up
