@@ -13,6 +13,7 @@ package testbed
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 type diagCase struct {
@@ -105,7 +107,11 @@ func TestDiagnoseRXE(t *testing.T) {
 		{name: "sysctl-without-loose-rp-filter", scenario: "same-host-sysctl", edit: diagWithoutFix("loose-rp-filter"), wantFn: diagStrictByDefault},
 		{name: "sysctl-rp_filter=1", scenario: "same-host-sysctl", edit: diagWithRPFilter("1"), want: CodeRPFilter, check: diagCheckStrictARP},
 		{name: "seed-fixed-without-accept-local", scenario: "seed-fixed", edit: diagWithoutFix("accept-local"), want: CodeMartianSource},
-		{name: "seed-fixed-rp_filter=1", scenario: "seed-fixed", edit: diagWithRPFilter("1"), want: CodeRPFilter},
+		// Not here: seed-fixed with rp_filter=1 (data packets dropped by the strict filter,
+		// rp-filter with IPReversePathFilter +30). Its evidence is recorded in
+		// testdata/diagnose/seed-fixed-rp_filter=1.json, but in the 6.1 guest under TCG a CPU
+		// soft-locked during that case, or the one after it, in 4 of about 12 runs, at varying
+		// points (tracefs setup and teardown, right after the traffic), killing the whole VM run.
 		{name: "mtu-1280-9000", scenario: "same-host", breakLab: diagSetMTUs(1280, 9000), want: CodeMTUMismatch, check: func(t *testing.T, d *Diagnosis) {
 			f := d.Findings[0]
 			assert.Equal(t, SeverityWarning, f.Severity, "the traffic uses the smaller path MTU and passes")
@@ -320,15 +326,15 @@ func diagMoveToNetns(nic, rxe, addr string) func(*testing.T, *Env, *Scenario) {
 			_ = rdma.DelRXE(h, rxe)
 			h.Close()
 		})
-		// The rxe device goes with its netdev on the move; wait until it is gone.
-		sys := rdma.Sysfs{Root: env.SysfsRoot}
-		for i := 0; i < 100; i++ {
-			if _, err := sys.PortState(rxe, 1); err != nil {
+		// The rxe device goes with its netdev on the move, asynchronously: until its
+		// unregistration finishes the name is taken, and the RDMA core refuses it with ENFILE.
+		var aerr error
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if aerr = rdma.AddRXE(h, rxe, nic); !errors.Is(aerr, unix.ENFILE) {
 				break
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
-		require.NoError(t, rdma.AddRXE(h, rxe, nic), "rdma link add %s type rxe netdev %s in %s", rxe, nic, ns.Name)
+		require.NoError(t, aerr, "rdma link add %s type rxe netdev %s in %s", rxe, nic, ns.Name)
 		t.Logf("moved %s to netns %s and re-added %s there (rdma netns mode %s)", nic, ns.Name, rxe, diagRDMAMode(env))
 	}
 }

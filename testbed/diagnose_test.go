@@ -17,10 +17,12 @@ import (
 // kernel (TestDiagnoseRXE with ROCEBED_DIAG_RECORD=1 in the VM) and the root cause the
 // kernel's behaviour calls for.
 type recordedCase struct {
-	Want     FindingCode   `json:"want"`
-	Codes    []FindingCode `json:"codes,omitempty"`
-	Comment  string        `json:"comment,omitempty"`
-	Evidence *Evidence     `json:"evidence"`
+	Want  FindingCode   `json:"want"`
+	Codes []FindingCode `json:"codes,omitempty"`
+	// RootEvidenceContains are strings the root cause's evidence must show.
+	RootEvidenceContains []string  `json:"root_evidence_contains,omitempty"`
+	Comment              string    `json:"comment,omitempty"`
+	Evidence             *Evidence `json:"evidence"`
 }
 
 func TestDiagnoseRecordedEvidence(t *testing.T) {
@@ -49,6 +51,10 @@ func TestDiagnoseRecordedEvidence(t *testing.T) {
 			assert.Equal(t, rc.Want, d.FirstCode(), "codes %v", d.Codes())
 			if rc.Codes != nil {
 				assert.Equal(t, rc.Codes, d.Codes())
+			}
+			root := strings.Join(d.Findings[0].Evidence, "\n")
+			for _, want := range rc.RootEvidenceContains {
+				assert.Contains(t, root, want)
 			}
 			assertWellFormed(t, d)
 		})
