@@ -55,18 +55,20 @@ func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOp
 	if err := c.collectEndpoints(ctx); err != nil {
 		return ev, err
 	}
+	slog.Debug("diagnose: endpoints read", "lab", s.Name)
 	c.collectRules()
 	if h, err := env.RDMA(); err == nil {
 		if m, err := rdma.NetnsMode(h); err == nil {
 			ev.RDMANetnsMode = m
 		}
 	}
+	slog.Debug("diagnose: rules and rdma netns mode read", "lab", s.Name)
 	eff := c.effective()
 
 	switch {
 	case opts.Traffic != nil:
 		ev.Traffic = TrafficEvidenceOf(opts.Traffic, "run")
-		if !opts.NoTrace {
+		if opts.Trace {
 			ev.Trace = &TraceEvidence{Reason: "the traffic ran before diagnose (a failed `run`): nothing to trace"}
 		}
 	case opts.NoTraffic:
@@ -75,13 +77,13 @@ func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOp
 	default:
 		if why := c.unusable(); why != "" {
 			ev.Traffic = &TrafficEvidence{Source: "diagnose", Error: "skipped: " + why}
-			if !opts.NoTrace {
+			if opts.Trace {
 				ev.Trace = &TraceEvidence{Reason: "no traffic ran"}
 			}
 			break
 		}
 		var tr *traceSession
-		if !opts.NoTrace {
+		if opts.Trace {
 			tr, ev.Trace = startTrace()
 			slog.Debug("diagnose: trace layer", "available", tr != nil)
 		}
