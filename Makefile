@@ -87,8 +87,13 @@ test-vm: vm-prepare ## the harness's own QEMU tests, then real-kernel tests in o
 	ROCEBED_VM_TESTS=1 $(GO) test -p 1 -count=1 -v -run '^(TestHarness|TestVMExec)' ./vm/ ./cmd/rocebed/
 	$(VM_ROCEBED) vm test --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
 
+.PHONY: test-vm-trace
+test-vm-trace: vm-prepare build ## opt-in: diagnose's kfree_skb trace layer in the guest (it can soft-lock a TCG guest)
+	@mkdir -p bin && $(GO) test -c -tags tracetest -o bin/testbed-trace.test ./testbed/
+	cd testbed && ROCEBED_DIAG_TRACE=1 ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1 $(CURDIR)/$(BIN) vm exec --timeout 5m -- $(CURDIR)/bin/testbed-trace.test -test.v -test.run 'TestDiagnoseRXETrace'
+
 .PHONY: bench-vm
-bench-vm: vm-prepare ## guest boot-to-first-command and whole `vm exec -- true` times
+bench-vm: vm-prepare build ## guest boot-to-first-command and whole `vm exec -- true` times
 	ROCEBED_VM_TESTS=1 $(GO) test -run '^$$' -bench BenchmarkExecTrue -benchtime 3x -count 1 ./vm/
 	@mkdir -p bin && $(GO) test -c -o bin/testbed.test ./testbed/
-	cd testbed && $(VM_ROCEBED) vm exec --timeout 10m -- $(CURDIR)/bin/testbed.test -test.run '^$$' -test.bench 'VersusPerftest|TrafficRXE' -test.benchtime 1x
+	cd testbed && $(CURDIR)/$(BIN) vm exec --timeout 10m -- $(CURDIR)/bin/testbed.test -test.run '^$$' -test.bench 'VersusPerftest|TrafficRXE' -test.benchtime 1x

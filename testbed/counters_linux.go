@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,37 @@ var snapshotKernelCounters = []string{
 // (`rdma statistic show link DEV/1`), the NICs' and lo's link statistics (`ip -s link`), and
 // the namespace's drop counters (`nstat`, /proc/net/stat/rt_cache). What cannot be read is
 // listed in Errors rather than failing the snapshot: a counter missing is evidence too.
+// TakeSnapshotAfter takes a snapshot no sooner than the RDMA core's counter cache allows after
+// before was taken: hw_counters are served from a cache for `lifespan` ms after a read, so a
+// batch shorter than that would otherwise be judged from its own "before" values.
+func TakeSnapshotAfter(env *Env, s *Scenario, before *Snapshot) (*Snapshot, error) {
+	var devs []string
+	for dev := range before.RDMA {
+		devs = append(devs, dev)
+	}
+	if wait := HWCounterCache(env, devs...) - time.Since(before.Taken); wait > 0 {
+		time.Sleep(wait)
+	}
+	return TakeSnapshot(env, s)
+}
+
+// HWCounterCache is how long the RDMA core caches the hw_counters of devs after a read
+// (/sys/class/infiniband/DEV/ports/1/hw_counters/lifespan, ms; 10 by default), plus 10 ms for
+// jiffy rounding.
+func HWCounterCache(env *Env, devs ...string) time.Duration {
+	ms := 10
+	for _, dev := range devs {
+		raw, err := os.ReadFile(filepath.Join(env.SysfsRoot, "class/infiniband", dev, "ports/1/hw_counters/lifespan"))
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && v > ms {
+			ms = v
+		}
+	}
+	return time.Duration(ms)*time.Millisecond + 10*time.Millisecond
+}
+
 func TakeSnapshot(env *Env, s *Scenario) (*Snapshot, error) {
 	snap := &Snapshot{Taken: time.Now(), RDMA: map[string]rdma.Counters{}, Links: map[string]LinkCounters{}, Kernel: map[string]uint64{}}
 	fail := func(err error) { snap.Errors = append(snap.Errors, err.Error()) }

@@ -568,19 +568,11 @@ func FixLab(ctx context.Context, stateDir, lab string, before *Diagnosis) (*FixR
 	return res, nil
 }
 
-// counterLifespan is how long the RDMA core caches hw_counters
-// (/sys/class/infiniband/DEV/ports/1/hw_counters/lifespan, ms; 10 by default), plus a margin
-// for jiffy rounding.
+// counterLifespan is how long the RDMA core caches the endpoints' hw_counters after a read.
 func (c *collector) counterLifespan() time.Duration {
-	ms := 10
+	var devs []string
 	for _, e := range c.ev.Endpoints {
-		raw, err := os.ReadFile(fmt.Sprintf("%s/class/infiniband/%s/ports/%d/hw_counters/lifespan", c.env.SysfsRoot, e.Device, trafficPort))
-		if err != nil {
-			continue
-		}
-		if v := atoiOr(string(raw)); v > ms {
-			ms = v
-		}
+		devs = append(devs, e.Device)
 	}
-	return time.Duration(ms)*time.Millisecond + 10*time.Millisecond
+	return HWCounterCache(c.env, devs...)
 }

@@ -264,7 +264,7 @@ func runBatch(ctx context.Context, env *Env, s *Scenario, t Traffic, dir Directi
 		return nil, err
 	}
 	defer func() {
-		after, serr := TakeSnapshot(env, s)
+		after, serr := TakeSnapshotAfter(env, s, before)
 		if serr != nil {
 			res.Errors = append(res.Errors, "counters after the batch: "+serr.Error())
 			return
