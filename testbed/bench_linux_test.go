@@ -58,10 +58,11 @@ func TestPlanCommandsAreRealIproute2(t *testing.T) {
 }
 
 // stripMACs blanks what the kernel chooses anew for each creation (ifindexes, veth MACs and
-// the IPv6 link-local addresses derived from them) and sorts the neighbour table, whose order is a hash order.
+// the IPv6 link-local addresses derived from them) and sorts the neighbour table (hash order)
+// and the route tables, whose order follows when addrconf happened to run on each NIC.
 func stripMACs(dump string, p *Plan) string {
 	var out, neigh []string
-	inNeigh := false
+	sorted := false
 	for _, l := range strings.Split(dump, "\n") {
 		if i := strings.Index(l, "link/ether "); i >= 0 {
 			l = l[:i] + "link/ether <mac>"
@@ -78,11 +79,11 @@ func stripMACs(dump string, p *Plan) string {
 		if strings.HasPrefix(l, "### ") {
 			sort.Strings(neigh)
 			out, neigh = append(out, neigh...), nil
-			inNeigh = strings.HasSuffix(l, " neigh show")
+			sorted = strings.HasSuffix(l, " neigh show") || strings.HasSuffix(l, " route show table all")
 			out = append(out, l)
 			continue
 		}
-		if inNeigh {
+		if sorted {
 			neigh = append(neigh, l)
 			continue
 		}
