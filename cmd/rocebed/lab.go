@@ -45,6 +45,20 @@ func loadScenario(o *options, ref string) (*testbed.Scenario, []byte, error) {
 	return s, src, nil
 }
 
+// openScenario loads a scenario and opens the environment it is to be built in (--netns, or
+// the current namespace). The caller closes the environment.
+func openScenario(o *options, ref string) (*testbed.Scenario, []byte, *testbed.Env, error) {
+	s, src, err := loadScenario(o, ref)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	env, err := testbed.OpenEnv(o.netns)
+	if err != nil {
+		return nil, nil, nil, withExit(exitEnvironment, err)
+	}
+	return s, src, env, nil
+}
+
 // labName turns a LAB argument (a lab name, a built-in scenario, or a scenario path) into the
 // lab's name.
 func labName(o *options, ref string) (string, error) {

@@ -19,13 +19,9 @@ func newPlanCmd(o *options) *cobra.Command {
 		Short: "Print every host change `up` would make, in order; changes nothing, needs no root",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, _, err := loadScenario(o, args[0])
+			s, _, env, err := openScenario(o, args[0])
 			if err != nil {
 				return err
-			}
-			env, err := testbed.OpenEnv(o.netns)
-			if err != nil {
-				return withExit(exitEnvironment, err)
 			}
 			defer env.Close()
 			p, err := testbed.MakePlan(s, env.View(), testbed.PlanOptions{SkipRDMA: skipRDMA})

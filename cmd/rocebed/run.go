@@ -32,13 +32,9 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
-			s, src, err := loadScenario(o, args[0])
+			s, src, env, err := openScenario(o, args[0])
 			if err != nil {
 				return err
-			}
-			env, err := testbed.OpenEnv(o.netns)
-			if err != nil {
-				return withExit(exitEnvironment, err)
 			}
 			defer env.Close()
 			opts := testbed.UpOptions{StateDir: o.stateDir, Source: src, Sets: o.sets}

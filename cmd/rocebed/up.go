@@ -21,13 +21,9 @@ func newUpCmd(o *options) *cobra.Command {
 		Short: "Build the lab: every change journaled first, rolled back on failure",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, src, err := loadScenario(o, args[0])
+			s, src, env, err := openScenario(o, args[0])
 			if err != nil {
 				return err
-			}
-			env, err := testbed.OpenEnv(o.netns)
-			if err != nil {
-				return withExit(exitEnvironment, err)
 			}
 			defer env.Close()
 			opts := testbed.UpOptions{StateDir: o.stateDir, SkipRDMA: skipRDMA, Source: src, Sets: o.sets}
