@@ -89,7 +89,6 @@ func diagOptions() DiagnoseOptions {
 
 func TestDiagnoseRXE(t *testing.T) {
 	testenv.RequireRXE(t)
-	requireInitNetnsChanges(t)
 	cases := []diagCase{
 		{name: "healthy", scenario: "same-host", check: func(t *testing.T, d *Diagnosis) {
 			assert.True(t, d.TrafficPassed)
@@ -356,7 +355,6 @@ func diagRDMAMode(env *Env) string {
 // report diagnosed with DiagnoseAfterRun gives the same root cause.
 func TestDiagnoseRXEFixSeed(t *testing.T) {
 	testenv.RequireRXE(t)
-	requireInitNetnsChanges(t)
 	env, err := OpenEnv("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)

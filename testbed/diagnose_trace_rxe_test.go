@@ -19,7 +19,6 @@ import (
 // by freeing function and are the martian drops in input routing.
 func TestDiagnoseRXETrace(t *testing.T) {
 	testenv.RequireRXE(t)
-	requireInitNetnsChanges(t)
 	env, err := OpenEnv("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)

@@ -23,23 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// requireInitNetnsChanges allows the tests only inside the rocebed VM (its kernel command line
-// carries rocebed.work=) or with ROCEBED_ALLOW_HOST_CHANGES=1.
-func requireInitNetnsChanges(t testing.TB) {
-	t.Helper()
-	if os.Getenv("ROCEBED_ALLOW_HOST_CHANGES") == "1" {
-		return
-	}
-	if b, err := os.ReadFile("/proc/cmdline"); err == nil && strings.Contains(string(b), "rocebed.work=") {
-		return
-	}
-	reason := "rxe traffic needs the initial netns, and these tests change it (veths, rxe links, `ip rule del pref 0`): run them in the VM with `rocebed vm exec`/`make test-vm`, or set ROCEBED_ALLOW_HOST_CHANGES=1 on a throwaway host"
-	if os.Getenv("ROCEBED_REQUIRE_RXE") == "1" {
-		t.Fatalf("%s (and ROCEBED_REQUIRE_RXE=1 forbids skipping)", reason)
-	}
-	t.Skip(reason)
-}
-
 // runLab brings a shipped scenario up in the current namespace, runs its traffic, and takes
 // it down again, checking that nothing of the lab is left.
 func runLab(t *testing.T, name string) *TrafficReport {
@@ -51,7 +34,6 @@ func runLab(t *testing.T, name string) *TrafficReport {
 func runLabWith(t *testing.T, name string, edit func(*Scenario)) *TrafficReport {
 	t.Helper()
 	testenv.RequireRXE(t)
-	requireInitNetnsChanges(t)
 	env, err := OpenEnv("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
@@ -242,7 +224,6 @@ func TestTrafficRXESeedUD(t *testing.T) {
 // batch of 1000 × 1 KiB per iteration, a->b), reporting msg/s and the connect time.
 func BenchmarkTrafficRXESameHost(b *testing.B) {
 	testenv.RequireRXE(b)
-	requireInitNetnsChanges(b)
 	env, err := OpenEnv("")
 	require.NoError(b, err)
 	b.Cleanup(env.Close)
