@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/rocebed/rocebed/sysctl"
@@ -96,7 +97,7 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 					Have: "none by that name", Hint: "name the right interface in the scenario (or with --set if it is a parameter)"})
 				continue
 			}
-			if contains(defaultLinks, n.Name) && !n.AllowDefaultRoute {
+			if slices.Contains(defaultLinks, n.Name) && !n.AllowDefaultRoute {
 				errs = append(errs, s.fieldErr(path+".name", "interface %s carries this host's default route; using it may cut the host off the network: set allow_default_route: true if you mean it", n.Name))
 			}
 			existing[n.Name] = l
@@ -111,7 +112,7 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 			if err != nil {
 				continue // validation reported it
 			}
-			if l, ok := existing[n.Name]; ok && containsPrefix(l.Addrs, pfx) {
+			if l, ok := existing[n.Name]; ok && slices.Contains(l.Addrs, pfx) {
 				continue // already there: not ours to add or remove
 			}
 			add(Step{Kind: StepAddr, Link: n.Name, Addr: pfx.String()})
@@ -358,24 +359,6 @@ func hostPrefix(s string) string {
 		return netip.PrefixFrom(a, a.BitLen()).String()
 	}
 	return s
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func containsPrefix(list []netip.Prefix, p netip.Prefix) bool {
-	for _, x := range list {
-		if x == p {
-			return true
-		}
-	}
-	return false
 }
 
 func removeRule(list []RuleSpec, r RuleSpec) []RuleSpec {
