@@ -39,5 +39,5 @@ func TestAblateShippedFixes(t *testing.T) {
 			}
 		})
 	}
-	assert.Equal(t, before, ns.Dump(t), "ablation left changes behind")
+	testenv.SameState(t, before, ns.Dump(t), "ablation left changes behind")
 }

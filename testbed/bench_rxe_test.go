@@ -3,7 +3,6 @@ package testbed
 import (
 	"context"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,13 +108,9 @@ func benchBrokenPath(b *testing.B, env *Env) (verdict, pingpong float64) {
 	const limit = 10 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	srv := exec.CommandContext(ctx, "ibv_rc_pingpong", "-d", "rxe1", "-g", gid, "-n", "10")
-	require.NoError(b, srv.Start())
-	time.Sleep(500 * time.Millisecond)
-	start := time.Now()
-	_ = exec.CommandContext(ctx, "ibv_rc_pingpong", "-d", "rxe0", "-g", gid, "-n", "10", "127.0.0.1").Run()
-	pingpong = time.Since(start).Seconds()
-	_ = srv.Wait()
+	r := runToolPair(b, ctx, "ibv_rc_pingpong", []string{"-d", "rxe1", "-g", gid, "-n", "10"},
+		[]string{"-d", "rxe0", "-g", gid, "-n", "10", "127.0.0.1"})
+	pingpong = r.clientTook.Seconds()
 	if ctx.Err() != nil {
 		b.Logf("ibv_rc_pingpong on the broken path: no verdict, killed after %s", limit)
 	}
@@ -153,19 +148,10 @@ func gidIndex(b *testing.B, dev, addr string) int {
 func toolPair(b *testing.B, tool string, limit time.Duration, serverArgs, clientArgs []string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	srv := exec.CommandContext(ctx, tool, serverArgs...)
-	require.NoError(b, srv.Start())
-	var out []byte
-	var err error
-	for try := 0; try < 20; try++ {
-		time.Sleep(300 * time.Millisecond)
-		if out, err = exec.CommandContext(ctx, tool, clientArgs...).CombinedOutput(); err == nil || ctx.Err() != nil {
-			break
-		}
-	}
-	require.NoError(b, err, "%s: %s", tool, out)
-	require.NoError(b, srv.Wait())
-	return string(out)
+	r := runToolPair(b, ctx, tool, serverArgs, clientArgs)
+	require.NoError(b, r.clientErr, "%s: %s", tool, r.clientOut)
+	require.NoError(b, r.serverErr, "%s server: %s", tool, r.serverOut)
+	return r.clientOut
 }
 
 // perftestColumn reads a value from perftest's result table: the header line holding column,

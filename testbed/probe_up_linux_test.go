@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -67,7 +68,7 @@ func TestProbeShippedLabs(t *testing.T) {
 				}
 			}
 			require.NoError(t, Down(context.Background(), state, s.Name))
-			assert.Equal(t, before, ns.Dump(t))
+			testenv.SameState(t, before, ns.Dump(t))
 		})
 	}
 }

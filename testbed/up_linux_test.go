@@ -7,13 +7,11 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // labIn loads a shipped scenario and opens an Env on a fresh throwaway namespace that plays the
@@ -54,7 +52,7 @@ func TestUpDownRestoresExactly(t *testing.T) {
 			assert.Equal(t, len(plan.Steps), st.Done)
 
 			require.NoError(t, Down(context.Background(), state, s.Name))
-			assert.Equal(t, before, ns.Dump(t), "down did not restore the namespace exactly")
+			testenv.SameState(t, before, ns.Dump(t), "down did not restore the namespace exactly")
 			require.NoError(t, Down(context.Background(), state, s.Name), "a second down must be a no-op")
 			st, err = LabStatus(state, s.Name)
 			require.NoError(t, err)
@@ -81,7 +79,7 @@ func TestSysctlRestoredToExactPreviousValue(t *testing.T) {
 	v, err = env.GetSysctl("net.ipv4.conf.all.rp_filter")
 	require.NoError(t, err)
 	assert.Equal(t, "1", v)
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
 }
 
 var errInjected = errors.New("injected failure")
@@ -116,7 +114,7 @@ func TestFailureAtEveryStepRollsBack(t *testing.T) {
 				var se *StepError
 				require.ErrorAs(t, err, &se)
 				assert.Equal(t, k, se.Index)
-				assert.Equal(t, before, ns.Dump(t), "rollback after a failure at step %d (%s) left changes", k+1, phase)
+				testenv.SameState(t, before, ns.Dump(t), "rollback after a failure at step %d (%s) left changes", k+1, phase)
 				assert.False(t, JournalExists(state, s.Name), "rollback left a journal")
 			})
 		}
@@ -136,7 +134,7 @@ func TestCancelledUpRollsBack(t *testing.T) {
 		return nil
 	}})
 	require.ErrorIs(t, err, context.Canceled)
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
 }
 
 // TestSecondUpIsRefused: while one up holds the lab, a second fails at once with ErrLabBusy and
@@ -166,7 +164,7 @@ func TestSecondUpIsRefused(t *testing.T) {
 	_, err = Up(context.Background(), env2, s, UpOptions{StateDir: state, SkipRDMA: true})
 	require.ErrorIs(t, err, ErrLabBusy)
 	assert.Contains(t, err.Error(), "is working on it")
-	assert.Equal(t, mid, ns.Dump(t), "the refused up changed something")
+	testenv.SameState(t, mid, ns.Dump(t), "the refused up changed something")
 	close(resume)
 	require.NoError(t, <-firstDone)
 
@@ -177,7 +175,7 @@ func TestSecondUpIsRefused(t *testing.T) {
 	require.ErrorIs(t, err, ErrLabUp)
 
 	require.NoError(t, Down(context.Background(), state, s.Name))
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
 }
 
 // TestPlanRefusesConflicts: a veth name that exists, a rule priority in use, or an existing NIC
@@ -206,7 +204,7 @@ expect: {result: pass}
 	require.ErrorAs(t, err, &pe)
 	assert.Contains(t, err.Error(), "vA")
 	assert.Contains(t, err.Error(), "rule priority 10")
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
 	require.NoError(t, Down(context.Background(), state, "squatter"))
 }
 
@@ -277,7 +275,7 @@ func TestExistingNICsRestored(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 4000, l.Attrs().MTU)
 	require.NoError(t, Down(context.Background(), state, s.Name))
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
 	_, err = ns.NL.LinkByName("eth1")
 	require.NoError(t, err, "down removed an existing NIC")
 }
@@ -287,21 +285,12 @@ func TestExistingNICsRestored(t *testing.T) {
 func TestDefaultRouteNICRefused(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	existingPair(t, ns)
-	// Both NICs up and cabled, as on a host whose eth1 carries the default route; let
-	// addrconf add their link-local addresses before taking the "before" picture.
+	// Both NICs up and cabled, as on a host whose eth1 carries the default route (Dump waits
+	// for their addrconf to finish before taking the "before" picture).
 	for _, name := range []string{"eth2", "eth1"} {
 		l, err := ns.NL.LinkByName(name)
 		require.NoError(t, err)
 		require.NoError(t, ns.NL.LinkSetUp(l))
-	}
-	for _, name := range []string{"eth2", "eth1"} {
-		l, err := ns.NL.LinkByName(name)
-		require.NoError(t, err)
-		// Wait for DAD to finish too: a tentative address gains its local route when it ends.
-		require.Eventually(t, func() bool {
-			addrs, _ := ns.NL.AddrList(l, netlink.FAMILY_V6)
-			return len(addrs) > 0 && addrs[0].Flags&unix.IFA_F_TENTATIVE == 0
-		}, 10*time.Second, 10*time.Millisecond, "no settled link-local address on %s", name)
 	}
 	l, err := ns.NL.LinkByName("eth1")
 	require.NoError(t, err)
@@ -315,12 +304,12 @@ func TestDefaultRouteNICRefused(t *testing.T) {
 	assert.True(t, IsScenarioError(err))
 	assert.Contains(t, err.Error(), "inline.yaml:4:")
 	assert.Contains(t, err.Error(), "nics[0].name: interface eth1 carries this host's default route")
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
 
 	allowed := strings.Replace(existingScenario, "{name: eth1, kind: existing,", "{name: eth1, kind: existing, allow_default_route: true,", 1)
 	state := t.TempDir()
 	_, err = Up(context.Background(), env, mustParse(t, allowed), UpOptions{StateDir: state, SkipRDMA: true})
 	require.NoError(t, err)
 	require.NoError(t, Down(context.Background(), state, "existing"))
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
 }

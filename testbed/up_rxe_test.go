@@ -74,34 +74,19 @@ func TestUpDownWithRXE(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, ok, "%s still exists after down", dev)
 	}
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
 }
 
 // pair runs a server and a client of an outside tool (fixed arguments) and requires both to
 // succeed within a bound.
 func pair(t *testing.T, tool string, serverArgs, clientArgs []string) {
 	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		t.Fatalf("%s not installed: apt-get install ibverbs-utils perftest", tool)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv := exec.CommandContext(ctx, tool, serverArgs...)
-	srvOut := &lockedBuffer{}
-	srv.Stdout, srv.Stderr = srvOut, srvOut
-	require.NoError(t, srv.Start())
-	var cliOut []byte
-	var err error
-	for try := 0; try < 20; try++ { // the server needs a moment to listen
-		time.Sleep(300 * time.Millisecond)
-		cliOut, err = exec.CommandContext(ctx, tool, clientArgs...).CombinedOutput()
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-	}
-	require.NoError(t, err, "%s client: %s", tool, cliOut)
-	require.NoError(t, srv.Wait(), "%s server: %s", tool, srvOut.String())
-	t.Logf("%s client:\n%s", tool, cliOut)
+	r := runToolPair(t, ctx, tool, serverArgs, clientArgs)
+	require.NoError(t, r.clientErr, "%s client: %s", tool, r.clientOut)
+	require.NoError(t, r.serverErr, "%s server: %s", tool, r.serverOut)
+	t.Logf("%s client:\n%s", tool, r.clientOut)
 }
 
 // TestHardwareEndpointMissing: hw-to-rxe on a host whose named NIC has no RDMA device stops
@@ -125,5 +110,40 @@ func TestHardwareEndpointMissing(t *testing.T) {
 	var pe *PreflightError
 	require.ErrorAs(t, err, &pe)
 	assert.Contains(t, err.Error(), "hardware RDMA (RoCE) device on eth1")
-	assert.Equal(t, before, ns.Dump(t))
+	testenv.SameState(t, before, ns.Dump(t))
+}
+
+// toolPairResult is what a server and client of an outside tool did.
+type toolPairResult struct {
+	clientOut, serverOut string
+	clientErr, serverErr error
+	clientTook           time.Duration
+}
+
+// runToolPair starts the server, starts the client once the server listens on the tools'
+// default QP exchange port (18515, perftest's and the pingpong examples'), and waits for both.
+// A server that exits before it listens ends the test with its output.
+func runToolPair(tb testing.TB, ctx context.Context, tool string, serverArgs, clientArgs []string) toolPairResult {
+	tb.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		tb.Fatalf("%s not installed: apt-get install ibverbs-utils perftest", tool)
+	}
+	srv := exec.CommandContext(ctx, tool, serverArgs...)
+	srvOut := &lockedBuffer{}
+	srv.Stdout, srv.Stderr = srvOut, srvOut
+	require.NoError(tb, srv.Start())
+	exited := make(chan struct{})
+	var r toolPairResult
+	go func() { r.serverErr = srv.Wait(); close(exited) }()
+	if err := testenv.WaitTCPListen(ctx, 18515, exited); err != nil {
+		<-exited
+		tb.Fatalf("%s server: %v (exit: %v): %s", tool, err, r.serverErr, srvOut.String())
+	}
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, tool, clientArgs...).CombinedOutput()
+	r.clientTook = time.Since(start)
+	r.clientOut, r.clientErr = string(out), err
+	<-exited
+	r.serverOut = srvOut.String()
+	return r
 }
