@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rocebed/rocebed/scenarios"
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // TestNamesListsEveryFile: Names is exactly the embedded NAME.yaml files, sorted.
@@ -39,7 +39,7 @@ func TestNamesListsEveryFile(t *testing.T) {
 func TestEveryScenarioLoads(t *testing.T) {
 	for _, name := range scenarios.Names() {
 		t.Run(name, func(t *testing.T) {
-			s, err := testbed.Load(name, nil)
+			s, err := scenario.Load(name, nil)
 			require.NoError(t, err)
 			assert.Equal(t, name, s.Name, "the lab name must equal the file name")
 			assert.Equal(t, "builtin:"+name, s.File)

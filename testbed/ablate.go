@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"fmt"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"io"
 	"strings"
 )
@@ -84,7 +85,7 @@ func listOrNone(l []string) string {
 
 // withoutFix returns a copy of s with the named fix removed; the copy shares nothing mutable
 // with s that later code changes.
-func withoutFix(s *Scenario, name string) *Scenario {
+func withoutFix(s *scenario.Scenario, name string) *scenario.Scenario {
 	c := *s
 	c.Fixes = nil
 	for _, f := range s.Fixes {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"log/slog"
 )
 
@@ -11,7 +12,7 @@ import (
 // bringing the lab up and down around every run, and says which fixes are necessary: the
 // traffic works with all of them and fails without that one. The host is restored after each
 // run.
-func Ablate(ctx context.Context, env *Env, s *Scenario, opts UpOptions) (*AblationReport, error) {
+func Ablate(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions) (*AblationReport, error) {
 	rep := &AblationReport{Lab: s.Name}
 	base, err := runOnce(ctx, env, s, opts)
 	if err != nil {
@@ -32,7 +33,7 @@ func Ablate(ctx context.Context, env *Env, s *Scenario, opts UpOptions) (*Ablati
 }
 
 // runOnce brings the lab up, runs its traffic and takes it down again.
-func runOnce(ctx context.Context, env *Env, s *Scenario, opts UpOptions) (res *AblationResult, err error) {
+func runOnce(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions) (res *AblationResult, err error) {
 	if _, err := Up(ctx, env, s, opts); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -27,7 +28,7 @@ func TestAblateShippedFixes(t *testing.T) {
 		{"same-host-sysctl", []string{"accept-local"}, []string{"loose-rp-filter"}},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
-			s, err := Load(tc.scenario, nil)
+			s, err := scenario.Load(tc.scenario, nil)
 			require.NoError(t, err)
 			rep, err := Ablate(context.Background(), env, s, UpOptions{StateDir: t.TempDir()})
 			require.NoError(t, err)

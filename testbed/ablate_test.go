@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestWithoutFixLeavesTheOriginalAlone(t *testing.T) {
-	s, err := Load("same-host-sysctl", nil)
+	s, err := scenario.Load("same-host-sysctl", nil)
 	require.NoError(t, err)
 	c := withoutFix(s, "accept-local")
 	require.Len(t, c.Fixes, 1)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/require"
 )
 
@@ -107,7 +108,7 @@ func BenchmarkUpDownVsShell(b *testing.B) {
 	env, err := OpenEnv(ns.Name)
 	require.NoError(b, err)
 	defer env.Close()
-	s, err := Load("same-host", nil)
+	s, err := scenario.Load("same-host", nil)
 	require.NoError(b, err)
 	state := b.TempDir()
 

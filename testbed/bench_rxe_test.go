@@ -11,6 +11,7 @@ import (
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/require"
 )
 
@@ -45,7 +46,7 @@ type pairFigure struct{ rocebed, tool float64 }
 
 // benchHealthy measures message rate and latency on same-host, rocebed's and perftest's.
 func benchHealthy(b *testing.B, env *Env) (rate, lat pairFigure) {
-	s, err := Load("same-host", nil)
+	s, err := scenario.Load("same-host", nil)
 	require.NoError(b, err)
 	state := b.TempDir()
 	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
@@ -53,21 +54,21 @@ func benchHealthy(b *testing.B, env *Env) (rate, lat pairFigure) {
 	defer func() { require.NoError(b, Down(context.Background(), state, s.Name)) }()
 
 	const size, n = 4096, 2000
-	run := func(t Traffic) *BatchResult {
+	run := func(t scenario.Traffic) *BatchResult {
 		c := *s
-		t.Name, t.Transport, t.Direction = "bench", TransportRC, DirectionAToB
-		c.Traffic = []Traffic{t}
+		t.Name, t.Transport, t.Direction = "bench", scenario.TransportRC, scenario.DirectionAToB
+		c.Traffic = []scenario.Traffic{t}
 		c.SetDefaults()
 		rep, err := RunTraffic(context.Background(), env, &c)
 		require.NoError(b, err)
 		require.True(b, rep.Pass, rep.Verdict)
 		return rep.Batches[0]
 	}
-	run(Traffic{Messages: 10, Size: size}) // resolve the neighbours (~1 s) outside the figures
-	rate.rocebed = run(Traffic{Messages: n, Size: size}).MsgPerSec
+	run(scenario.Traffic{Messages: 10, Size: size}) // resolve the neighbours (~1 s) outside the figures
+	rate.rocebed = run(scenario.Traffic{Messages: n, Size: size}).MsgPerSec
 	// Window 1: one message at a time; post→SEND completion is a round trip (SEND, then ACK),
 	// half of it is comparable with ib_send_lat's one-way figure (half its ping-pong RTT).
-	lat.rocebed = run(Traffic{Messages: 1000, Size: 64, Window: 1}).MeanLatencyUS / 2
+	lat.rocebed = run(scenario.Traffic{Messages: 1000, Size: 64, Window: 1}).MeanLatencyUS / 2
 
 	gid := strconv.Itoa(gidIndex(b, "rxe0", "10.10.0.1"))
 	bw := toolPair(b, "ib_send_bw", 60*time.Second,
@@ -87,7 +88,7 @@ func benchHealthy(b *testing.B, env *Env) (rate, lat pairFigure) {
 // rocebed's time from the first send to the requester's error completion, and how long
 // ibv_rc_pingpong (retry_cnt 7) runs on the same lab before a 10 s timeout kills it.
 func benchBrokenPath(b *testing.B, env *Env) (verdict, pingpong float64) {
-	s, err := Load("seed", nil)
+	s, err := scenario.Load("seed", nil)
 	require.NoError(b, err)
 	state := b.TempDir()
 	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
@@ -121,7 +122,7 @@ func benchBrokenPath(b *testing.B, env *Env) (verdict, pingpong float64) {
 // benchNofix is same-host-nofix's time to a verdict: the connect fails when the kernel gives
 // up resolving the neighbour.
 func benchNofix(b *testing.B, env *Env) float64 {
-	s, err := Load("same-host-nofix", nil)
+	s, err := scenario.Load("same-host-nofix", nil)
 	require.NoError(b, err)
 	state := b.TempDir()
 	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/nsutil"
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -38,7 +39,7 @@ var snapshotKernelCounters = []string{
 // TakeSnapshotAfter takes a snapshot no sooner than the RDMA core's counter cache allows after
 // before was taken: hw_counters are served from a cache for `lifespan` ms after a read, so a
 // batch shorter than that would otherwise be judged from its own "before" values.
-func TakeSnapshotAfter(env *Env, s *Scenario, before *Snapshot) (*Snapshot, error) {
+func TakeSnapshotAfter(env *Env, s *scenario.Scenario, before *Snapshot) (*Snapshot, error) {
 	var devs []string
 	for dev := range before.RDMA {
 		devs = append(devs, dev)
@@ -66,12 +67,12 @@ func HWCounterCache(env *Env, devs ...string) time.Duration {
 	return time.Duration(ms)*time.Millisecond + 10*time.Millisecond
 }
 
-func TakeSnapshot(env *Env, s *Scenario) (*Snapshot, error) {
+func TakeSnapshot(env *Env, s *scenario.Scenario) (*Snapshot, error) {
 	snap := &Snapshot{Taken: time.Now(), RDMA: map[string]rdma.Counters{}, Links: map[string]LinkCounters{}, Kernel: map[string]uint64{}}
 	fail := func(err error) { snap.Errors = append(snap.Errors, err.Error()) }
 
 	sys := rdma.Sysfs{Root: env.SysfsRoot}
-	for _, ep := range []Endpoint{s.Endpoints.A, s.Endpoints.B} {
+	for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
 		dev, err := endpointDevice(env, s, ep)
 		if err != nil {
 			fail(err)
@@ -283,7 +284,7 @@ func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
 
 // endpointDevice names the RDMA device of an endpoint: its rxe link, its named device, or for
 // `device: auto` the device bound to its NIC (looked up in the NIC's namespace).
-func endpointDevice(env *Env, s *Scenario, ep Endpoint) (string, error) {
+func endpointDevice(env *Env, s *scenario.Scenario, ep scenario.Endpoint) (string, error) {
 	switch {
 	case ep.RXE != "":
 		return ep.RXE, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // Diagnosis says where a lab's packets died, why, and what to change. Evidence collection is
@@ -33,13 +34,13 @@ const (
 	// no RoCE v2 GID for the endpoint's address.
 	CodeGIDMissing FindingCode = "gid-missing"
 	// CodeNoListener: UDP 4791 arrives in a namespace where no rxe listens.
-	CodeNoListener FindingCode = FindingCode(FailureNoListener)
+	CodeNoListener FindingCode = FindingCode(scenario.FailureNoListener)
 	// CodeNeighborMartian: ARP between the NICs is dropped because its sender address is local.
-	CodeNeighborMartian FindingCode = FindingCode(FailureNeighborMartian)
+	CodeNeighborMartian FindingCode = FindingCode(scenario.FailureNeighborMartian)
 	// CodeRPFilter: the strict reverse-path filter drops the ARP or the RoCE packets.
-	CodeRPFilter FindingCode = FindingCode(FailureRPFilter)
+	CodeRPFilter FindingCode = FindingCode(scenario.FailureRPFilter)
 	// CodeMartianSource: the RoCE packets cross the cable and are dropped in input routing.
-	CodeMartianSource FindingCode = FindingCode(FailureMartianSource)
+	CodeMartianSource FindingCode = FindingCode(scenario.FailureMartianSource)
 	// CodeNotOnWire: the traffic left through lo or through the wrong NIC.
 	CodeNotOnWire FindingCode = "not-on-wire"
 	// CodeMTUMismatch: the NICs' MTUs (and so the rxe ports' active MTUs) differ.
@@ -47,7 +48,7 @@ const (
 	// CodeNeighborUnresolved: the neighbour did not resolve and no martian drop explains it.
 	CodeNeighborUnresolved FindingCode = "neighbor-unresolved"
 	// CodeRetryExceeded: the requester exhausted its retries.
-	CodeRetryExceeded FindingCode = FindingCode(FailureRetryExceeded)
+	CodeRetryExceeded FindingCode = FindingCode(scenario.FailureRetryExceeded)
 	// CodeUnexplained: the traffic failed and no rule explains it; the evidence is attached.
 	CodeUnexplained FindingCode = "unexplained"
 )
@@ -89,10 +90,10 @@ type Finding struct {
 // FindingFix is the remedy: a scenario snippet and the equivalent commands. Apply, when set,
 // is the fix group `diagnose --fix` adds to the scenario.
 type FindingFix struct {
-	Description string   `json:"description"`
-	Scenario    string   `json:"scenario"`
-	Commands    []string `json:"commands"`
-	Apply       *Fix     `json:"apply,omitempty"`
+	Description string        `json:"description"`
+	Scenario    string        `json:"scenario"`
+	Commands    []string      `json:"commands"`
+	Apply       *scenario.Fix `json:"apply,omitempty"`
 }
 
 // Diagnosis is the result of Diagnose.
@@ -134,7 +135,7 @@ type Evidence struct {
 	// RDMANetnsMode is `rdma system show netns`: shared or exclusive.
 	RDMANetnsMode string `json:"rdma_netns_mode,omitempty"`
 	// Fixes are the scenario's fix groups, as declared.
-	Fixes      []Fix               `json:"fixes,omitempty"`
+	Fixes      []scenario.Fix      `json:"fixes,omitempty"`
 	NICs       []NICEvidence       `json:"nics"`
 	Endpoints  []EndpointEvidence  `json:"endpoints"`
 	Directions []DirectionEvidence `json:"directions"`
@@ -278,20 +279,20 @@ type TrafficEvidence struct {
 
 // BatchEvidence is what the rules need of one traffic batch.
 type BatchEvidence struct {
-	Name           string       `json:"name"`
-	Transport      Transport    `json:"transport"`
-	Direction      Direction    `json:"direction"`
-	Messages       int          `json:"messages"`
-	SenderDevice   string       `json:"sender_device"`
-	SenderNIC      string       `json:"sender_nic"`
-	ReceiverDevice string       `json:"receiver_device"`
-	ReceiverNIC    string       `json:"receiver_nic"`
-	Pass           bool         `json:"pass"`
-	Class          FailureClass `json:"class,omitempty"`
-	Verdict        string       `json:"verdict"`
-	ConnectMS      float64      `json:"connect_ms"`
-	ConnectError   string       `json:"connect_error,omitempty"`
-	ConnectTimeout bool         `json:"connect_timed_out,omitempty"`
+	Name           string             `json:"name"`
+	Transport      scenario.Transport `json:"transport"`
+	Direction      scenario.Direction `json:"direction"`
+	Messages       int                `json:"messages"`
+	SenderDevice   string             `json:"sender_device"`
+	SenderNIC      string             `json:"sender_nic"`
+	ReceiverDevice string             `json:"receiver_device"`
+	ReceiverNIC    string             `json:"receiver_nic"`
+	Pass           bool               `json:"pass"`
+	Class          FailureClass       `json:"class,omitempty"`
+	Verdict        string             `json:"verdict"`
+	ConnectMS      float64            `json:"connect_ms"`
+	ConnectError   string             `json:"connect_error,omitempty"`
+	ConnectTimeout bool               `json:"connect_timed_out,omitempty"`
 	// SenderCompletions and ReceiverCompletions count all completions, SenderOK and ReceiverOK
 	// the successful ones.
 	SenderCompletions   int `json:"sender_completions"`
@@ -489,7 +490,7 @@ func crossed(d *Snapshot, b BatchEvidence) bool {
 	rx, ok4 := d.Link(b.ReceiverNIC)
 	lo, ok5 := d.Link("lo")
 	good := at(sent, ok1, n) && at(rcvd, ok2, n) && at(tx.TxPackets, ok3, n) && at(rx.RxPackets, ok4, n) && ok5 && lo.TxPackets < n
-	if b.Transport == TransportRC {
+	if b.Transport == scenario.TransportRC {
 		acks, ok6 := d.RDMACounter(b.ReceiverDevice, CounterRXEHWSentPkts)
 		back, ok7 := d.RDMACounter(b.SenderDevice, CounterRXEHWRcvdPkts)
 		good = good && at(acks, ok6, 1) && at(back, ok7, 1)
@@ -1175,7 +1176,7 @@ func (r ruler) policyRoutingFix(strict bool) *FindingFix {
 	if a == nil || b == nil {
 		return nil
 	}
-	pr := PolicyRouting{}.withDefaults()
+	pr := scenario.PolicyRouting{}.WithDefaults()
 	cmds := []string{
 		fmt.Sprintf("ip rule add pref %d lookup local", pr.LocalRulePriority),
 		"ip rule del pref 0",
@@ -1200,7 +1201,7 @@ func (r ruler) policyRoutingFix(strict bool) *FindingFix {
 		fix.Description = "the scenario already has policy routing, so it is incomplete or overridden: compare `ip rule` and the tables with the commands below"
 		return fix
 	}
-	fix.Apply = &Fix{Name: DiagnoseFixName, Description: "added by rocebed diagnose --fix", PolicyRouting: &pr}
+	fix.Apply = &scenario.Fix{Name: DiagnoseFixName, Description: "added by rocebed diagnose --fix", PolicyRouting: &pr}
 	return fix
 }
 
@@ -1219,8 +1220,8 @@ func nsCmd(ns, cmd string) string {
 
 // Fixes returns the fix groups the findings suggest that can be added to a scenario as they
 // are (others need a scenario edit or a command), without duplicates.
-func (d *Diagnosis) Fixes() []Fix {
-	var out []Fix
+func (d *Diagnosis) Fixes() []scenario.Fix {
+	var out []scenario.Fix
 	seen := map[string]bool{}
 	for _, f := range d.Findings {
 		if f.Fix == nil || f.Fix.Apply == nil || seen[f.Fix.Apply.Name] {
@@ -1413,7 +1414,7 @@ type DiagnoseOptions struct {
 // FixResult is what `diagnose --fix` did: the fix groups it added, the scenario the lab now
 // runs, and the traffic before (in Before) and after.
 type FixResult struct {
-	Applied []Fix          `json:"applied"`
+	Applied []scenario.Fix `json:"applied"`
 	Before  *Diagnosis     `json:"before"`
 	After   *TrafficReport `json:"after,omitempty"`
 	// Source is the scenario text the lab was brought up again with (kept in its journal).
@@ -1424,16 +1425,16 @@ type FixResult struct {
 
 // FixedScenario returns s with fixes added and its expectation set to pass, re-parsed from
 // the YAML it returns, so the journal of the fixed lab holds a scenario that loads again.
-func FixedScenario(s *Scenario, fixes []Fix) (*Scenario, []byte, error) {
+func FixedScenario(s *scenario.Scenario, fixes []scenario.Fix) (*scenario.Scenario, []byte, error) {
 	fx := *s
 	fx.Fixes = append(slices.Clone(s.Fixes), fixes...)
-	fx.Expect = Expect{Result: ResultPass}
+	fx.Expect = scenario.Expect{Result: scenario.ResultPass}
 	fx.Description = strings.TrimSpace(s.Description + " (with rocebed diagnose --fix)")
 	src, err := yaml.Marshal(&fx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("write the fixed scenario: %w", err)
 	}
-	out, err := Parse(s.File, src, nil)
+	out, err := scenario.Parse(s.File, src, nil)
 	if err != nil {
 		return nil, src, fmt.Errorf("the fixed scenario does not validate: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +29,7 @@ const diagnoseEndpointWait = 3 * time.Second
 // available) unless opts carries a report, asks the kernel how it routes each direction, runs
 // Probe, and applies the rules (Findings). It changes no configuration. The error is for a
 // diagnosis that could not be made (cancelled ctx).
-func Diagnose(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOptions) (*Diagnosis, error) {
+func Diagnose(ctx context.Context, env *Env, s *scenario.Scenario, opts DiagnoseOptions) (*Diagnosis, error) {
 	ev, err := CollectEvidence(ctx, env, s, opts)
 	if err != nil {
 		return nil, err
@@ -38,12 +39,12 @@ func Diagnose(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOptions) 
 
 // DiagnoseAfterRun explains a failed run from its traffic report, without running traffic
 // again: `rocebed run` calls it before taking the lab down.
-func DiagnoseAfterRun(ctx context.Context, env *Env, s *Scenario, report *TrafficReport) (*Diagnosis, error) {
+func DiagnoseAfterRun(ctx context.Context, env *Env, s *scenario.Scenario, report *TrafficReport) (*Diagnosis, error) {
 	return Diagnose(ctx, env, s, DiagnoseOptions{Traffic: report})
 }
 
 // CollectEvidence gathers what Diagnose decides on; see Diagnose.
-func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOptions) (*Evidence, error) {
+func CollectEvidence(ctx context.Context, env *Env, s *scenario.Scenario, opts DiagnoseOptions) (*Evidence, error) {
 	ev := &Evidence{Lab: s.Name, Taken: time.Now().UTC(), Netns: env.NetnsName, Fixes: s.Fixes}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -117,7 +118,7 @@ func CollectEvidence(ctx context.Context, env *Env, s *Scenario, opts DiagnoseOp
 
 type collector struct {
 	env   *Env
-	s     *Scenario
+	s     *scenario.Scenario
 	ev    *Evidence
 	probe *ProbeReport
 }
@@ -257,7 +258,7 @@ func (c *collector) locate(name, declared string) (string, netlink.Link, error) 
 // (`rdma link show`, `ibv_devinfo -v`, /sys/class/infiniband/DEV/ports/1/gids).
 func (c *collector) collectEndpoints(ctx context.Context) error {
 	sys := rdma.Sysfs{Root: c.env.SysfsRoot}
-	for i, ep := range []Endpoint{c.s.Endpoints.A, c.s.Endpoints.B} {
+	for i, ep := range []scenario.Endpoint{c.s.Endpoints.A, c.s.Endpoints.B} {
 		side := [2]string{"a", "b"}[i]
 		ee := EndpointEvidence{Side: side, NIC: ep.NIC, Address: ep.Address, Device: ep.RXE, RXE: ep.RXE != ""}
 		if ee.Device == "" {
@@ -345,7 +346,7 @@ func (c *collector) collectRules() {
 
 // effective is the scenario with each NIC where it was found, so snapshots and traffic read
 // the counters of the namespace the packets actually reach.
-func (c *collector) effective() *Scenario {
+func (c *collector) effective() *scenario.Scenario {
 	eff := *c.s
 	eff.NICs = slices.Clone(c.s.NICs)
 	for i := range eff.NICs {
@@ -383,7 +384,7 @@ func (c *collector) unusable() string {
 }
 
 // runTraffic runs the scenario's traffic between two snapshots of the lab's counters.
-func (c *collector) runTraffic(ctx context.Context, eff *Scenario) (*TrafficEvidence, error) {
+func (c *collector) runTraffic(ctx context.Context, eff *scenario.Scenario) (*TrafficEvidence, error) {
 	before, err := TakeSnapshot(c.env, eff)
 	if err != nil {
 		return &TrafficEvidence{Source: "diagnose", Error: "counters: " + err.Error()}, nil
@@ -415,7 +416,7 @@ func (c *collector) runTraffic(ctx context.Context, eff *Scenario) (*TrafficEvid
 func (c *collector) collectDirections() {
 	for _, d := range []struct {
 		name     string
-		src, dst Endpoint
+		src, dst scenario.Endpoint
 	}{{"a->b", c.s.Endpoints.A, c.s.Endpoints.B}, {"b->a", c.s.Endpoints.B, c.s.Endpoints.A}} {
 		de := DirectionEvidence{Name: d.name, SrcNIC: d.src.NIC, DstNIC: d.dst.NIC, SrcAddr: d.src.Address, DstAddr: d.dst.Address}
 		if c.probe != nil {
@@ -539,7 +540,7 @@ func FixLab(ctx context.Context, stateDir, lab string, before *Diagnosis) (*FixR
 	}
 	h := j.Header
 	j.Close()
-	s, err := Parse(h.File, h.Source, h.Sets)
+	s, err := scenario.Parse(h.File, h.Source, h.Sets)
 	if err != nil {
 		return nil, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", lab, err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/scenarios"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -36,9 +37,9 @@ type diagCase struct {
 	name     string
 	scenario string
 	// edit changes the scenario before Up.
-	edit func(s *Scenario)
+	edit func(s *scenario.Scenario)
 	// breakLab breaks the lab after Up.
-	breakLab func(t *testing.T, env *Env, s *Scenario)
+	breakLab func(t *testing.T, env *Env, s *scenario.Scenario)
 	// want is the first code; "" means a healthy lab with no finding. wantFn computes it
 	// from the kernel's defaults when the outcome depends on them.
 	want   FindingCode
@@ -46,14 +47,14 @@ type diagCase struct {
 	check  func(t *testing.T, d *Diagnosis)
 }
 
-func diagWithoutFix(names ...string) func(*Scenario) {
-	return func(s *Scenario) {
-		s.Fixes = slices.DeleteFunc(s.Fixes, func(f Fix) bool { return slices.Contains(names, f.Name) })
+func diagWithoutFix(names ...string) func(*scenario.Scenario) {
+	return func(s *scenario.Scenario) {
+		s.Fixes = slices.DeleteFunc(s.Fixes, func(f scenario.Fix) bool { return slices.Contains(names, f.Name) })
 	}
 }
 
-func diagWithRPFilter(v string) func(*Scenario) {
-	return func(s *Scenario) {
+func diagWithRPFilter(v string) func(*scenario.Scenario) {
+	return func(s *scenario.Scenario) {
 		for i, f := range s.Fixes {
 			for j, kv := range f.Sysctls {
 				if k, _, _ := strings.Cut(kv, "="); lastComponent(k) == "rp_filter" {
@@ -161,7 +162,7 @@ func TestDiagnoseRXE(t *testing.T) {
 // that nothing of the lab is left.
 func diagnoseLab(t *testing.T, env *Env, tc diagCase) *Diagnosis {
 	t.Helper()
-	s, err := Load(tc.scenario, nil)
+	s, err := scenario.Load(tc.scenario, nil)
 	require.NoError(t, err)
 	if tc.edit != nil {
 		tc.edit(s)
@@ -278,8 +279,8 @@ func diagCheckNoListener(t *testing.T, d *Diagnosis) {
 	assert.Positive(t, np, "UDP 4791 must arrive where nothing listens")
 }
 
-func diagSetMTUs(a, b int) func(*testing.T, *Env, *Scenario) {
-	return func(t *testing.T, env *Env, s *Scenario) {
+func diagSetMTUs(a, b int) func(*testing.T, *Env, *scenario.Scenario) {
+	return func(t *testing.T, env *Env, s *scenario.Scenario) {
 		for nic, mtu := range map[string]int{s.Endpoints.A.NIC: a, s.Endpoints.B.NIC: b} {
 			l, err := env.NL.LinkByName(nic)
 			require.NoError(t, err)
@@ -288,16 +289,16 @@ func diagSetMTUs(a, b int) func(*testing.T, *Env, *Scenario) {
 	}
 }
 
-func diagDeleteRXE(name string) func(*testing.T, *Env, *Scenario) {
-	return func(t *testing.T, env *Env, s *Scenario) {
+func diagDeleteRXE(name string) func(*testing.T, *Env, *scenario.Scenario) {
+	return func(t *testing.T, env *Env, s *scenario.Scenario) {
 		h, err := env.RDMA()
 		require.NoError(t, err)
 		require.NoError(t, rdma.DelRXE(h, name))
 	}
 }
 
-func diagSetDown(nic string) func(*testing.T, *Env, *Scenario) {
-	return func(t *testing.T, env *Env, s *Scenario) {
+func diagSetDown(nic string) func(*testing.T, *Env, *scenario.Scenario) {
+	return func(t *testing.T, env *Env, s *scenario.Scenario) {
 		l, err := env.NL.LinkByName(nic)
 		require.NoError(t, err)
 		require.NoError(t, env.NL.LinkSetDown(l))
@@ -307,8 +308,8 @@ func diagSetDown(nic string) func(*testing.T, *Env, *Scenario) {
 // diagMoveToNetns moves nic into a throwaway namespace, which deletes its rxe device (netdev
 // unregister), then gives it its address back, brings it up and adds the rxe device again
 // from inside that namespace, as `ip netns exec NS rdma link add` would.
-func diagMoveToNetns(nic, rxe, addr string) func(*testing.T, *Env, *Scenario) {
-	return func(t *testing.T, env *Env, s *Scenario) {
+func diagMoveToNetns(nic, rxe, addr string) func(*testing.T, *Env, *scenario.Scenario) {
+	return func(t *testing.T, env *Env, s *scenario.Scenario) {
 		ns := testenv.NewNetNS(t)
 		l, err := env.NL.LinkByName(nic)
 		require.NoError(t, err)
@@ -358,7 +359,7 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	env, err := OpenEnv("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
-	s, err := Load("seed", nil)
+	s, err := scenario.Load("seed", nil)
 	require.NoError(t, err)
 	src, err := scenarios.Read("seed")
 	require.NoError(t, err)
@@ -393,7 +394,7 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	// The journal now holds the fixed scenario: it loads again and has the fix.
 	j, err := OpenJournal(state, s.Name)
 	require.NoError(t, err)
-	fixed, err := Parse(j.Header.File, j.Header.Source, j.Header.Sets)
+	fixed, err := scenario.Parse(j.Header.File, j.Header.Source, j.Header.Sets)
 	j.Close()
 	require.NoError(t, err)
 	assert.Len(t, fixed.Fixes, len(s.Fixes)+1)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -89,8 +90,8 @@ func assertWellFormed(t *testing.T, d *Diagnosis) {
 // healthyEvidence is a same-host lab with policy routing after a passing rc-both run, as
 // Diagnose records it (values from a VM run).
 func healthyEvidence() *Evidence {
-	batch := func(dir Direction, snd, sdev, rcv, rdev string) BatchEvidence {
-		return BatchEvidence{Name: "rc-both", Transport: TransportRC, Direction: dir, Messages: 100,
+	batch := func(dir scenario.Direction, snd, sdev, rcv, rdev string) BatchEvidence {
+		return BatchEvidence{Name: "rc-both", Transport: scenario.TransportRC, Direction: dir, Messages: 100,
 			SenderDevice: sdev, SenderNIC: snd, ReceiverDevice: rdev, ReceiverNIC: rcv, Pass: true,
 			SenderCompletions: 100, SenderOK: 100, ReceiverCompletions: 100, ReceiverOK: 100, Verdict: "ok",
 			Counters: &Snapshot{
@@ -111,15 +112,15 @@ func healthyEvidence() *Evidence {
 			RouteBack:   RouteAnswer{Query: "back", Type: "unicast", Dev: d, Table: "101"},
 			ProbePassed: true}
 	}
-	pr := PolicyRouting{}.withDefaults()
+	pr := scenario.PolicyRouting{}.WithDefaults()
 	te := &TrafficEvidence{Ran: true, Source: "diagnose", Pass: true, Batches: []BatchEvidence{
-		batch(DirectionAToB, "vA", "rxe0", "vB", "rxe1"), batch(DirectionBToA, "vB", "rxe1", "vA", "rxe0")}}
+		batch(scenario.DirectionAToB, "vA", "rxe0", "vB", "rxe1"), batch(scenario.DirectionBToA, "vB", "rxe1", "vA", "rxe0")}}
 	for _, b := range te.Batches {
 		te.Delta = addSnapshots(te.Delta, b.Counters)
 	}
 	return &Evidence{
 		Lab: "same-host", Kernel: "6.1.0-56-amd64", RDMANetnsMode: "shared",
-		Fixes: []Fix{{Name: "policy-routing", PolicyRouting: &pr}},
+		Fixes: []scenario.Fix{{Name: "policy-routing", PolicyRouting: &pr}},
 		NICs:  []NICEvidence{nic("vA", "02:00:00:00:00:0a", "10.10.0.1/24"), nic("vB", "02:00:00:00:00:0b", "10.10.0.2/24")},
 		Endpoints: []EndpointEvidence{
 			{Side: "a", NIC: "vA", Address: "10.10.0.1", Device: "rxe0", DevicePresent: true, PortNetdev: "vA", PortState: "ACTIVE", ActiveMTU: 1024, GID: "1 10.10.0.1 (RoCE v2) on vA"},
@@ -304,8 +305,8 @@ func TestFindingsUnexplainedFailure(t *testing.T) {
 
 func TestFindingsExistingPolicyRoutingIsNotAddedAgain(t *testing.T) {
 	ev := seedLike(healthyEvidence(), 30)
-	pr := PolicyRouting{}.withDefaults()
-	ev.Fixes = []Fix{{Name: "policy-routing", PolicyRouting: &pr}}
+	pr := scenario.PolicyRouting{}.WithDefaults()
+	ev.Fixes = []scenario.Fix{{Name: "policy-routing", PolicyRouting: &pr}}
 	d := Conclude(ev)
 	require.Equal(t, CodeMartianSource, d.FirstCode())
 	assert.Nil(t, d.Findings[0].Fix.Apply)
@@ -323,9 +324,9 @@ func TestDiagnosisJSONCarriesCodesEvidenceAndFixes(t *testing.T) {
 			Role     string   `json:"role"`
 			Evidence []string `json:"evidence"`
 			Fix      struct {
-				Scenario string   `json:"scenario"`
-				Commands []string `json:"commands"`
-				Apply    *Fix     `json:"apply"`
+				Scenario string        `json:"scenario"`
+				Commands []string      `json:"commands"`
+				Apply    *scenario.Fix `json:"apply"`
 			} `json:"fix"`
 		} `json:"findings"`
 		Evidence *Evidence `json:"evidence"`
@@ -343,19 +344,19 @@ func TestDiagnosisJSONCarriesCodesEvidenceAndFixes(t *testing.T) {
 }
 
 func TestFixedScenarioAddsFixAndParses(t *testing.T) {
-	s, err := Load("seed", nil)
+	s, err := scenario.Load("seed", nil)
 	require.NoError(t, err)
 	d := Conclude(seedLike(healthyEvidence(), 30))
 	fixed, src, err := FixedScenario(s, d.Fixes())
 	require.NoError(t, err, "%s", src)
-	assert.Equal(t, ResultPass, fixed.Expect.Result)
+	assert.Equal(t, scenario.ResultPass, fixed.Expect.Result)
 	require.Len(t, fixed.Fixes, len(s.Fixes)+1)
 	assert.Equal(t, s.Fixes, fixed.Fixes[:len(s.Fixes)])
 	assert.NotNil(t, fixed.Fixes[len(s.Fixes)].PolicyRouting)
 	assert.Equal(t, s.NICs, fixed.NICs)
 	assert.Equal(t, s.Endpoints, fixed.Endpoints)
 	assert.Equal(t, s.Traffic, fixed.Traffic)
-	again, err := Parse(s.File, src, nil)
+	again, err := scenario.Parse(s.File, src, nil)
 	require.NoError(t, err)
 	assert.Equal(t, fixed.Fixes, again.Fixes)
 }

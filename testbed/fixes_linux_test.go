@@ -11,6 +11,7 @@ import (
 	"github.com/rocebed/rocebed/internal/nsutil"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/sysctl"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -127,17 +128,17 @@ func (l *fixLab) env(t *testing.T) *Env {
 }
 
 // fixScenario is the lab as a validated scenario would describe it.
-func fixScenario() *Scenario {
-	return &Scenario{
+func fixScenario() *scenario.Scenario {
+	return &scenario.Scenario{
 		Version: 1,
 		Name:    "probe-test",
-		NICs: []NIC{
-			{Name: "vA", Kind: NICVeth, Peer: "vB", Addresses: []string{"10.10.0.1/24"}},
-			{Name: "vB", Kind: NICVeth, Peer: "vA", Addresses: []string{"10.10.0.2/24"}},
+		NICs: []scenario.NIC{
+			{Name: "vA", Kind: scenario.NICVeth, Peer: "vB", Addresses: []string{"10.10.0.1/24"}},
+			{Name: "vB", Kind: scenario.NICVeth, Peer: "vA", Addresses: []string{"10.10.0.2/24"}},
 		},
-		Endpoints: Endpoints{
-			A: Endpoint{NIC: "vA", RXE: "rxe0", Address: "10.10.0.1"},
-			B: Endpoint{NIC: "vB", RXE: "rxe1", Address: "10.10.0.2"},
+		Endpoints: scenario.Endpoints{
+			A: scenario.Endpoint{NIC: "vA", RXE: "rxe0", Address: "10.10.0.1"},
+			B: scenario.Endpoint{NIC: "vB", RXE: "rxe1", Address: "10.10.0.2"},
 		},
 	}
 }

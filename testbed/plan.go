@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/rocebed/rocebed/sysctl"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // HostView is what planning reads from the host. Planning never changes anything, so `plan`
@@ -55,7 +56,7 @@ const localTable = 255
 // host only to fill in old values and to refuse conflicts. Errors are all collected: scenario
 // problems that depend on the host (a NIC carrying the default route) are *FieldError, missing
 // or conflicting host objects are *PreflightError.
-func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
+func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 	p := &Plan{Lab: s.Name, File: s.File}
 	var errs []error
 	add := func(st Step) { p.Steps = append(p.Steps, st) }
@@ -71,7 +72,7 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 	for i, n := range s.NICs {
 		path := fmt.Sprintf("nics[%d]", i)
 		if n.Netns != "" {
-			errs = append(errs, s.fieldErr(path+".netns", "NICs in other namespaces are not supported by this version of rocebed; remove netns"))
+			errs = append(errs, s.FieldErr(path+".netns", "NICs in other namespaces are not supported by this version of rocebed; remove netns"))
 			continue
 		}
 		l, ok, err := h.Link(n.Name)
@@ -79,7 +80,7 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 			return nil, fmt.Errorf("look up interface %s: %w", n.Name, err)
 		}
 		switch n.Kind {
-		case NICVeth:
+		case scenario.NICVeth:
 			if ok {
 				errs = append(errs, &PreflightError{Check: "interface " + n.Name, Need: "no interface named " + n.Name + " (rocebed creates this veth)",
 					Have: "one already exists", Hint: "rename the NIC in the scenario, or remove the interface if it is a leftover"})
@@ -91,14 +92,14 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 			peer, _ := s.NIC(n.Peer)
 			created[n.Name], created[n.Peer] = true, true
 			add(Step{Kind: StepVeth, Link: n.Name, Peer: n.Peer, MAC: n.MAC, PeerMAC: peer.MAC, MTU: vethMTU(&s.NICs[i], peer)})
-		case NICExisting:
+		case scenario.NICExisting:
 			if !ok {
 				errs = append(errs, &PreflightError{Check: "interface " + n.Name, Need: "an existing interface " + n.Name,
 					Have: "none by that name", Hint: "name the right interface in the scenario (or with --set if it is a parameter)"})
 				continue
 			}
 			if slices.Contains(defaultLinks, n.Name) && !n.AllowDefaultRoute {
-				errs = append(errs, s.fieldErr(path+".name", "interface %s carries this host's default route; using it may cut the host off the network: set allow_default_route: true if you mean it", n.Name))
+				errs = append(errs, s.FieldErr(path+".name", "interface %s carries this host's default route; using it may cut the host off the network: set allow_default_route: true if you mean it", n.Name))
 			}
 			existing[n.Name] = l
 			if n.MTU != 0 && n.MTU != l.MTU {
@@ -225,7 +226,7 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 		if pr := f.PolicyRouting; pr != nil {
 			a, b := endpointAddr(s, s.Endpoints.A), endpointAddr(s, s.Endpoints.B)
 			if !a.IsValid() || !b.IsValid() {
-				errs = append(errs, s.fieldErr("fixes", "policy_routing needs an address on both endpoint NICs"))
+				errs = append(errs, s.FieldErr("fixes", "policy_routing needs an address on both endpoint NICs"))
 				continue
 			}
 			fam := afInet
@@ -242,7 +243,7 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 
 	// RDMA links last: rxe binds to a NIC that is up and addressed, so its GIDs appear at once.
 	if !opts.SkipRDMA {
-		for _, ep := range []Endpoint{s.Endpoints.A, s.Endpoints.B} {
+		for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
 			if ep.RXE == "" {
 				continue
 			}
@@ -266,7 +267,7 @@ func MakePlan(s *Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 
 // vethMTU is the MTU of a veth pair: a cable has one MTU, so both ends must agree; validation
 // checks that, and 0 leaves the kernel default.
-func vethMTU(a, b *NIC) int {
+func vethMTU(a, b *scenario.NIC) int {
 	if a.MTU != 0 {
 		return a.MTU
 	}
@@ -274,7 +275,7 @@ func vethMTU(a, b *NIC) int {
 }
 
 // fixSysctls lists a fix's sysctls, ARP settings included, in order.
-func fixSysctls(f Fix) []sysctl.Setting {
+func fixSysctls(f scenario.Fix) []sysctl.Setting {
 	var out []sysctl.Setting
 	for _, kv := range f.Sysctls {
 		k, v, _ := strings.Cut(kv, "=")
@@ -305,7 +306,7 @@ func plannedOld(h HostView, key string, created map[string]bool) (string, error)
 func lastComponent(key string) string { return key[strings.LastIndexByte(key, '.')+1:] }
 
 // endpointAddr is the address an endpoint's GID is derived from.
-func endpointAddr(s *Scenario, ep Endpoint) netip.Addr {
+func endpointAddr(s *scenario.Scenario, ep scenario.Endpoint) netip.Addr {
 	if ep.Address != "" {
 		if a, err := netip.ParseAddr(ep.Address); err == nil {
 			return a
@@ -327,7 +328,7 @@ func endpointAddr(s *Scenario, ep Endpoint) netip.Addr {
 }
 
 // familiesOf lists the address families the lab's NICs use.
-func familiesOf(s *Scenario) []int {
+func familiesOf(s *scenario.Scenario) []int {
 	var v4, v6 bool
 	for _, n := range s.NICs {
 		for _, a := range n.Addresses {

@@ -5,12 +5,13 @@ import (
 	"fmt"
 
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // preflight checks, before anything is changed, that the host can carry out the plan: the
 // kernel features its steps need, and the hardware RDMA devices its endpoints name. Missing
 // pieces are *PreflightError (exit code 3).
-func preflight(env *Env, s *Scenario, p *Plan, skipRDMA bool) error {
+func checkHost(env *Env, s *scenario.Scenario, p *Plan, skipRDMA bool) error {
 	for _, st := range p.Steps {
 		if st.Kind == StepRXE {
 			if err := rdmaPreflight(env); err != nil {
@@ -23,7 +24,7 @@ func preflight(env *Env, s *Scenario, p *Plan, skipRDMA bool) error {
 		return nil
 	}
 	var errs []error
-	for _, ep := range []Endpoint{s.Endpoints.A, s.Endpoints.B} {
+	for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
 		if ep.Device != "" {
 			if err := hardwareDevicePreflight(env, ep); err != nil {
 				errs = append(errs, err)
@@ -35,7 +36,7 @@ func preflight(env *Env, s *Scenario, p *Plan, skipRDMA bool) error {
 
 // hardwareDevicePreflight checks that an endpoint's hardware RDMA device exists on its NIC:
 // "auto" finds it from sysfs (rdmamap), a name must be a device bound to that NIC.
-func hardwareDevicePreflight(env *Env, ep Endpoint) error {
+func hardwareDevicePreflight(env *Env, ep scenario.Endpoint) error {
 	missing := func(have string, err error) error {
 		return &PreflightError{Check: "rdma device on " + ep.NIC, Err: err,
 			Need: "a hardware RDMA (RoCE) device on " + ep.NIC, Have: have,

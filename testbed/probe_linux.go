@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -55,7 +56,7 @@ func (e *probeEnd) String() string { return fmt.Sprintf("%s (%s %s)", e.role, e.
 // crosses the cable: link, neighbour, output route, input route, UDP 4791. It sends a few
 // small datagrams and ARP requests; it changes no configuration. The error is for failures of
 // the probe itself (cancelled ctx, netlink errors); a broken lab is a failing layer.
-func Probe(ctx context.Context, env *Env, s *Scenario) (*ProbeReport, error) {
+func Probe(ctx context.Context, env *Env, s *scenario.Scenario) (*ProbeReport, error) {
 	a, err := newProbeEnd(env, s, "a", s.Endpoints.A)
 	if err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ func Probe(ctx context.Context, env *Env, s *Scenario) (*ProbeReport, error) {
 	return r, nil
 }
 
-func newProbeEnd(env *Env, s *Scenario, role string, ep Endpoint) (probeEnd, error) {
+func newProbeEnd(env *Env, s *scenario.Scenario, role string, ep scenario.Endpoint) (probeEnd, error) {
 	e := probeEnd{role: role, nic: ep.NIC}
 	if n, ok := s.NIC(ep.NIC); ok {
 		e.nns = n.Netns

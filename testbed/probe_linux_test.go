@@ -10,6 +10,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/nsutil"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -152,7 +153,7 @@ func TestProbeArguments(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 
 	// CIDR form is accepted.
-	e, err := newProbeEnd(nil, fixScenario(), "a", Endpoint{NIC: "vA", Address: "10.10.0.1/24"})
+	e, err := newProbeEnd(nil, fixScenario(), "a", scenario.Endpoint{NIC: "vA", Address: "10.10.0.1/24"})
 	require.NoError(t, err)
 	assert.Equal(t, "a (vA 10.10.0.1)", e.String())
 }

@@ -8,12 +8,13 @@ import (
 
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // Lab is a lab brought up for a Go test by Start. It is taken down, and the host restored, in
 // the test's Cleanup.
 type Lab struct {
-	Scenario *Scenario
+	Scenario *scenario.Scenario
 	Env      *Env
 	StateDir string
 	tb       testing.TB
@@ -34,7 +35,7 @@ type StartOptions struct {
 // in this build — unless ROCEBED_REQUIRE_ROOT=1 or ROCEBED_REQUIRE_RXE=1 asks for a failure
 // instead. Labs with RDMA live in the current network namespace (rxe works only in the
 // initial one), so Start changes this host until the test ends.
-func Start(tb testing.TB, scenario string, opts ...StartOptions) *Lab {
+func Start(tb testing.TB, ref string, opts ...StartOptions) *Lab {
 	tb.Helper()
 	var o StartOptions
 	if len(opts) > 0 {
@@ -55,7 +56,7 @@ func Start(tb testing.TB, scenario string, opts ...StartOptions) *Lab {
 		env.Close()
 		testenv.SkipOrFail(tb, "ROCEBED_REQUIRE_RXE", "testbed.Start: "+err.Error())
 	}
-	s, err := Load(scenario, o.Sets)
+	s, err := scenario.Load(ref, o.Sets)
 	if err != nil {
 		env.Close()
 		tb.Fatalf("testbed.Start: %v", err)
@@ -92,14 +93,14 @@ func (l *Lab) Traffic(ctx context.Context) *TrafficReport {
 // Send(ctx, Traffic{Transport: TransportRC, Direction: DirectionAToB, Messages: 10, Size: 4096}),
 // and returns its results, one per direction: completions of both sides and the verdict.
 // Unset RC timers and deadline take the scenario defaults.
-func (l *Lab) Send(ctx context.Context, t Traffic) []*BatchResult {
+func (l *Lab) Send(ctx context.Context, t scenario.Traffic) []*BatchResult {
 	l.tb.Helper()
 	if t.Name == "" {
 		t.Name = "send"
 	}
 	s := *l.Scenario
-	s.Traffic = []Traffic{t}
-	s.Expect = Expect{Result: ResultPass}
+	s.Traffic = []scenario.Traffic{t}
+	s.Expect = scenario.Expect{Result: scenario.ResultPass}
 	s.SetDefaults()
 	if err := s.Validate(); err != nil {
 		l.tb.Fatalf("send on lab %s: %v", l.Scenario.Name, err)

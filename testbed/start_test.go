@@ -8,6 +8,7 @@ import (
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,8 +21,8 @@ func TestStartSameHost(t *testing.T) {
 	before := ns.Dump(t)
 	t.Run("lab", func(t *testing.T) {
 		lab := testbed.Start(t, "same-host")
-		batches := lab.Send(context.Background(), testbed.Traffic{
-			Transport: testbed.TransportRC, Direction: testbed.DirectionAToB, Messages: 20, Size: 2048})
+		batches := lab.Send(context.Background(), scenario.Traffic{
+			Transport: scenario.TransportRC, Direction: scenario.DirectionAToB, Messages: 20, Size: 2048})
 		require.Len(t, batches, 1)
 		b := batches[0]
 		assert.True(t, b.Pass, b.Verdict)

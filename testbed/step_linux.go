@@ -10,6 +10,7 @@ import (
 
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/sysctl"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +42,7 @@ func (e *Env) prepare(st *Step) error {
 		if err != nil {
 			return fmt.Errorf("look up %s: %w", st.Link, err)
 		}
-		if st.MAC == PeerMAC {
+		if st.MAC == scenario.PeerMAC {
 			mac, err := e.peerMAC(l)
 			if err != nil {
 				return err
@@ -66,7 +67,7 @@ func (e *Env) prepare(st *Step) error {
 // peerMAC returns the MAC of the other end of a veth.
 func (e *Env) peerMAC(l netlink.Link) (string, error) {
 	if _, ok := l.(*netlink.Veth); !ok {
-		return "", fmt.Errorf("neighbour mac %q on %s: %s is not a veth", PeerMAC, l.Attrs().Name, l.Attrs().Name)
+		return "", fmt.Errorf("neighbour mac %q on %s: %s is not a veth", scenario.PeerMAC, l.Attrs().Name, l.Attrs().Name)
 	}
 	// IFLA_LINK of a veth is its peer's index (in the same namespace). VethPeerIndex would
 	// use an ethtool ioctl in the caller's namespace, which is not the lab's.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // FailureClass is how a traffic batch went wrong, as observed. Expectations (Failure) are
@@ -98,14 +99,14 @@ type TrafficEnd struct {
 // BatchResult is one traffic item in one direction: what was done, every completion, the
 // counter deltas, and the verdict.
 type BatchResult struct {
-	Traffic    string    `json:"traffic"`
-	Transport  Transport `json:"transport"`
-	Direction  Direction `json:"direction"` // a->b or b->a
-	Messages   int       `json:"messages"`
-	Size       int       `json:"size"`
-	RC         *RCParams `json:"rc,omitempty"`
-	DeadlineMS int       `json:"deadline_ms"`
-	PathMTU    int       `json:"path_mtu,omitempty"`
+	Traffic    string             `json:"traffic"`
+	Transport  scenario.Transport `json:"transport"`
+	Direction  scenario.Direction `json:"direction"` // a->b or b->a
+	Messages   int                `json:"messages"`
+	Size       int                `json:"size"`
+	RC         *scenario.RCParams `json:"rc,omitempty"`
+	DeadlineMS int                `json:"deadline_ms"`
+	PathMTU    int                `json:"path_mtu,omitempty"`
 
 	Sender   TrafficEnd `json:"sender"`
 	Receiver TrafficEnd `json:"receiver"`
@@ -145,12 +146,12 @@ func (b *BatchResult) Name() string { return fmt.Sprintf("%s %s", b.Traffic, b.D
 
 // TrafficReport is the outcome of a lab's traffic.
 type TrafficReport struct {
-	Lab        string         `json:"lab"`
-	File       string         `json:"file,omitempty"`
-	Expect     Expect         `json:"expect"`
-	Started    time.Time      `json:"started"`
-	DurationMS float64        `json:"duration_ms"`
-	Batches    []*BatchResult `json:"batches"`
+	Lab        string          `json:"lab"`
+	File       string          `json:"file,omitempty"`
+	Expect     scenario.Expect `json:"expect"`
+	Started    time.Time       `json:"started"`
+	DurationMS float64         `json:"duration_ms"`
+	Batches    []*BatchResult  `json:"batches"`
 	// Pass is true when every batch passed (traffic worked).
 	Pass bool `json:"pass"`
 	// ExpectationMet is true when every batch met the scenario's expectation.
@@ -173,7 +174,7 @@ func (r *TrafficReport) Finish() {
 		}
 	}
 	want := string(r.Expect.Result)
-	if r.Expect.Result == ResultFail {
+	if r.Expect.Result == scenario.ResultFail {
 		want = "fail with " + string(r.Expect.Failure)
 	}
 	switch {
@@ -262,7 +263,7 @@ func (t tally) recvSummary() string {
 func (b *BatchResult) tally() tally {
 	var t tally
 	wantLen := uint32(b.Size)
-	if b.Transport == TransportUD {
+	if b.Transport == scenario.TransportUD {
 		wantLen += verbs.GRHLen
 	}
 	for i := range b.Completions {
@@ -336,7 +337,7 @@ func (b *BatchResult) onWire(n int) (bool, string) {
 	need(b.Sender.Device+" sent_pkts", v, ok, un)
 	v, ok = c.ReceivedPackets(b.Receiver.Device)
 	need(b.Receiver.Device+" rcvd_pkts", v, ok, un)
-	if b.Transport == TransportRC {
+	if b.Transport == scenario.TransportRC {
 		v, ok = c.SentPackets(b.Receiver.Device)
 		need(b.Receiver.Device+" sent_pkts (ACKs)", v, ok, 1)
 		v, ok = c.ReceivedPackets(b.Sender.Device)
@@ -404,8 +405,8 @@ func (b *BatchResult) evidence(withLinks bool) string {
 //   - rp-filter: the connection or the traffic failed and TcpExt.IPReversePathFilter moved;
 //   - no-listener: retry-exceeded or missing completions, and Udp.NoPorts moved (in any of the
 //     lab's namespaces).
-func MatchExpectation(b *BatchResult, e Expect) (bool, string) {
-	if e.Result != ResultFail {
+func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
+	if e.Result != scenario.ResultFail {
 		if b.Pass {
 			return true, "passed as expected"
 		}
@@ -420,7 +421,7 @@ func MatchExpectation(b *BatchResult, e Expect) (bool, string) {
 	sentR, rok := c.SentPackets(b.Receiver.Device)
 	got := fmt.Sprintf("got %s", b.Class)
 	switch e.Failure {
-	case FailureNeighborMartian:
+	case scenario.FailureNeighborMartian:
 		switch {
 		case b.Class != ClassConnectTimeout:
 			return false, "expected neighbor-martian (connect-timeout with martian drops), " + got
@@ -430,7 +431,7 @@ func MatchExpectation(b *BatchResult, e Expect) (bool, string) {
 			return false, fmt.Sprintf("connect timed out, but RoCE packets were sent (%s +%d, %s +%d)", b.Sender.Device, sentS, b.Receiver.Device, sentR)
 		}
 		return true, fmt.Sprintf("neighbor-martian: connect timed out, in_martian_src +%d, no RoCE packet sent", martian)
-	case FailureMartianSource:
+	case scenario.FailureMartianSource:
 		recv := 0
 		for _, c := range b.Completions {
 			if c.Role == RoleReceiver {
@@ -443,7 +444,7 @@ func MatchExpectation(b *BatchResult, e Expect) (bool, string) {
 			what = "receives missing"
 		}
 		switch {
-		case b.Class != ClassRetryExceeded && !(b.Class == ClassMissingCompletions && b.Transport == TransportUD):
+		case b.Class != ClassRetryExceeded && !(b.Class == ClassMissingCompletions && b.Transport == scenario.TransportUD):
 			return false, "expected martian-source (retry-exceeded, or missing UD receives, with martian drops), " + got
 		case recv > 0:
 			return false, fmt.Sprintf("%s, but the responder has %d completions", what, recv)
@@ -453,12 +454,12 @@ func MatchExpectation(b *BatchResult, e Expect) (bool, string) {
 			return false, fmt.Sprintf("%s, but in_martian_src +%d < %d packets sent: the packets died elsewhere", what, martian, sentS)
 		}
 		return true, fmt.Sprintf("martian-source: %s, no responder completion, in_martian_src +%d ≥ %d packets sent", what, martian, sentS)
-	case FailureRetryExceeded:
+	case scenario.FailureRetryExceeded:
 		if b.Class != ClassRetryExceeded {
 			return false, "expected retry-exceeded, " + got
 		}
 		return true, "retry-exceeded: the requester got IBV_WC_RETRY_EXC_ERR"
-	case FailureRPFilter:
+	case scenario.FailureRPFilter:
 		v, ok := c.KernelCounter(CounterRPFilter)
 		switch {
 		case b.Class != ClassConnectTimeout && b.Class != ClassRetryExceeded && b.Class != ClassMissingCompletions:
@@ -467,7 +468,7 @@ func MatchExpectation(b *BatchResult, e Expect) (bool, string) {
 			return false, fmt.Sprintf("%s, but %s did not move", b.Class, CounterRPFilter)
 		}
 		return true, fmt.Sprintf("rp-filter: %s with %s +%d", b.Class, CounterRPFilter, v)
-	case FailureNoListener:
+	case scenario.FailureNoListener:
 		var noPorts uint64
 		if c != nil {
 			for k, v := range c.Kernel {
@@ -484,7 +485,7 @@ func MatchExpectation(b *BatchResult, e Expect) (bool, string) {
 		}
 		return true, fmt.Sprintf("no-listener: %s with Udp.NoPorts +%d", b.Class, noPorts)
 	}
-	return false, fmt.Sprintf("failure %q cannot be matched: rocebed knows %v", e.Failure, KnownFailures)
+	return false, fmt.Sprintf("failure %q cannot be matched: rocebed knows %v", e.Failure, scenario.KnownFailures)
 }
 
 // fmtMS prints a duration in ms as "58.1 ms" or "1.02 s".
@@ -499,7 +500,7 @@ func fmtMS(ms float64) string {
 func (r *TrafficReport) WriteText(w io.Writer) error {
 	var b strings.Builder
 	want := string(r.Expect.Result)
-	if r.Expect.Result == ResultFail {
+	if r.Expect.Result == scenario.ResultFail {
 		want += " (" + string(r.Expect.Failure) + ")"
 	}
 	fmt.Fprintf(&b, "lab %s", r.Lab)
@@ -521,7 +522,7 @@ func (r *TrafficReport) WriteText(w io.Writer) error {
 			x.Messages, x.Size, outcome)
 		fmt.Fprintf(&b, "     %s\n", x.Verdict)
 		conn := fmt.Sprintf("connect %s", fmtMS(x.ConnectMS))
-		if x.Transport == TransportRC {
+		if x.Transport == scenario.TransportRC {
 			conn += fmt.Sprintf(" (RTR %s %s, %s %s)", x.Sender.Device, fmtMS(x.Sender.RTRMS), x.Receiver.Device, fmtMS(x.Receiver.RTRMS))
 		} else if x.Sender.RTRMS > 0 {
 			conn += fmt.Sprintf(" (address handle %s)", fmtMS(x.Sender.RTRMS))

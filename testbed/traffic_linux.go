@@ -13,6 +13,7 @@ import (
 
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 const (
@@ -25,7 +26,7 @@ const (
 	// they fit (up to maxRecvWindow, and maxWindowBytes of buffer); more are re-posted as
 	// receives complete. Sends are kept maxSendWindow deep.
 	maxRecvWindow  = 1024
-	maxSendWindow  = MaxWindow
+	maxSendWindow  = scenario.MaxWindow
 	maxWindowBytes = 64 << 20
 
 	// After the sender has every completion, the receiver gets this long without progress
@@ -42,7 +43,7 @@ const (
 // trafficEnd is one endpoint resolved to its device and GID.
 type trafficEnd struct {
 	side string
-	ep   Endpoint
+	ep   scenario.Endpoint
 	dev  string
 	gid  rdma.GID
 	vgid verbs.GID
@@ -57,7 +58,7 @@ type trafficEnd struct {
 // A connection that cannot be made is a recorded outcome, not an error: the error return
 // is for a lab that is not usable at all (no verbs, no device) or a cancelled ctx, in which
 // case the report so far is returned too.
-func RunTraffic(ctx context.Context, env *Env, s *Scenario) (*TrafficReport, error) {
+func RunTraffic(ctx context.Context, env *Env, s *scenario.Scenario) (*TrafficReport, error) {
 	r := &TrafficReport{Lab: s.Name, File: s.File, Expect: s.Expect, Started: time.Now()}
 	finish := func() {
 		r.DurationMS = msSince(r.Started)
@@ -92,24 +93,24 @@ func RunTraffic(ctx context.Context, env *Env, s *Scenario) (*TrafficReport, err
 	return r, nil
 }
 
-func batchDirections(d Direction) []Direction {
+func batchDirections(d scenario.Direction) []scenario.Direction {
 	switch d {
-	case DirectionBoth:
-		return []Direction{DirectionAToB, DirectionBToA}
-	case DirectionBToA:
-		return []Direction{DirectionBToA}
+	case scenario.DirectionBoth:
+		return []scenario.Direction{scenario.DirectionAToB, scenario.DirectionBToA}
+	case scenario.DirectionBToA:
+		return []scenario.Direction{scenario.DirectionBToA}
 	}
-	return []Direction{DirectionAToB}
+	return []scenario.Direction{scenario.DirectionAToB}
 }
 
 // resolveTrafficEnds finds each endpoint's device, waits for its port to be ACTIVE, and finds
 // the RoCE v2 GID of its address (`rdma link show`, /sys/class/infiniband/DEV/ports/1/gids).
-func resolveTrafficEnds(ctx context.Context, env *Env, s *Scenario) ([2]trafficEnd, error) {
+func resolveTrafficEnds(ctx context.Context, env *Env, s *scenario.Scenario) ([2]trafficEnd, error) {
 	var ends [2]trafficEnd
 	sys := rdma.Sysfs{Root: env.SysfsRoot}
 	wctx, cancel := context.WithTimeout(ctx, endpointWait)
 	defer cancel()
-	for i, ep := range []Endpoint{s.Endpoints.A, s.Endpoints.B} {
+	for i, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
 		side := "a"
 		if i == 1 {
 			side = "b"
@@ -146,7 +147,7 @@ func resolveTrafficEnds(ctx context.Context, env *Env, s *Scenario) ([2]trafficE
 }
 
 // labNotReady turns "device or GID missing" into a PreflightError: the lab is not (fully) up.
-func labNotReady(side string, ep Endpoint, err error) error {
+func labNotReady(side string, ep scenario.Endpoint, err error) error {
 	if errors.Is(err, rdma.ErrNotFound) || errors.Is(err, rdma.ErrNoRDMA) {
 		return &PreflightError{Check: "endpoint " + side, Need: fmt.Sprintf("an ACTIVE RDMA device on %s with a RoCE v2 GID for %s", ep.NIC, ep.Address),
 			Have: err.Error(), Err: err, Hint: "bring the lab up with `rocebed up` (a kernel without rdma_rxe needs `rocebed vm run`)"}
@@ -240,9 +241,9 @@ type batch struct {
 	latN       int
 }
 
-func runBatch(ctx context.Context, env *Env, s *Scenario, t Traffic, dir Direction, ends [2]trafficEnd) (res *BatchResult, err error) {
+func runBatch(ctx context.Context, env *Env, s *scenario.Scenario, t scenario.Traffic, dir scenario.Direction, ends [2]trafficEnd) (res *BatchResult, err error) {
 	sndEnd, rcvEnd, vdir := ends[0], ends[1], verbs.AToB
-	if dir == DirectionBToA {
+	if dir == scenario.DirectionBToA {
 		sndEnd, rcvEnd, vdir = ends[1], ends[0], verbs.BToA
 	}
 	res = &BatchResult{
@@ -254,7 +255,7 @@ func runBatch(ctx context.Context, env *Env, s *Scenario, t Traffic, dir Directi
 	}
 	deadline := time.Duration(t.DeadlineMS) * time.Millisecond
 	if deadline <= 0 {
-		deadline = DefaultDeadlineMS * time.Millisecond
+		deadline = scenario.DefaultDeadlineMS * time.Millisecond
 	}
 	bctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
@@ -283,7 +284,7 @@ func runBatch(ctx context.Context, env *Env, s *Scenario, t Traffic, dir Directi
 
 	typ := verbs.QPTypeRC
 	b.recvSlot = t.Size
-	if t.Transport == TransportUD {
+	if t.Transport == scenario.TransportUD {
 		typ = verbs.QPTypeUD
 		b.recvSlot += verbs.GRHLen
 		b.recvOff = verbs.GRHLen
@@ -362,14 +363,14 @@ func randomPSN() uint32 {
 // connect brings both QPs to RTS. RC: INIT, then RTR on the sender and on the receiver (each
 // resolves the other's MAC: ~1 s on a cold neighbour, ETIMEDOUT when it never resolves), then
 // RTS. UD: INIT/RTR/RTS with the queue key, and an address handle to the receiver's GID.
-func (b *batch) connect(t Traffic, mtu verbs.MTU) error {
+func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 	sides := []*verbsSide{b.snd, b.rcv}
 	for _, v := range sides {
 		if err := v.qp.ToInit(trafficPort, trafficQKey); err != nil {
 			return err
 		}
 	}
-	if t.Transport == TransportUD {
+	if t.Transport == scenario.TransportUD {
 		for _, v := range sides {
 			if err := v.qp.ToRTR(verbs.RTRConfig{Port: trafficPort}); err != nil {
 				return err
@@ -390,9 +391,9 @@ func (b *batch) connect(t Traffic, mtu verbs.MTU) error {
 	}
 	rc := t.RC
 	if rc == nil {
-		rc = &RCParams{}
+		rc = &scenario.RCParams{}
 	}
-	timeout, retry, rnr := intOr(rc.Timeout, DefaultRCTimeout), intOr(rc.RetryCount, DefaultRCRetryCount), intOr(rc.RNRRetry, DefaultRCRNRRetry)
+	timeout, retry, rnr := intOr(rc.Timeout, scenario.DefaultRCTimeout), intOr(rc.RetryCount, scenario.DefaultRCRetryCount), intOr(rc.RNRRetry, scenario.DefaultRCRNRRetry)
 	psn := map[*verbsSide]uint32{b.snd: randomPSN(), b.rcv: randomPSN()}
 	peer := map[*verbsSide]*verbsSide{b.snd: b.rcv, b.rcv: b.snd}
 	timing := map[*verbsSide]*float64{b.snd: &b.res.Sender.RTRMS, b.rcv: &b.res.Receiver.RTRMS}
@@ -455,9 +456,9 @@ func (b *batch) postSend() {
 
 // poll polls both CQs until every completion arrived, the deadline (bctx), the receiver going
 // idle after the sender finished, or ctx's cancellation.
-func (b *batch) poll(ctx, bctx context.Context, t Traffic) error {
+func (b *batch) poll(ctx, bctx context.Context, t scenario.Traffic) error {
 	grace := rcReceiverGrace
-	if t.Transport == TransportUD {
+	if t.Transport == scenario.TransportUD {
 		grace = udReceiverGrace
 	}
 	const minWait, maxWait = 20 * time.Microsecond, time.Millisecond

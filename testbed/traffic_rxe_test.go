@@ -17,6 +17,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -31,13 +32,13 @@ func runLab(t *testing.T, name string) *TrafficReport {
 }
 
 // runLabWith is runLab with the loaded scenario changed by edit first.
-func runLabWith(t *testing.T, name string, edit func(*Scenario)) *TrafficReport {
+func runLabWith(t *testing.T, name string, edit func(*scenario.Scenario)) *TrafficReport {
 	t.Helper()
 	testenv.RequireRXE(t)
 	env, err := OpenEnv("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
-	s, err := Load(name, nil)
+	s, err := scenario.Load(name, nil)
 	require.NoError(t, err)
 	if edit != nil {
 		edit(s)
@@ -78,16 +79,16 @@ func ruleSet(t *testing.T, env *Env) []string {
 
 // assertLabGone checks /sys/class/infiniband and netlink: no rxe device, no NIC, and the
 // rules exactly as before.
-func assertLabGone(t *testing.T, env *Env, s *Scenario, rulesBefore []string) {
+func assertLabGone(t *testing.T, env *Env, s *scenario.Scenario, rulesBefore []string) {
 	t.Helper()
-	for _, ep := range []Endpoint{s.Endpoints.A, s.Endpoints.B} {
+	for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
 		if ep.RXE != "" {
 			_, err := os.Stat(filepath.Join("/sys/class/infiniband", ep.RXE))
 			assert.True(t, errors.Is(err, os.ErrNotExist), "rxe device %s left behind after down", ep.RXE)
 		}
 	}
 	for _, n := range s.NICs {
-		if n.Kind == NICVeth {
+		if n.Kind == scenario.NICVeth {
 			_, err := env.NL.LinkByName(n.Name)
 			var lnf netlink.LinkNotFoundError
 			assert.True(t, errors.As(err, &lnf), "veth %s left behind after down (err %v)", n.Name, err)
@@ -118,7 +119,7 @@ func TestTrafficRXESameHostPasses(t *testing.T) {
 				assert.Equal(t, b.Messages, completions(b, RoleSender, verbs.WCSend, verbs.WCSuccess), "%s: sends", b.Name())
 				assert.Equal(t, b.Messages, completions(b, RoleReceiver, verbs.WCRecv, verbs.WCSuccess), "%s: receives", b.Name())
 				wantLen := uint32(b.Size)
-				if b.Transport == TransportUD {
+				if b.Transport == scenario.TransportUD {
 					wantLen += verbs.GRHLen
 				}
 				for _, c := range b.Completions {
@@ -126,7 +127,7 @@ func TestTrafficRXESameHostPasses(t *testing.T) {
 						assert.Equal(t, wantLen, c.ByteLen)
 						assert.Equal(t, "ok", c.Payload)
 						assert.Equal(t, b.Receiver.QPN, c.QPN)
-						if b.Transport == TransportUD {
+						if b.Transport == scenario.TransportUD {
 							assert.Equal(t, b.Sender.QPN, c.SrcQP)
 						}
 					}
@@ -204,8 +205,8 @@ func TestTrafficRXESeedRetryExceeded(t *testing.T) {
 // TestTrafficRXESeedUD is the seed with UD SENDs: no ACKs, so the requester's sends all
 // complete and the receives are simply missing; every packet died as a martian source.
 func TestTrafficRXESeedUD(t *testing.T) {
-	rep := runLabWith(t, "seed", func(s *Scenario) {
-		s.Traffic[0].Transport, s.Traffic[0].RC, s.Traffic[0].Name = TransportUD, nil, "ud-a-to-b"
+	rep := runLabWith(t, "seed", func(s *scenario.Scenario) {
+		s.Traffic[0].Transport, s.Traffic[0].RC, s.Traffic[0].Name = scenario.TransportUD, nil, "ud-a-to-b"
 	})
 	require.Len(t, rep.Batches, 1)
 	b := rep.Batches[0]
@@ -227,9 +228,9 @@ func BenchmarkTrafficRXESameHost(b *testing.B) {
 	env, err := OpenEnv("")
 	require.NoError(b, err)
 	b.Cleanup(env.Close)
-	s, err := Load("same-host", nil)
+	s, err := scenario.Load("same-host", nil)
 	require.NoError(b, err)
-	s.Traffic[0].Direction, s.Traffic[0].Messages = DirectionAToB, 1000
+	s.Traffic[0].Direction, s.Traffic[0].Messages = scenario.DirectionAToB, 1000
 	state := b.TempDir()
 	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
 	require.NoError(b, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,15 +30,15 @@ func wire(n uint64) *Snapshot {
 }
 
 // okBatch is a batch of n messages where every completion arrived intact and the cable moved.
-func okBatch(tr Transport, n int) *BatchResult {
+func okBatch(tr scenario.Transport, n int) *BatchResult {
 	b := &BatchResult{
-		Traffic: "t", Transport: tr, Direction: DirectionAToB, Messages: n, Size: 1024, DeadlineMS: 30000,
+		Traffic: "t", Transport: tr, Direction: scenario.DirectionAToB, Messages: n, Size: 1024, DeadlineMS: 30000,
 		Sender:    TrafficEnd{Side: "a", Device: "rxe0", NIC: "vA", Address: "10.10.0.1", QPN: 0x11},
 		Receiver:  TrafficEnd{Side: "b", Device: "rxe1", NIC: "vB", Address: "10.10.0.2", QPN: 0x12},
 		ConnectMS: 1.5, ElapsedMS: 10, StopReason: "complete", Posted: n, Counters: wire(uint64(n)),
 	}
 	recvLen := uint32(1024)
-	if tr == TransportUD {
+	if tr == scenario.TransportUD {
 		recvLen += verbs.GRHLen
 	}
 	for i := range n {
@@ -50,7 +51,7 @@ func okBatch(tr Transport, n int) *BatchResult {
 
 // connectTimeoutBatch is the no-fix lab: RTR timed out, ARPs dropped as martians, no RoCE packet.
 func connectTimeoutBatch() *BatchResult {
-	b := okBatch(TransportRC, 10)
+	b := okBatch(scenario.TransportRC, 10)
 	b.Completions, b.Posted, b.ElapsedMS, b.StopReason = nil, 0, 0, ""
 	b.ConnectMS, b.ConnectError, b.ConnectTimedOut = 1020, "modify RC qp 0x11 on rxe0 to RTR: connection timed out", true
 	b.Counters = wire(0)
@@ -62,7 +63,7 @@ func connectTimeoutBatch() *BatchResult {
 
 // retryBatch is the seed: the requester's sends retried and died as martian sources.
 func retryBatch(martian uint64) *BatchResult {
-	b := okBatch(TransportRC, 10)
+	b := okBatch(scenario.TransportRC, 10)
 	b.Completions = []CompletionRecord{{Side: "a", Role: RoleSender, Device: "rxe0", WRID: 0, Status: verbs.WCRetryExcErr, QPN: 0x11, VendorErr: 0, AtMS: 58}}
 	for i := 1; i < 10; i++ {
 		b.Completions = append(b.Completions, CompletionRecord{Side: "a", Role: RoleSender, Device: "rxe0", WRID: uint64(i), Status: verbs.WCWRFlushErr, QPN: 0x11, AtMS: 58.1})
@@ -80,7 +81,7 @@ func retryBatch(martian uint64) *BatchResult {
 // udMartianBatch is the seed with UD: the sends complete locally, every packet dies as a
 // martian source, and no receive completes.
 func udMartianBatch() *BatchResult {
-	b := okBatch(TransportUD, 10)
+	b := okBatch(scenario.TransportUD, 10)
 	var sends []CompletionRecord
 	for _, c := range b.Completions {
 		if c.Role == RoleSender {
@@ -99,7 +100,7 @@ func udMartianBatch() *BatchResult {
 // TestHardwareCountersFallBackToPMA: a hardware RoCE NIC has no sent_pkts; its IB PMA
 // port_xmit_packets/port_rcv_packets prove the wire instead.
 func TestHardwareCountersFallBackToPMA(t *testing.T) {
-	b := okBatch(TransportRC, 10)
+	b := okBatch(scenario.TransportRC, 10)
 	b.Sender.Device = "mlx5_0"
 	b.Counters.RDMA["mlx5_0"] = rdma.Counters{"port_xmit_packets": 10, "port_rcv_packets": 10, "rx_write_requests": 0}
 	assert.True(t, judged(b).Pass, b.Verdict)
@@ -112,16 +113,16 @@ func TestHardwareCountersFallBackToPMA(t *testing.T) {
 func judged(b *BatchResult) *BatchResult { b.Judge(); return b }
 
 func TestJudgePass(t *testing.T) {
-	for _, tr := range []Transport{TransportRC, TransportUD} {
+	for _, tr := range []scenario.Transport{scenario.TransportRC, scenario.TransportUD} {
 		b := judged(okBatch(tr, 100))
 		assert.True(t, b.Pass, b.Verdict)
 		assert.Empty(t, b.Class)
 		assert.Contains(t, b.Verdict, "100 IBV_WC_SEND + 100 IBV_WC_RECV ok")
 		assert.Contains(t, b.Verdict, "rxe0 sent_pkts +100")
 		assert.Contains(t, b.Verdict, "lo tx +0 rx +0")
-		ok, why := MatchExpectation(b, Expect{Result: ResultPass})
+		ok, why := MatchExpectation(b, scenario.Expect{Result: scenario.ResultPass})
 		assert.True(t, ok, why)
-		ok, why = MatchExpectation(b, Expect{Result: ResultFail, Failure: FailureRetryExceeded})
+		ok, why = MatchExpectation(b, scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureRetryExceeded})
 		assert.False(t, ok, why)
 		assert.Contains(t, why, "passed")
 	}
@@ -138,45 +139,45 @@ func TestJudgeFailures(t *testing.T) {
 		{"connect error", func() *BatchResult { b := connectTimeoutBatch(); b.ConnectTimedOut = false; return b }, ClassConnectError, "connect failed"},
 		{"retry exceeded", func() *BatchResult { return retryBatch(30) }, ClassRetryExceeded, "requester rxe0 got IBV_WC_RETRY_EXC_ERR (transport retry counter exceeded) 58.0 ms after the first send; responder rxe1: no completion"},
 		{"error completion", func() *BatchResult {
-			b := okBatch(TransportRC, 4)
+			b := okBatch(scenario.TransportRC, 4)
 			b.Completions[2].Status = verbs.WCRemAccessErr
 			return b
 		}, ClassErrorCompletion, "sender rxe0 got IBV_WC_REM_ACCESS_ERR"},
 		{"flush is not the story", func() *BatchResult {
-			b := okBatch(TransportRC, 4)
+			b := okBatch(scenario.TransportRC, 4)
 			b.Completions[2].Status = verbs.WCWRFlushErr
 			b.Completions[4].Status = verbs.WCLocLenErr
 			return b
 		}, ClassErrorCompletion, "IBV_WC_LOC_LEN_ERR"},
 		{"payload mismatch", func() *BatchResult {
-			b := okBatch(TransportRC, 4)
+			b := okBatch(scenario.TransportRC, 4)
 			b.Completions[3].Payload = "payload a->b seq 1 (1024 bytes): body byte at offset 99 is 0x00, want 0x17"
 			return b
 		}, ClassPayloadMismatch, "1 of 4 receives on rxe1 carried wrong data; first: wr 1: payload a->b seq 1"},
 		{"wrong byte_len", func() *BatchResult {
-			b := okBatch(TransportUD, 4)
+			b := okBatch(scenario.TransportUD, 4)
 			b.Completions[1].ByteLen = 1024 // the GRH is missing
 			return b
 		}, ClassPayloadMismatch, "byte_len 1024, want 1064"},
 		{"missing receives", func() *BatchResult {
-			b := okBatch(TransportUD, 4)
+			b := okBatch(scenario.TransportUD, 4)
 			b.Completions = b.Completions[:6]
 			b.StopReason = "deadline 30000 ms reached"
 			return b
 		}, ClassMissingCompletions, "deadline 30000 ms reached (10.0 ms after the first send): rxe0 got 3 of 4 IBV_WC_SEND, rxe1 got 3 of 4 IBV_WC_RECV"},
 		{"lo moved", func() *BatchResult {
-			b := okBatch(TransportRC, 100)
+			b := okBatch(scenario.TransportRC, 100)
 			b.Counters.Links["lo"] = LinkCounters{TxPackets: 200, RxPackets: 200}
 			b.Counters.Links["vA"] = LinkCounters{}
 			return b
 		}, ClassNotOnWire, "vA tx_packets +0 < 100"},
 		{"counters unreadable", func() *BatchResult {
-			b := okBatch(TransportRC, 100)
+			b := okBatch(scenario.TransportRC, 100)
 			delete(b.Counters.RDMA, "rxe1")
 			return b
 		}, ClassNotOnWire, "rxe1 rcvd_pkts unreadable"},
 		{"no ACKs came back", func() *BatchResult {
-			b := okBatch(TransportRC, 100)
+			b := okBatch(scenario.TransportRC, 100)
 			b.Counters.RDMA["rxe1"]["sent_pkts"] = 0
 			return b
 		}, ClassNotOnWire, "rxe1 sent_pkts (ACKs) +0 < 1"},
@@ -192,22 +193,22 @@ func TestJudgeFailures(t *testing.T) {
 }
 
 func TestUDNeedsNoACKs(t *testing.T) {
-	b := okBatch(TransportUD, 10)
+	b := okBatch(scenario.TransportUD, 10)
 	b.Counters.RDMA["rxe1"]["sent_pkts"] = 0
 	b.Counters.RDMA["rxe0"]["rcvd_pkts"] = 0
 	assert.True(t, judged(b).Pass, b.Verdict)
 }
 
 func TestMatchExpectation(t *testing.T) {
-	nm := Expect{Result: ResultFail, Failure: FailureNeighborMartian}
-	ms := Expect{Result: ResultFail, Failure: FailureMartianSource}
-	re := Expect{Result: ResultFail, Failure: FailureRetryExceeded}
-	rp := Expect{Result: ResultFail, Failure: FailureRPFilter}
-	nl := Expect{Result: ResultFail, Failure: FailureNoListener}
+	nm := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureNeighborMartian}
+	ms := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureMartianSource}
+	re := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureRetryExceeded}
+	rp := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureRPFilter}
+	nl := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureNoListener}
 	cases := []struct {
 		name string
 		b    func() *BatchResult
-		e    Expect
+		e    scenario.Expect
 		ok   bool
 		why  string
 	}{
@@ -223,7 +224,7 @@ func TestMatchExpectation(t *testing.T) {
 			return b
 		}, nm, false, "RoCE packets were sent"},
 		{"neighbor-martian vs retry", func() *BatchResult { return retryBatch(30) }, nm, false, "got retry-exceeded"},
-		{"connect timeout vs pass", connectTimeoutBatch, Expect{Result: ResultPass}, false, "expected pass, got connect-timeout"},
+		{"connect timeout vs pass", connectTimeoutBatch, scenario.Expect{Result: scenario.ResultPass}, false, "expected pass, got connect-timeout"},
 		{"martian-source", func() *BatchResult { return retryBatch(30) }, ms, true, "in_martian_src +30 ≥ 30 packets sent"},
 		{"martian-source, too few martians", func() *BatchResult { return retryBatch(5) }, ms, false, "in_martian_src +5 < 30"},
 		{"martian-source with a responder CQE", func() *BatchResult {
@@ -235,7 +236,7 @@ func TestMatchExpectation(t *testing.T) {
 		{"martian-source on UD: receives missing", udMartianBatch, ms, true, "receives missing, no responder completion, in_martian_src +10 ≥ 10"},
 		{"martian-source on RC needs the retry error", func() *BatchResult {
 			b := udMartianBatch()
-			b.Transport = TransportRC
+			b.Transport = scenario.TransportRC
 			return b
 		}, ms, false, "got missing-completions"},
 		{"retry-exceeded", func() *BatchResult { return retryBatch(0) }, re, true, "IBV_WC_RETRY_EXC_ERR"},
@@ -251,7 +252,7 @@ func TestMatchExpectation(t *testing.T) {
 			return b
 		}, nl, true, "Udp.NoPorts +30"},
 		{"no-listener without NoPorts", func() *BatchResult { return retryBatch(0) }, nl, false, "did not move"},
-		{"unknown failure", func() *BatchResult { return retryBatch(0) }, Expect{Result: ResultFail, Failure: "gremlins"}, false, "cannot be matched"},
+		{"unknown failure", func() *BatchResult { return retryBatch(0) }, scenario.Expect{Result: scenario.ResultFail, Failure: "gremlins"}, false, "cannot be matched"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -264,7 +265,7 @@ func TestMatchExpectation(t *testing.T) {
 }
 
 func TestReportFinish(t *testing.T) {
-	r := &TrafficReport{Lab: "seed", Expect: Expect{Result: ResultFail, Failure: FailureMartianSource},
+	r := &TrafficReport{Lab: "seed", Expect: scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureMartianSource},
 		Batches: []*BatchResult{retryBatch(30)}}
 	r.Finish()
 	assert.False(t, r.Pass)
@@ -272,21 +273,21 @@ func TestReportFinish(t *testing.T) {
 	assert.Contains(t, r.Verdict, "expectation held (fail with martian-source)")
 
 	// Every batch must meet it: a second direction that passed breaks a failure expectation.
-	r.Batches = append(r.Batches, okBatch(TransportRC, 10))
-	r.Batches[1].Direction = DirectionBToA
+	r.Batches = append(r.Batches, okBatch(scenario.TransportRC, 10))
+	r.Batches[1].Direction = scenario.DirectionBToA
 	r.Finish()
 	assert.False(t, r.ExpectationMet)
 	assert.Contains(t, r.Verdict, "did not hold in t b->a")
 
-	r = &TrafficReport{Lab: "x", Expect: Expect{Result: ResultPass}}
+	r = &TrafficReport{Lab: "x", Expect: scenario.Expect{Result: scenario.ResultPass}}
 	r.Finish()
 	assert.False(t, r.ExpectationMet, "no traffic is not a pass")
 }
 
 func sampleReport() *TrafficReport {
-	r := &TrafficReport{Lab: "same-host", File: "builtin:same-host", Expect: Expect{Result: ResultPass}, DurationMS: 1234,
-		Batches: []*BatchResult{okBatch(TransportRC, 5), connectTimeoutBatch()}}
-	r.Batches[1].Direction = DirectionBToA
+	r := &TrafficReport{Lab: "same-host", File: "builtin:same-host", Expect: scenario.Expect{Result: scenario.ResultPass}, DurationMS: 1234,
+		Batches: []*BatchResult{okBatch(scenario.TransportRC, 5), connectTimeoutBatch()}}
+	r.Batches[1].Direction = scenario.DirectionBToA
 	r.Batches[1].Traffic = `quote"&<less>`
 	r.Finish()
 	return r

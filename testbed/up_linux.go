@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"log/slog"
 	"os"
 	"time"
@@ -42,7 +43,7 @@ func (e *StepError) Unwrap() error { return e.Err }
 // Up builds the lab: it plans, checks what the lab needs, and makes each change journaled
 // first. If any change fails, or ctx is cancelled, everything already done is undone and the
 // host is as before. On success the journal stays, for Down.
-func Up(ctx context.Context, env *Env, s *Scenario, opts UpOptions) (*Plan, error) {
+func Up(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions) (*Plan, error) {
 	stateDir := opts.StateDir
 	if stateDir == "" {
 		stateDir = DefaultStateDir
@@ -62,7 +63,7 @@ func Up(ctx context.Context, env *Env, s *Scenario, opts UpOptions) (*Plan, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := preflight(env, s, plan, opts.SkipRDMA); err != nil {
+	if err := checkHost(env, s, plan, opts.SkipRDMA); err != nil {
 		return nil, err
 	}
 	j, err := createJournal(stateDir, JournalHeader{

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -16,13 +17,13 @@ import (
 
 // labIn loads a shipped scenario and opens an Env on a fresh throwaway namespace that plays the
 // host.
-func labIn(t *testing.T, name string) (*testenv.NetNS, *Env, *Scenario) {
+func labIn(t *testing.T, name string) (*testenv.NetNS, *Env, *scenario.Scenario) {
 	t.Helper()
 	ns := testenv.NewNetNS(t)
 	env, err := OpenEnv(ns.Name)
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
-	s, err := Load(name, nil)
+	s, err := scenario.Load(name, nil)
 	require.NoError(t, err)
 	return ns, env, s
 }
@@ -208,9 +209,9 @@ expect: {result: pass}
 	require.NoError(t, Down(context.Background(), state, "squatter"))
 }
 
-func mustParse(t *testing.T, text string) *Scenario {
+func mustParse(t *testing.T, text string) *scenario.Scenario {
 	t.Helper()
-	s, err := Parse("inline.yaml", []byte(text), nil)
+	s, err := scenario.Parse("inline.yaml", []byte(text), nil)
 	require.NoError(t, err)
 	return s
 }
@@ -301,7 +302,7 @@ func TestDefaultRouteNICRefused(t *testing.T) {
 	before := ns.Dump(t)
 	_, err = Up(context.Background(), env, mustParse(t, existingScenario), UpOptions{StateDir: t.TempDir(), SkipRDMA: true})
 	require.Error(t, err)
-	assert.True(t, IsScenarioError(err))
+	assert.True(t, scenario.IsScenarioError(err))
 	assert.Contains(t, err.Error(), "inline.yaml:4:")
 	assert.Contains(t, err.Error(), "nics[0].name: interface eth1 carries this host's default route")
 	testenv.SameState(t, before, ns.Dump(t))

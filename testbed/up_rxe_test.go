@@ -10,6 +10,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,7 +25,7 @@ func TestUpDownWithRXE(t *testing.T) {
 	env, err := OpenEnv("")
 	require.NoError(t, err)
 	defer env.Close()
-	s, err := Load("same-host", nil)
+	s, err := scenario.Load("same-host", nil)
 	require.NoError(t, err)
 	before := ns.Dump(t)
 	state := t.TempDir()
@@ -103,7 +104,7 @@ func TestHardwareEndpointMissing(t *testing.T) {
 	env, err := OpenEnv("")
 	require.NoError(t, err)
 	defer env.Close()
-	s, err := Load("hw-to-rxe", []string{"hw_nic=eth1", "rxe_nic=eth2"})
+	s, err := scenario.Load("hw-to-rxe", []string{"hw_nic=eth1", "rxe_nic=eth2"})
 	require.NoError(t, err)
 	before := ns.Dump(t)
 	_, err = Up(context.Background(), env, s, UpOptions{StateDir: t.TempDir()})

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/internal/preflight"
 )
 
 // Exec boots the image, runs o.Argv in the guest and returns its exit status in Result.ExitCode.
@@ -31,7 +31,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 	}
 	qemu, err := exec.LookPath(o.QEMU)
 	if err != nil {
-		return nil, &testbed.PreflightError{Check: "qemu", Need: o.QEMU, Have: "not in PATH",
+		return nil, &preflight.Error{Check: "qemu", Need: o.QEMU, Have: "not in PATH",
 			Hint: "run `apt-get install qemu-system-x86`", Err: err}
 	}
 	if o.Image == nil {

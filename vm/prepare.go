@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/internal/preflight"
 )
 
 //go:embed init.sh
@@ -91,7 +91,7 @@ func Prepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
 	}
 	bb, err := os.ReadFile(o.Busybox)
 	if err != nil {
-		return nil, &testbed.PreflightError{Check: "busybox", Need: "a static busybox at " + o.Busybox,
+		return nil, &preflight.Error{Check: "busybox", Need: "a static busybox at " + o.Busybox,
 			Have: "none", Hint: "run `apt-get install busybox-static`", Err: err}
 	}
 	common := []string{imageFormat, "init=" + sha(initScript), "busybox=" + sha(bb), "modules=" + specString(o.Modules)}
@@ -385,7 +385,7 @@ func CurrentImage(cacheDir string) (*Image, error) {
 	}
 	img, err := LoadImage(filepath.Join(cacheDir, "current"))
 	if err != nil {
-		return nil, &testbed.PreflightError{Check: "vm image", Need: "a prepared guest kernel in " + cacheDir,
+		return nil, &preflight.Error{Check: "vm image", Need: "a prepared guest kernel in " + cacheDir,
 			Have: "none", Hint: "run `rocebed vm prepare` (or `make vm-prepare`)", Err: err}
 	}
 	return img, nil
@@ -400,7 +400,7 @@ func runTool(ctx context.Context, dir, name string, args ...string) ([]byte, err
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if errors.Is(err, exec.ErrNotFound) {
-		return nil, &testbed.PreflightError{Check: name, Need: "the " + name + " tool", Have: "not in PATH",
+		return nil, &preflight.Error{Check: name, Need: "the " + name + " tool", Have: "not in PATH",
 			Hint: "run it on Debian or Ubuntu with apt, dpkg and kmod installed", Err: err}
 	}
 	if err != nil {
@@ -417,7 +417,7 @@ func ensureAptLists(ctx context.Context, log io.Writer) error {
 		return nil
 	}
 	if os.Geteuid() != 0 {
-		return &testbed.PreflightError{Check: "apt lists", Need: "apt package lists to find the kernel package",
+		return &preflight.Error{Check: "apt lists", Need: "apt package lists to find the kernel package",
 			Have: "none in /var/lib/apt/lists", Hint: "run `sudo apt-get update`, or run `rocebed vm prepare` as root"}
 	}
 	fmt.Fprintln(log, "vm prepare: apt has no package lists; running apt-get update")

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -353,7 +353,7 @@ func TestPrepareOptionErrors(t *testing.T) {
 
 func TestExecPreflight(t *testing.T) {
 	_, err := Exec(context.Background(), ExecOptions{QEMU: "/nonexistent/qemu-system-x86_64", Argv: []string{"true"}})
-	var pe *testbed.PreflightError
+	var pe *preflight.Error
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "apt-get install qemu-system-x86") {
 		t.Fatalf("missing QEMU: %v, want a PreflightError saying what to install", err)
 	}

@@ -102,7 +102,7 @@ func TestKill9AtEveryMomentThenDown(t *testing.T) {
 func TestBadScenariosExit2AndChangeNothing(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	before := ns.Dump(t)
-	bad, err := filepath.Glob("../../testbed/testdata/bad/*.yaml")
+	bad, err := filepath.Glob("../../testbed/scenario/testdata/bad/*.yaml")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(bad), 15)
 	for _, f := range bad {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // Exit codes by class, so scripts and CI can tell a failed expectation from a broken host.
@@ -46,7 +47,7 @@ func exitCode(err error) int {
 		return ee.code
 	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
 		return exitUsage // cobra's own usage errors
-	case testbed.IsScenarioError(err):
+	case scenario.IsScenarioError(err):
 		return exitUsage
 	case errors.As(err, &pe):
 		return exitEnvironment

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rocebed/rocebed/scenarios"
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // readScenario reads a scenario by embedded name ("same-host") or path, returning where it came
@@ -33,12 +34,12 @@ func isBuiltinRef(ref string) bool {
 }
 
 // loadScenario reads, parses and validates a scenario with the --set overrides.
-func loadScenario(o *options, ref string) (*testbed.Scenario, []byte, error) {
+func loadScenario(o *options, ref string) (*scenario.Scenario, []byte, error) {
 	file, src, err := readScenario(ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := testbed.Parse(file, src, o.sets)
+	s, err := scenario.Parse(file, src, o.sets)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -47,7 +48,7 @@ func loadScenario(o *options, ref string) (*testbed.Scenario, []byte, error) {
 
 // openScenario loads a scenario and opens the environment it is to be built in (--netns, or
 // the current namespace). The caller closes the environment.
-func openScenario(o *options, ref string) (*testbed.Scenario, []byte, *testbed.Env, error) {
+func openScenario(o *options, ref string) (*scenario.Scenario, []byte, *testbed.Env, error) {
 	s, src, err := loadScenario(o, ref)
 	if err != nil {
 		return nil, nil, nil, err
@@ -74,7 +75,7 @@ func labName(o *options, ref string) (string, error) {
 
 // openLab returns the scenario of a lab that is up, as it was brought up, and its environment.
 // The caller closes the environment.
-func openLab(ctx context.Context, o *options, ref string) (*testbed.Scenario, *testbed.Env, error) {
+func openLab(ctx context.Context, o *options, ref string) (*scenario.Scenario, *testbed.Env, error) {
 	name, err := labName(o, ref)
 	if err != nil {
 		return nil, nil, err
@@ -85,7 +86,7 @@ func openLab(ctx context.Context, o *options, ref string) (*testbed.Scenario, *t
 	}
 	h := j.Header
 	j.Close()
-	s, err := testbed.Parse(h.File, h.Source, h.Sets)
+	s, err := scenario.Parse(h.File, h.Source, h.Sets)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", name, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/spf13/cobra"
 )
 
@@ -57,7 +58,7 @@ failing probe is the expected outcome (exit 0) and a passing one is not (exit 1)
 			if err := rep.WriteText(out); err != nil {
 				return err
 			}
-			if s.Expect.Result == testbed.ResultFail {
+			if s.Expect.Result == scenario.ResultFail {
 				fmt.Fprintln(out, verdict)
 			}
 			return verr
@@ -69,21 +70,21 @@ failing probe is the expected outcome (exit 0) and a passing one is not (exit 1)
 // verdict against it.
 type probeOutput struct {
 	*testbed.ProbeReport
-	Expected testbed.Result `json:"expected"`
-	Verdict  string         `json:"verdict"`
+	Expected scenario.Result `json:"expected"`
+	Verdict  string          `json:"verdict"`
 }
 
-func expectedResult(s *testbed.Scenario) testbed.Result {
+func expectedResult(s *scenario.Scenario) scenario.Result {
 	if s.Expect.Result == "" {
-		return testbed.ResultPass
+		return scenario.ResultPass
 	}
 	return s.Expect.Result
 }
 
 // probeVerdict judges the report against the scenario's expectation. A scenario that expects
 // failure is probed to show its failure: then a failing probe is the expected outcome.
-func probeVerdict(rep *testbed.ProbeReport, s *testbed.Scenario) (string, error) {
-	expectFail := s.Expect.Result == testbed.ResultFail
+func probeVerdict(rep *testbed.ProbeReport, s *scenario.Scenario) (string, error) {
+	expectFail := s.Expect.Result == scenario.ResultFail
 	d, l := rep.FirstFailure()
 	switch {
 	case !expectFail && rep.Passed:

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/spf13/cobra"
 )
 
@@ -85,7 +86,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 
 // reportRun prints the traffic report and, after a failed run, the diagnosis. With --json the
 // output is one object: {"traffic": ..., "diagnosis": ...}.
-func reportRun(o *options, w io.Writer, s *testbed.Scenario, rep *testbed.TrafficReport, diag *testbed.Diagnosis, runErr error, junit string) error {
+func reportRun(o *options, w io.Writer, s *scenario.Scenario, rep *testbed.TrafficReport, diag *testbed.Diagnosis, runErr error, junit string) error {
 	if !o.json {
 		err := reportTraffic(o, w, s, rep, runErr, junit)
 		if diag != nil {
@@ -114,8 +115,8 @@ func reportRun(o *options, w io.Writer, s *testbed.Scenario, rep *testbed.Traffi
 // runAblation runs the scenario with all fixes and then without each one, bringing the lab up
 // and down around every run. Exit 0 when the baseline passed (the ablation is meaningful),
 // 1 when the traffic fails even with every fix.
-func runAblation(ctx context.Context, o *options, env *testbed.Env, s *testbed.Scenario, opts testbed.UpOptions) error {
-	if s.Expect.Result != testbed.ResultPass {
+func runAblation(ctx context.Context, o *options, env *testbed.Env, s *scenario.Scenario, opts testbed.UpOptions) error {
+	if s.Expect.Result != scenario.ResultPass {
 		return usageError(fmt.Errorf("--ablate needs a scenario that expects pass; %s expects %s", s.Name, s.Expect.Failure))
 	}
 	rep, err := testbed.Ablate(ctx, env, s, opts)

@@ -3,9 +3,8 @@ package main
 import (
 	"errors"
 
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/spf13/cobra"
-
-	"github.com/rocebed/rocebed/testbed"
 )
 
 func init() { register(newSchemaCmd) }
@@ -24,7 +23,7 @@ types, enums); rocebed validate also checks meaning (ranges, references between 
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, err := testbed.JSONSchema()
+			data, err := scenario.JSONSchema()
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/spf13/cobra"
 )
 
@@ -41,7 +42,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 // reportTraffic prints a traffic report (text, or JSON with --json), writes the JUnit file,
 // and turns the outcome into rocebed's exit class: nil when the expectation held, an
 // ExpectationError (1) when it did not, or the engine's error.
-func reportTraffic(o *options, w io.Writer, s *testbed.Scenario, rep *testbed.TrafficReport, runErr error, junit string) error {
+func reportTraffic(o *options, w io.Writer, s *scenario.Scenario, rep *testbed.TrafficReport, runErr error, junit string) error {
 	var errs []error
 	if rep != nil {
 		var err error

@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/spf13/cobra"
-
-	"github.com/rocebed/rocebed/testbed"
 )
 
 func init() { register(newValidateCmd) }
@@ -75,14 +74,14 @@ type validateError struct {
 
 // validateOne loads one scenario and flattens its errors.
 func validateOne(ref string, sets []string) validateResult {
-	s, err := testbed.Load(ref, sets)
+	s, err := scenario.Load(ref, sets)
 	if err == nil {
 		return validateResult{File: s.File, Lab: s.Name, OK: true, Errors: []validateError{},
 			nics: len(s.NICs), fixes: len(s.Fixes), traffic: len(s.Traffic)}
 	}
 	r := validateResult{File: ref, Errors: []validateError{}}
 	for _, e := range leafErrors(err) {
-		var fe *testbed.FieldError
+		var fe *scenario.FieldError
 		if errors.As(e, &fe) {
 			r.File = fe.File
 			r.Errors = append(r.Errors, validateError{File: fe.File, Line: fe.Pos.Line, Column: fe.Pos.Column, Path: fe.Path, Message: fe.Msg})

@@ -1,4 +1,4 @@
-package testbed
+package scenario
 
 import "net/netip"
 
@@ -34,7 +34,7 @@ const (
 func (s *Scenario) SetDefaults() {
 	for i := range s.Fixes {
 		if pr := s.Fixes[i].PolicyRouting; pr != nil {
-			*pr = pr.withDefaults()
+			*pr = pr.WithDefaults()
 		}
 	}
 	for i := range s.Traffic {
@@ -63,7 +63,7 @@ func setIntDefault(p **int, v int) {
 }
 
 // withDefaults returns p with each zero knob replaced by its default.
-func (p PolicyRouting) withDefaults() PolicyRouting {
+func (p PolicyRouting) WithDefaults() PolicyRouting {
 	if p.LocalRulePriority == 0 {
 		p.LocalRulePriority = DefaultLocalRulePriority
 	}

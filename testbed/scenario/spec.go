@@ -1,4 +1,4 @@
-package testbed
+package scenario
 
 // This file holds the scenario format v1: the YAML a user writes. The types carry no behaviour
 // beyond small accessors; loading is in load.go, checking in validate.go, and turning a scenario

@@ -1,4 +1,4 @@
-package testbed
+package scenario
 
 import (
 	"errors"
@@ -70,7 +70,7 @@ type validator struct {
 }
 
 func (v *validator) add(path, format string, args ...any) {
-	v.errs = append(v.errs, v.s.fieldErr(path, format, args...))
+	v.errs = append(v.errs, v.s.FieldErr(path, format, args...))
 }
 
 func (v *validator) top() {
@@ -368,7 +368,7 @@ func (v *validator) fixes() {
 			} else {
 				localMover = pp
 			}
-			v.policyRouting(pp, f.PolicyRouting.withDefaults())
+			v.policyRouting(pp, f.PolicyRouting.WithDefaults())
 		}
 		for j, kv := range f.Sysctls {
 			v.sysctl(fmt.Sprintf("%s.sysctls[%d]", p, j), kv)
