@@ -62,6 +62,10 @@ func Interface(key string) string {
 	return ""
 }
 
+// Param returns the parameter a key names, its last component ("rp_filter" for
+// net.ipv4.conf.vA.rp_filter).
+func Param(key string) string { return key[strings.LastIndexByte(key, '.')+1:] }
+
 // Path returns the file behind key.
 func (s Sysctl) Path(key string) (string, error) {
 	parts, err := Split(key)

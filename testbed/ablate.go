@@ -2,9 +2,10 @@ package testbed
 
 import (
 	"fmt"
-	"github.com/rocebed/rocebed/testbed/scenario"
 	"io"
 	"strings"
+
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // AblationResult is the outcome of running a scenario with one fix removed.

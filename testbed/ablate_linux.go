@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rocebed/rocebed/testbed/scenario"
 	"log/slog"
+
+	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // Ablate runs the scenario's traffic with every fix, then once with each fix removed in turn,
 // bringing the lab up and down around every run, and says which fixes are necessary: the
 // traffic works with all of them and fails without that one. The host is restored after each
 // run.
-func Ablate(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions) (*AblationReport, error) {
+func Ablate(ctx context.Context, env *host.Env, s *scenario.Scenario, opts lab.UpOptions) (*AblationReport, error) {
 	rep := &AblationReport{Lab: s.Name}
 	base, err := runOnce(ctx, env, s, opts)
 	if err != nil {
@@ -33,12 +36,12 @@ func Ablate(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions)
 }
 
 // runOnce brings the lab up, runs its traffic and takes it down again.
-func runOnce(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions) (res *AblationResult, err error) {
-	if _, err := Up(ctx, env, s, opts); err != nil {
+func runOnce(ctx context.Context, env *host.Env, s *scenario.Scenario, opts lab.UpOptions) (res *AblationResult, err error) {
+	if _, err := lab.Up(ctx, env, s, opts); err != nil {
 		return nil, err
 	}
 	defer func() {
-		if derr := Down(context.WithoutCancel(ctx), opts.StateDir, s.Name); derr != nil {
+		if derr := lab.Down(context.WithoutCancel(ctx), opts.StateDir, s.Name); derr != nil {
 			err = errors.Join(err, derr)
 		}
 	}()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,7 +18,7 @@ import (
 func TestAblateShippedFixes(t *testing.T) {
 	testenv.RequireRXE(t)
 	ns := testenv.InitialNetNS(t)
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	require.NoError(t, err)
 	defer env.Close()
 	before := ns.Dump(t)
@@ -30,7 +32,7 @@ func TestAblateShippedFixes(t *testing.T) {
 		t.Run(tc.scenario, func(t *testing.T) {
 			s, err := scenario.Load(tc.scenario, nil)
 			require.NoError(t, err)
-			rep, err := Ablate(context.Background(), env, s, UpOptions{StateDir: t.TempDir()})
+			rep, err := Ablate(context.Background(), env, s, lab.UpOptions{StateDir: t.TempDir()})
 			require.NoError(t, err)
 			require.True(t, rep.Baseline.Pass, "baseline: %s", rep.Baseline.Verdict)
 			assert.Equal(t, tc.necessary, rep.Necessary())

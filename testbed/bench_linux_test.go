@@ -9,14 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/require"
 )
 
 // shellScript turns a plan into the iproute2/sysctl commands that make the same changes
 // (up) and revert them (down, newest first), as a user would type them.
-func shellScript(p *Plan) (up, down string) {
+func shellScript(p *plan.Plan) (up, down string) {
 	var u, d []string
 	for _, st := range p.Steps {
 		u = append(u, st.Command())
@@ -44,10 +47,10 @@ func TestPlanCommandsAreRealIproute2(t *testing.T) {
 			ns, env, s := labIn(t, name)
 			before := ns.Dump(t)
 			state := t.TempDir()
-			p, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+			p, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
 			require.NoError(t, err)
 			viaRocebed := stripMACs(ns.Dump(t), p)
-			require.NoError(t, Down(context.Background(), state, s.Name))
+			require.NoError(t, lab.Down(context.Background(), state, s.Name))
 
 			// seed-fixed's neighbours say "peer"; resolve them the way Up did.
 			up, down := shellScript(p)
@@ -70,7 +73,7 @@ var linkLocalIID = regexp.MustCompile(`fe80::[0-9a-f][0-9a-f:]*`)
 // stripMACs blanks what the kernel chooses anew for each creation (ifindexes, veth MACs and
 // the IPv6 link-local addresses derived from them) and sorts the neighbour table (hash order)
 // and the route tables, whose order follows when addrconf happened to run on each NIC.
-func stripMACs(dump string, p *Plan) string {
+func stripMACs(dump string, p *plan.Plan) string {
 	var out, neigh []string
 	sorted := false
 	for _, l := range strings.Split(dump, "\n") {
@@ -105,7 +108,7 @@ func stripMACs(dump string, p *Plan) string {
 // Target: ratio <= 0.2. Run with `make bench` (-benchtime 1x: one run each).
 func BenchmarkUpDownVsShell(b *testing.B) {
 	ns := testenv.NewNetNS(b)
-	env, err := OpenEnv(ns.Name)
+	env, err := host.Open(ns.Name)
 	require.NoError(b, err)
 	defer env.Close()
 	s, err := scenario.Load("same-host", nil)
@@ -113,12 +116,12 @@ func BenchmarkUpDownVsShell(b *testing.B) {
 	state := b.TempDir()
 
 	var rocebed, shell time.Duration
-	var p *Plan
+	var p *plan.Plan
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		p, err = Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+		p, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
 		require.NoError(b, err)
-		require.NoError(b, Down(context.Background(), state, s.Name))
+		require.NoError(b, lab.Down(context.Background(), state, s.Name))
 		rocebed += time.Since(start)
 	}
 	up, down := shellScript(p)

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/require"
 )
@@ -22,7 +24,7 @@ import (
 // broken-path verdict ≤ 0.1 s, nofix verdict ≤ 1.5 s. The figures are reported, not asserted.
 func BenchmarkVersusPerftest(b *testing.B) {
 	testenv.RequireRXE(b)
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	require.NoError(b, err)
 	b.Cleanup(env.Close)
 	for b.Loop() {
@@ -45,13 +47,13 @@ func BenchmarkVersusPerftest(b *testing.B) {
 type pairFigure struct{ rocebed, tool float64 }
 
 // benchHealthy measures message rate and latency on same-host, rocebed's and perftest's.
-func benchHealthy(b *testing.B, env *Env) (rate, lat pairFigure) {
+func benchHealthy(b *testing.B, env *host.Env) (rate, lat pairFigure) {
 	s, err := scenario.Load("same-host", nil)
 	require.NoError(b, err)
 	state := b.TempDir()
-	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
 	require.NoError(b, err)
-	defer func() { require.NoError(b, Down(context.Background(), state, s.Name)) }()
+	defer func() { require.NoError(b, lab.Down(context.Background(), state, s.Name)) }()
 
 	const size, n = 4096, 2000
 	run := func(t scenario.Traffic) *BatchResult {
@@ -87,13 +89,13 @@ func benchHealthy(b *testing.B, env *Env) (rate, lat pairFigure) {
 // benchBrokenPath runs the seed lab (the data path breaks after the connection is up):
 // rocebed's time from the first send to the requester's error completion, and how long
 // ibv_rc_pingpong (retry_cnt 7) runs on the same lab before a 10 s timeout kills it.
-func benchBrokenPath(b *testing.B, env *Env) (verdict, pingpong float64) {
+func benchBrokenPath(b *testing.B, env *host.Env) (verdict, pingpong float64) {
 	s, err := scenario.Load("seed", nil)
 	require.NoError(b, err)
 	state := b.TempDir()
-	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
 	require.NoError(b, err)
-	defer func() { require.NoError(b, Down(context.Background(), state, s.Name)) }()
+	defer func() { require.NoError(b, lab.Down(context.Background(), state, s.Name)) }()
 	rep, err := RunTraffic(context.Background(), env, s)
 	require.NoError(b, err)
 	require.True(b, rep.ExpectationMet, rep.Verdict)
@@ -121,13 +123,13 @@ func benchBrokenPath(b *testing.B, env *Env) (verdict, pingpong float64) {
 
 // benchNofix is same-host-nofix's time to a verdict: the connect fails when the kernel gives
 // up resolving the neighbour.
-func benchNofix(b *testing.B, env *Env) float64 {
+func benchNofix(b *testing.B, env *host.Env) float64 {
 	s, err := scenario.Load("same-host-nofix", nil)
 	require.NoError(b, err)
 	state := b.TempDir()
-	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
 	require.NoError(b, err)
-	defer func() { require.NoError(b, Down(context.Background(), state, s.Name)) }()
+	defer func() { require.NoError(b, lab.Down(context.Background(), state, s.Name)) }()
 	start := time.Now()
 	rep, err := RunTraffic(context.Background(), env, s)
 	require.NoError(b, err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/nsutil"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/testbed/scenario"
@@ -39,7 +40,7 @@ var snapshotKernelCounters = []string{
 // TakeSnapshotAfter takes a snapshot no sooner than the RDMA core's counter cache allows after
 // before was taken: hw_counters are served from a cache for `lifespan` ms after a read, so a
 // batch shorter than that would otherwise be judged from its own "before" values.
-func TakeSnapshotAfter(env *Env, s *scenario.Scenario, before *Snapshot) (*Snapshot, error) {
+func TakeSnapshotAfter(env *host.Env, s *scenario.Scenario, before *Snapshot) (*Snapshot, error) {
 	var devs []string
 	for dev := range before.RDMA {
 		devs = append(devs, dev)
@@ -53,7 +54,7 @@ func TakeSnapshotAfter(env *Env, s *scenario.Scenario, before *Snapshot) (*Snaps
 // HWCounterCache is how long the RDMA core caches the hw_counters of devs after a read
 // (/sys/class/infiniband/DEV/ports/1/hw_counters/lifespan, ms; 10 by default), plus 10 ms for
 // jiffy rounding.
-func HWCounterCache(env *Env, devs ...string) time.Duration {
+func HWCounterCache(env *host.Env, devs ...string) time.Duration {
 	ms := 10
 	for _, dev := range devs {
 		raw, err := os.ReadFile(filepath.Join(env.SysfsRoot, "class/infiniband", dev, "ports/1/hw_counters/lifespan"))
@@ -67,7 +68,7 @@ func HWCounterCache(env *Env, devs ...string) time.Duration {
 	return time.Duration(ms)*time.Millisecond + 10*time.Millisecond
 }
 
-func TakeSnapshot(env *Env, s *scenario.Scenario) (*Snapshot, error) {
+func TakeSnapshot(env *host.Env, s *scenario.Scenario) (*Snapshot, error) {
 	snap := &Snapshot{Taken: time.Now(), RDMA: map[string]rdma.Counters{}, Links: map[string]LinkCounters{}, Kernel: map[string]uint64{}}
 	fail := func(err error) { snap.Errors = append(snap.Errors, err.Error()) }
 
@@ -166,7 +167,7 @@ func TakeSnapshot(env *Env, s *scenario.Scenario) (*Snapshot, error) {
 }
 
 // linkHandle returns a route netlink handle for the namespace nsName ("" or env's own: env.NL).
-func linkHandle(env *Env, nsName string) (*netlink.Handle, func(), error) {
+func linkHandle(env *host.Env, nsName string) (*netlink.Handle, func(), error) {
 	if nsName == "" || nsName == env.NetnsName {
 		return env.NL, func() {}, nil
 	}
@@ -183,7 +184,7 @@ func linkHandle(env *Env, nsName string) (*netlink.Handle, func(), error) {
 }
 
 // doIn runs fn in namespace nsName, or in env's namespace for "".
-func doIn(env *Env, nsName string, fn func() error) error {
+func doIn(env *host.Env, nsName string, fn func() error) error {
 	if nsName == "" || nsName == env.NetnsName {
 		return env.Do(fn)
 	}
@@ -284,7 +285,7 @@ func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
 
 // endpointDevice names the RDMA device of an endpoint: its rxe link, its named device, or for
 // `device: auto` the device bound to its NIC (looked up in the NIC's namespace).
-func endpointDevice(env *Env, s *scenario.Scenario, ep scenario.Endpoint) (string, error) {
+func endpointDevice(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (string, error) {
 	switch {
 	case ep.RXE != "":
 		return ep.RXE, nil

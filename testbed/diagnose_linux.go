@@ -13,7 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -29,7 +32,7 @@ const diagnoseEndpointWait = 3 * time.Second
 // available) unless opts carries a report, asks the kernel how it routes each direction, runs
 // Probe, and applies the rules (Findings). It changes no configuration. The error is for a
 // diagnosis that could not be made (cancelled ctx).
-func Diagnose(ctx context.Context, env *Env, s *scenario.Scenario, opts DiagnoseOptions) (*Diagnosis, error) {
+func Diagnose(ctx context.Context, env *host.Env, s *scenario.Scenario, opts DiagnoseOptions) (*Diagnosis, error) {
 	ev, err := CollectEvidence(ctx, env, s, opts)
 	if err != nil {
 		return nil, err
@@ -39,12 +42,12 @@ func Diagnose(ctx context.Context, env *Env, s *scenario.Scenario, opts Diagnose
 
 // DiagnoseAfterRun explains a failed run from its traffic report, without running traffic
 // again: `rocebed run` calls it before taking the lab down.
-func DiagnoseAfterRun(ctx context.Context, env *Env, s *scenario.Scenario, report *TrafficReport) (*Diagnosis, error) {
+func DiagnoseAfterRun(ctx context.Context, env *host.Env, s *scenario.Scenario, report *TrafficReport) (*Diagnosis, error) {
 	return Diagnose(ctx, env, s, DiagnoseOptions{Traffic: report})
 }
 
 // CollectEvidence gathers what Diagnose decides on; see Diagnose.
-func CollectEvidence(ctx context.Context, env *Env, s *scenario.Scenario, opts DiagnoseOptions) (*Evidence, error) {
+func CollectEvidence(ctx context.Context, env *host.Env, s *scenario.Scenario, opts DiagnoseOptions) (*Evidence, error) {
 	ev := &Evidence{Lab: s.Name, Taken: time.Now().UTC(), Netns: env.NetnsName, Fixes: s.Fixes}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -117,7 +120,7 @@ func CollectEvidence(ctx context.Context, env *Env, s *scenario.Scenario, opts D
 }
 
 type collector struct {
-	env   *Env
+	env   *host.Env
 	s     *scenario.Scenario
 	ev    *Evidence
 	probe *ProbeReport
@@ -339,7 +342,7 @@ func (c *collector) collectRules() {
 		return
 	}
 	for _, r := range rules {
-		rs := ruleSpecOf(unix.AF_INET, r)
+		rs := plan.RuleSpecOf(unix.AF_INET, r)
 		c.ev.Rules = append(c.ev.Rules, rs.String())
 	}
 }
@@ -529,12 +532,12 @@ func routeAnswer(h *netlink.Handle, query string, rs []netlink.Route, err error)
 // the diagnosis suggests to the scenario the lab was brought up with, brings it up again from
 // that scenario (journaled, so `down` restores the host exactly) and reruns the traffic. The
 // lab stays up with the fix. It fails when no finding has a fix that can be added.
-func FixLab(ctx context.Context, stateDir, lab string, before *Diagnosis) (*FixResult, error) {
+func FixLab(ctx context.Context, stateDir, labName string, before *Diagnosis) (*FixResult, error) {
 	fixes := before.Fixes()
 	if len(fixes) == 0 {
-		return nil, fmt.Errorf("lab %q: no finding has a fix rocebed can add to the scenario: apply the fixes shown by hand", lab)
+		return nil, fmt.Errorf("lab %q: no finding has a fix rocebed can add to the scenario: apply the fixes shown by hand", labName)
 	}
-	j, err := OpenJournal(stateDir, lab)
+	j, err := lab.OpenJournal(stateDir, labName)
 	if err != nil {
 		return nil, err
 	}
@@ -542,22 +545,22 @@ func FixLab(ctx context.Context, stateDir, lab string, before *Diagnosis) (*FixR
 	j.Close()
 	s, err := scenario.Parse(h.File, h.Source, h.Sets)
 	if err != nil {
-		return nil, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", lab, err)
+		return nil, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", labName, err)
 	}
 	fixed, src, err := FixedScenario(s, fixes)
 	if err != nil {
 		return nil, err
 	}
-	if err := Down(ctx, stateDir, lab); err != nil {
-		return nil, fmt.Errorf("take lab %q down before fixing it: %w", lab, err)
+	if err := lab.Down(ctx, stateDir, labName); err != nil {
+		return nil, fmt.Errorf("take lab %q down before fixing it: %w", labName, err)
 	}
-	env, err := OpenEnv(h.Netns)
+	env, err := host.Open(h.Netns)
 	if err != nil {
 		return nil, err
 	}
 	defer env.Close()
-	if _, err := Up(ctx, env, fixed, UpOptions{StateDir: stateDir, Source: src, SkipRDMA: h.SkipRDMA}); err != nil {
-		return nil, fmt.Errorf("bring lab %q up with the fix (it is down now; the host is restored): %w", lab, err)
+	if _, err := lab.Up(ctx, env, fixed, lab.UpOptions{StateDir: stateDir, Source: src, SkipRDMA: h.SkipRDMA}); err != nil {
+		return nil, fmt.Errorf("bring lab %q up with the fix (it is down now; the host is restored): %w", labName, err)
 	}
 	res := &FixResult{Applied: fixes, Before: before, Source: string(src)}
 	rep, err := RunTraffic(ctx, env, fixed)

@@ -23,9 +23,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/scenarios"
+	"github.com/rocebed/rocebed/sysctl"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,11 +42,11 @@ type diagCase struct {
 	// edit changes the scenario before Up.
 	edit func(s *scenario.Scenario)
 	// breakLab breaks the lab after Up.
-	breakLab func(t *testing.T, env *Env, s *scenario.Scenario)
+	breakLab func(t *testing.T, env *host.Env, s *scenario.Scenario)
 	// want is the first code; "" means a healthy lab with no finding. wantFn computes it
 	// from the kernel's defaults when the outcome depends on them.
 	want   FindingCode
-	wantFn func(t *testing.T, env *Env) FindingCode
+	wantFn func(t *testing.T, env *host.Env) FindingCode
 	check  func(t *testing.T, d *Diagnosis)
 }
 
@@ -57,7 +60,7 @@ func diagWithRPFilter(v string) func(*scenario.Scenario) {
 	return func(s *scenario.Scenario) {
 		for i, f := range s.Fixes {
 			for j, kv := range f.Sysctls {
-				if k, _, _ := strings.Cut(kv, "="); lastComponent(k) == "rp_filter" {
+				if k, _, _ := strings.Cut(kv, "="); sysctl.Param(k) == "rp_filter" {
 					s.Fixes[i].Sysctls[j] = k + "=" + v
 				}
 			}
@@ -68,7 +71,7 @@ func diagWithRPFilter(v string) func(*scenario.Scenario) {
 // diagStrictByDefault: a lab whose fix relies on rp_filter being 0 or 2 fails by the strict
 // filter when this kernel's default is 1 (new NICs take default.rp_filter; the effective value
 // is max(all, NIC)), and passes otherwise.
-func diagStrictByDefault(t *testing.T, env *Env) FindingCode {
+func diagStrictByDefault(t *testing.T, env *host.Env) FindingCode {
 	all, err := env.GetSysctl("net.ipv4.conf.all.rp_filter")
 	require.NoError(t, err)
 	def, err := env.GetSysctl("net.ipv4.conf.default.rp_filter")
@@ -132,7 +135,7 @@ func TestDiagnoseRXE(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env, err := OpenEnv("")
+			env, err := host.Open("")
 			require.NoError(t, err)
 			t.Cleanup(env.Close)
 			want := tc.want
@@ -160,7 +163,7 @@ func TestDiagnoseRXE(t *testing.T) {
 
 // diagnoseLab brings the case's lab up, breaks it, diagnoses it and takes it down, checking
 // that nothing of the lab is left.
-func diagnoseLab(t *testing.T, env *Env, tc diagCase) *Diagnosis {
+func diagnoseLab(t *testing.T, env *host.Env, tc diagCase) *Diagnosis {
 	t.Helper()
 	s, err := scenario.Load(tc.scenario, nil)
 	require.NoError(t, err)
@@ -170,12 +173,12 @@ func diagnoseLab(t *testing.T, env *Env, tc diagCase) *Diagnosis {
 	state := t.TempDir()
 	rulesBefore := ruleSet(t, env)
 	ctx := context.Background()
-	_, err = Up(ctx, env, s, UpOptions{StateDir: state})
+	_, err = lab.Up(ctx, env, s, lab.UpOptions{StateDir: state})
 	require.NoError(t, err)
 	downed := false
 	t.Cleanup(func() {
 		if !downed {
-			_ = Down(context.Background(), state, s.Name)
+			_ = lab.Down(context.Background(), state, s.Name)
 		}
 	})
 	if tc.breakLab != nil {
@@ -184,7 +187,7 @@ func diagnoseLab(t *testing.T, env *Env, tc diagCase) *Diagnosis {
 	start := time.Now()
 	d, err := Diagnose(ctx, env, s, diagOptions())
 	took := time.Since(start)
-	require.NoError(t, Down(ctx, state, s.Name))
+	require.NoError(t, lab.Down(ctx, state, s.Name))
 	downed = true
 	assertLabGone(t, env, s, rulesBefore)
 	require.NoError(t, err)
@@ -279,8 +282,8 @@ func diagCheckNoListener(t *testing.T, d *Diagnosis) {
 	assert.Positive(t, np, "UDP 4791 must arrive where nothing listens")
 }
 
-func diagSetMTUs(a, b int) func(*testing.T, *Env, *scenario.Scenario) {
-	return func(t *testing.T, env *Env, s *scenario.Scenario) {
+func diagSetMTUs(a, b int) func(*testing.T, *host.Env, *scenario.Scenario) {
+	return func(t *testing.T, env *host.Env, s *scenario.Scenario) {
 		for nic, mtu := range map[string]int{s.Endpoints.A.NIC: a, s.Endpoints.B.NIC: b} {
 			l, err := env.NL.LinkByName(nic)
 			require.NoError(t, err)
@@ -289,16 +292,16 @@ func diagSetMTUs(a, b int) func(*testing.T, *Env, *scenario.Scenario) {
 	}
 }
 
-func diagDeleteRXE(name string) func(*testing.T, *Env, *scenario.Scenario) {
-	return func(t *testing.T, env *Env, s *scenario.Scenario) {
+func diagDeleteRXE(name string) func(*testing.T, *host.Env, *scenario.Scenario) {
+	return func(t *testing.T, env *host.Env, s *scenario.Scenario) {
 		h, err := env.RDMA()
 		require.NoError(t, err)
 		require.NoError(t, rdma.DelRXE(h, name))
 	}
 }
 
-func diagSetDown(nic string) func(*testing.T, *Env, *scenario.Scenario) {
-	return func(t *testing.T, env *Env, s *scenario.Scenario) {
+func diagSetDown(nic string) func(*testing.T, *host.Env, *scenario.Scenario) {
+	return func(t *testing.T, env *host.Env, s *scenario.Scenario) {
 		l, err := env.NL.LinkByName(nic)
 		require.NoError(t, err)
 		require.NoError(t, env.NL.LinkSetDown(l))
@@ -308,8 +311,8 @@ func diagSetDown(nic string) func(*testing.T, *Env, *scenario.Scenario) {
 // diagMoveToNetns moves nic into a throwaway namespace, which deletes its rxe device (netdev
 // unregister), then gives it its address back, brings it up and adds the rxe device again
 // from inside that namespace, as `ip netns exec NS rdma link add` would.
-func diagMoveToNetns(nic, rxe, addr string) func(*testing.T, *Env, *scenario.Scenario) {
-	return func(t *testing.T, env *Env, s *scenario.Scenario) {
+func diagMoveToNetns(nic, rxe, addr string) func(*testing.T, *host.Env, *scenario.Scenario) {
+	return func(t *testing.T, env *host.Env, s *scenario.Scenario) {
 		ns := testenv.NewNetNS(t)
 		l, err := env.NL.LinkByName(nic)
 		require.NoError(t, err)
@@ -339,7 +342,7 @@ func diagMoveToNetns(nic, rxe, addr string) func(*testing.T, *Env, *scenario.Sce
 	}
 }
 
-func diagRDMAMode(env *Env) string {
+func diagRDMAMode(env *host.Env) string {
 	h, err := env.RDMA()
 	if err != nil {
 		return err.Error()
@@ -356,7 +359,7 @@ func diagRDMAMode(env *Env) string {
 // report diagnosed with DiagnoseAfterRun gives the same root cause.
 func TestDiagnoseRXEFixSeed(t *testing.T) {
 	testenv.RequireRXE(t)
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
 	s, err := scenario.Load("seed", nil)
@@ -366,9 +369,9 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	state := t.TempDir()
 	rulesBefore := ruleSet(t, env)
 	ctx := context.Background()
-	_, err = Up(ctx, env, s, UpOptions{StateDir: state, Source: src})
+	_, err = lab.Up(ctx, env, s, lab.UpOptions{StateDir: state, Source: src})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = Down(context.Background(), state, s.Name) })
+	t.Cleanup(func() { _ = lab.Down(context.Background(), state, s.Name) })
 
 	rep, err := RunTraffic(ctx, env, s)
 	require.NoError(t, err)
@@ -392,7 +395,7 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	assert.NotNil(t, res.Applied[0].PolicyRouting)
 
 	// The journal now holds the fixed scenario: it loads again and has the fix.
-	j, err := OpenJournal(state, s.Name)
+	j, err := lab.OpenJournal(state, s.Name)
 	require.NoError(t, err)
 	fixed, err := scenario.Parse(j.Header.File, j.Header.Source, j.Header.Sets)
 	j.Close()
@@ -404,7 +407,7 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, d2.Findings, "fixed lab: %v", d2.Codes())
 
-	require.NoError(t, Down(ctx, state, s.Name))
+	require.NoError(t, lab.Down(ctx, state, s.Name))
 	assertLabGone(t, env, s, rulesBefore)
 	m, _ := rep.Batches[0].Counters.KernelCounter(CounterMartianSrc)
 	t.Logf("before: %s (in_martian_src +%s); after: %s", d.FirstCode(), strconv.FormatUint(m, 10), res.After.Verdict)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,7 +20,7 @@ import (
 // by freeing function and are the martian drops in input routing.
 func TestDiagnoseRXETrace(t *testing.T) {
 	testenv.RequireRXE(t)
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
 	d := diagnoseLab(t, env, diagCase{name: "seed-trace", scenario: "seed"})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/nsutil"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/sysctl"
@@ -119,9 +120,9 @@ func (l *fixLab) staticNeighbors(t *testing.T) {
 	}
 }
 
-func (l *fixLab) env(t *testing.T) *Env {
+func (l *fixLab) env(t *testing.T) *host.Env {
 	t.Helper()
-	env, err := OpenEnv(l.ns.Name)
+	env, err := host.Open(l.ns.Name)
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
 	return env

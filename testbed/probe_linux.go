@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -56,7 +57,7 @@ func (e *probeEnd) String() string { return fmt.Sprintf("%s (%s %s)", e.role, e.
 // crosses the cable: link, neighbour, output route, input route, UDP 4791. It sends a few
 // small datagrams and ARP requests; it changes no configuration. The error is for failures of
 // the probe itself (cancelled ctx, netlink errors); a broken lab is a failing layer.
-func Probe(ctx context.Context, env *Env, s *scenario.Scenario) (*ProbeReport, error) {
+func Probe(ctx context.Context, env *host.Env, s *scenario.Scenario) (*ProbeReport, error) {
 	a, err := newProbeEnd(env, s, "a", s.Endpoints.A)
 	if err != nil {
 		return nil, err
@@ -84,7 +85,7 @@ func Probe(ctx context.Context, env *Env, s *scenario.Scenario) (*ProbeReport, e
 	return r, nil
 }
 
-func newProbeEnd(env *Env, s *scenario.Scenario, role string, ep scenario.Endpoint) (probeEnd, error) {
+func newProbeEnd(env *host.Env, s *scenario.Scenario, role string, ep scenario.Endpoint) (probeEnd, error) {
 	e := probeEnd{role: role, nic: ep.NIC}
 	if n, ok := s.NIC(ep.NIC); ok {
 		e.nns = n.Netns
@@ -115,7 +116,7 @@ func newProbeEnd(env *Env, s *scenario.Scenario, role string, ep scenario.Endpoi
 
 // prober runs the layers of one direction.
 type prober struct {
-	env      *Env
+	env      *host.Env
 	src, dst probeEnd
 	// listener is a UDP socket bound to dst's address, port 4791 and NIC, or -1. It counts
 	// what D delivers, and keeps the kernel from answering with ICMP port unreachable (which,

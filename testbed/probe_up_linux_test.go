@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/sysctl"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -37,7 +39,7 @@ func TestProbeShippedLabs(t *testing.T) {
 			if tc.rpFilter != "" {
 				for i, f := range s.Fixes {
 					for j, kv := range f.Sysctls {
-						if k, _, _ := strings.Cut(kv, "="); lastComponent(k) == "rp_filter" {
+						if k, _, _ := strings.Cut(kv, "="); sysctl.Param(k) == "rp_filter" {
 							s.Fixes[i].Sysctls[j] = k + "=" + tc.rpFilter
 						}
 					}
@@ -45,7 +47,7 @@ func TestProbeShippedLabs(t *testing.T) {
 			}
 			before := ns.Dump(t)
 			state := t.TempDir()
-			_, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+			_, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
 			require.NoError(t, err)
 			rep, err := Probe(context.Background(), env, s)
 			require.NoError(t, err)
@@ -67,7 +69,7 @@ func TestProbeShippedLabs(t *testing.T) {
 					assert.Contains(t, l.Detail, "martian")
 				}
 			}
-			require.NoError(t, Down(context.Background(), state, s.Name))
+			require.NoError(t, lab.Down(context.Background(), state, s.Name))
 			testenv.SameState(t, before, ns.Dump(t))
 		})
 	}

@@ -6,8 +6,10 @@ import (
 	"os"
 	"testing"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
@@ -15,7 +17,7 @@ import (
 // the test's Cleanup.
 type Lab struct {
 	Scenario *scenario.Scenario
-	Env      *Env
+	Env      *host.Env
 	StateDir string
 	tb       testing.TB
 }
@@ -44,11 +46,11 @@ func Start(tb testing.TB, ref string, opts ...StartOptions) *Lab {
 	if os.Geteuid() != 0 {
 		testenv.SkipOrFail(tb, "ROCEBED_REQUIRE_ROOT", "testbed.Start needs root to build a lab: run the test as root (`sudo go test`, or `make test-vm`)")
 	}
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	if err != nil {
 		tb.Fatalf("testbed.Start: %v", err)
 	}
-	if err := rdmaPreflight(env); err != nil {
+	if err := lab.CheckRDMA(env); err != nil {
 		env.Close()
 		testenv.SkipOrFail(tb, "ROCEBED_REQUIRE_RXE", "testbed.Start: "+err.Error())
 	}
@@ -64,13 +66,13 @@ func Start(tb testing.TB, ref string, opts ...StartOptions) *Lab {
 	if o.StateDir == "" {
 		o.StateDir = tb.TempDir()
 	}
-	if _, err := Up(context.Background(), env, s, UpOptions{StateDir: o.StateDir}); err != nil {
+	if _, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: o.StateDir}); err != nil {
 		env.Close()
 		tb.Fatalf("testbed.Start: up %s: %v", s.Name, err)
 	}
 	l := &Lab{Scenario: s, Env: env, StateDir: o.StateDir, tb: tb}
 	tb.Cleanup(func() {
-		if err := Down(context.Background(), o.StateDir, s.Name); err != nil {
+		if err := lab.Down(context.Background(), o.StateDir, s.Name); err != nil {
 			tb.Errorf("testbed.Start: down %s: %v", s.Name, err)
 		}
 		env.Close()

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed/scenario"
@@ -58,7 +59,7 @@ type trafficEnd struct {
 // A connection that cannot be made is a recorded outcome, not an error: the error return
 // is for a lab that is not usable at all (no verbs, no device) or a cancelled ctx, in which
 // case the report so far is returned too.
-func RunTraffic(ctx context.Context, env *Env, s *scenario.Scenario) (*TrafficReport, error) {
+func RunTraffic(ctx context.Context, env *host.Env, s *scenario.Scenario) (*TrafficReport, error) {
 	r := &TrafficReport{Lab: s.Name, File: s.File, Expect: s.Expect, Started: time.Now()}
 	finish := func() {
 		r.DurationMS = msSince(r.Started)
@@ -105,7 +106,7 @@ func batchDirections(d scenario.Direction) []scenario.Direction {
 
 // resolveTrafficEnds finds each endpoint's device, waits for its port to be ACTIVE, and finds
 // the RoCE v2 GID of its address (`rdma link show`, /sys/class/infiniband/DEV/ports/1/gids).
-func resolveTrafficEnds(ctx context.Context, env *Env, s *scenario.Scenario) ([2]trafficEnd, error) {
+func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario) ([2]trafficEnd, error) {
 	var ends [2]trafficEnd
 	sys := rdma.Sysfs{Root: env.SysfsRoot}
 	wctx, cancel := context.WithTimeout(ctx, endpointWait)
@@ -241,7 +242,7 @@ type batch struct {
 	latN       int
 }
 
-func runBatch(ctx context.Context, env *Env, s *scenario.Scenario, t scenario.Traffic, dir scenario.Direction, ends [2]trafficEnd) (res *BatchResult, err error) {
+func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenario.Traffic, dir scenario.Direction, ends [2]trafficEnd) (res *BatchResult, err error) {
 	sndEnd, rcvEnd, vdir := ends[0], ends[1], verbs.AToB
 	if dir == scenario.DirectionBToA {
 		sndEnd, rcvEnd, vdir = ends[1], ends[0], verbs.BToA

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,7 +37,7 @@ func runLab(t *testing.T, name string) *TrafficReport {
 func runLabWith(t *testing.T, name string, edit func(*scenario.Scenario)) *TrafficReport {
 	t.Helper()
 	testenv.RequireRXE(t)
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
 	s, err := scenario.Load(name, nil)
@@ -47,16 +49,16 @@ func runLabWith(t *testing.T, name string, edit func(*scenario.Scenario)) *Traff
 	state := t.TempDir()
 	rulesBefore := ruleSet(t, env)
 
-	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
 	require.NoError(t, err)
 	downed := false
 	t.Cleanup(func() {
 		if !downed {
-			_ = Down(context.Background(), state, s.Name)
+			_ = lab.Down(context.Background(), state, s.Name)
 		}
 	})
 	rep, err := RunTraffic(context.Background(), env, s)
-	require.NoError(t, Down(context.Background(), state, s.Name))
+	require.NoError(t, lab.Down(context.Background(), state, s.Name))
 	downed = true
 	assertLabGone(t, env, s, rulesBefore)
 	require.NoError(t, err)
@@ -67,7 +69,7 @@ func runLabWith(t *testing.T, name string, edit func(*scenario.Scenario)) *Traff
 	return rep
 }
 
-func ruleSet(t *testing.T, env *Env) []string {
+func ruleSet(t *testing.T, env *host.Env) []string {
 	rules, err := env.NL.RuleList(unix.AF_INET)
 	require.NoError(t, err)
 	var out []string
@@ -79,7 +81,7 @@ func ruleSet(t *testing.T, env *Env) []string {
 
 // assertLabGone checks /sys/class/infiniband and netlink: no rxe device, no NIC, and the
 // rules exactly as before.
-func assertLabGone(t *testing.T, env *Env, s *scenario.Scenario, rulesBefore []string) {
+func assertLabGone(t *testing.T, env *host.Env, s *scenario.Scenario, rulesBefore []string) {
 	t.Helper()
 	for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
 		if ep.RXE != "" {
@@ -225,16 +227,16 @@ func TestTrafficRXESeedUD(t *testing.T) {
 // batch of 1000 × 1 KiB per iteration, a->b), reporting msg/s and the connect time.
 func BenchmarkTrafficRXESameHost(b *testing.B) {
 	testenv.RequireRXE(b)
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	require.NoError(b, err)
 	b.Cleanup(env.Close)
 	s, err := scenario.Load("same-host", nil)
 	require.NoError(b, err)
 	s.Traffic[0].Direction, s.Traffic[0].Messages = scenario.DirectionAToB, 1000
 	state := b.TempDir()
-	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
 	require.NoError(b, err)
-	b.Cleanup(func() { assert.NoError(b, Down(context.Background(), state, s.Name)) })
+	b.Cleanup(func() { assert.NoError(b, lab.Down(context.Background(), state, s.Name)) })
 	// Warm the neighbour: the first connect resolves the peer's MAC (~1 s).
 	_, err = RunTraffic(context.Background(), env, s)
 	require.NoError(b, err)

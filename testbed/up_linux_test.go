@@ -8,7 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,10 +20,10 @@ import (
 
 // labIn loads a shipped scenario and opens an Env on a fresh throwaway namespace that plays the
 // host.
-func labIn(t *testing.T, name string) (*testenv.NetNS, *Env, *scenario.Scenario) {
+func labIn(t *testing.T, name string) (*testenv.NetNS, *host.Env, *scenario.Scenario) {
 	t.Helper()
 	ns := testenv.NewNetNS(t)
-	env, err := OpenEnv(ns.Name)
+	env, err := host.Open(ns.Name)
 	require.NoError(t, err)
 	t.Cleanup(env.Close)
 	s, err := scenario.Load(name, nil)
@@ -38,27 +41,27 @@ func TestUpDownRestoresExactly(t *testing.T) {
 			state := t.TempDir()
 			before := ns.Dump(t)
 
-			plan, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+			p, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
 			require.NoError(t, err)
 			during := ns.Dump(t)
 			assert.NotEqual(t, before, during, "up changed nothing")
-			for _, st := range plan.Steps {
-				if st.Kind == StepVeth {
-					assert.Contains(t, during, st.Link+"@"+st.Peer)
+			for _, st := range p.Steps {
+				if v, ok := st.Change.(*plan.Veth); ok {
+					assert.Contains(t, during, v.Link+"@"+v.Peer)
 				}
 			}
-			st, err := LabStatus(state, s.Name)
+			st, err := lab.StatusOf(state, s.Name)
 			require.NoError(t, err)
-			assert.Equal(t, LabUp, st.State)
-			assert.Equal(t, len(plan.Steps), st.Done)
+			assert.Equal(t, lab.StateUp, st.State)
+			assert.Equal(t, len(p.Steps), st.Done)
 
-			require.NoError(t, Down(context.Background(), state, s.Name))
+			require.NoError(t, lab.Down(context.Background(), state, s.Name))
 			testenv.SameState(t, before, ns.Dump(t), "down did not restore the namespace exactly")
-			require.NoError(t, Down(context.Background(), state, s.Name), "a second down must be a no-op")
-			st, err = LabStatus(state, s.Name)
+			require.NoError(t, lab.Down(context.Background(), state, s.Name), "a second down must be a no-op")
+			st, err = lab.StatusOf(state, s.Name)
 			require.NoError(t, err)
-			assert.Equal(t, LabDown, st.State)
-			assert.NoDirExists(t, LabDir(state, s.Name))
+			assert.Equal(t, lab.StateDown, st.State)
+			assert.NoDirExists(t, lab.Dir(state, s.Name))
 		})
 	}
 }
@@ -71,12 +74,12 @@ func TestSysctlRestoredToExactPreviousValue(t *testing.T) {
 	require.NoError(t, env.SetSysctl("net.ipv4.conf.all.accept_local", "0"))
 	before := ns.Dump(t)
 	state := t.TempDir()
-	_, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+	_, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
 	require.NoError(t, err)
 	v, err := env.GetSysctl("net.ipv4.conf.all.rp_filter")
 	require.NoError(t, err)
 	assert.Equal(t, "2", v)
-	require.NoError(t, Down(context.Background(), state, s.Name))
+	require.NoError(t, lab.Down(context.Background(), state, s.Name))
 	v, err = env.GetSysctl("net.ipv4.conf.all.rp_filter")
 	require.NoError(t, err)
 	assert.Equal(t, "1", v)
@@ -90,33 +93,33 @@ var errInjected = errors.New("injected failure")
 // before and leaves no journal.
 func TestFailureAtEveryStepRollsBack(t *testing.T) {
 	ns, env, s := labIn(t, "same-host")
-	plan, err := MakePlan(s, env.View(), PlanOptions{SkipRDMA: true})
+	p, err := plan.MakePlan(s, plan.View(env), plan.PlanOptions{SkipRDMA: true})
 	require.NoError(t, err)
-	require.Greater(t, len(plan.Steps), 8)
+	require.Greater(t, len(p.Steps), 8)
 	before := ns.Dump(t)
-	for k := range plan.Steps {
+	for k := range p.Steps {
 		for _, phase := range []string{"before", "after"} {
 			t.Run(fmt.Sprintf("step%d-%s", k+1, phase), func(t *testing.T) {
 				state := t.TempDir()
-				fail := func(i int, _ *Step) error {
+				fail := func(i int, _ *plan.Step) error {
 					if i == k {
 						return errInjected
 					}
 					return nil
 				}
-				opts := UpOptions{StateDir: state, SkipRDMA: true}
+				opts := lab.UpOptions{StateDir: state, SkipRDMA: true}
 				if phase == "before" {
 					opts.BeforeApply = fail
 				} else {
 					opts.AfterApply = fail
 				}
-				_, err := Up(context.Background(), env, s, opts)
+				_, err := lab.Up(context.Background(), env, s, opts)
 				require.ErrorIs(t, err, errInjected)
-				var se *StepError
+				var se *lab.StepError
 				require.ErrorAs(t, err, &se)
 				assert.Equal(t, k, se.Index)
 				testenv.SameState(t, before, ns.Dump(t), "rollback after a failure at step %d (%s) left changes", k+1, phase)
-				assert.False(t, JournalExists(state, s.Name), "rollback left a journal")
+				assert.False(t, lab.JournalExists(state, s.Name), "rollback left a journal")
 			})
 		}
 	}
@@ -128,7 +131,7 @@ func TestCancelledUpRollsBack(t *testing.T) {
 	before := ns.Dump(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := Up(ctx, env, s, UpOptions{StateDir: t.TempDir(), SkipRDMA: true, AfterApply: func(i int, _ *Step) error {
+	_, err := lab.Up(ctx, env, s, lab.UpOptions{StateDir: t.TempDir(), SkipRDMA: true, AfterApply: func(i int, _ *plan.Step) error {
 		if i == 4 {
 			cancel()
 		}
@@ -138,8 +141,8 @@ func TestCancelledUpRollsBack(t *testing.T) {
 	testenv.SameState(t, before, ns.Dump(t))
 }
 
-// TestSecondUpIsRefused: while one up holds the lab, a second fails at once with ErrLabBusy and
-// changes nothing; the first finishes unharmed. Once up, another up fails with ErrLabUp.
+// TestSecondUpIsRefused: while one up holds the lab, a second fails at once with lab.ErrBusy and
+// changes nothing; the first finishes unharmed. Once up, another up fails with lab.ErrUp.
 func TestSecondUpIsRefused(t *testing.T) {
 	ns, env, s := labIn(t, "same-host")
 	state := t.TempDir()
@@ -148,7 +151,7 @@ func TestSecondUpIsRefused(t *testing.T) {
 	paused, resume := make(chan struct{}), make(chan struct{})
 	firstDone := make(chan error, 1)
 	go func() {
-		_, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true, BeforeApply: func(i int, _ *Step) error {
+		_, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true, BeforeApply: func(i int, _ *plan.Step) error {
 			if i == 3 {
 				close(paused)
 				<-resume
@@ -159,23 +162,23 @@ func TestSecondUpIsRefused(t *testing.T) {
 	}()
 	<-paused
 	mid := ns.Dump(t)
-	env2, err := OpenEnv(ns.Name)
+	env2, err := host.Open(ns.Name)
 	require.NoError(t, err)
 	defer env2.Close()
-	_, err = Up(context.Background(), env2, s, UpOptions{StateDir: state, SkipRDMA: true})
-	require.ErrorIs(t, err, ErrLabBusy)
+	_, err = lab.Up(context.Background(), env2, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
+	require.ErrorIs(t, err, lab.ErrBusy)
 	assert.Contains(t, err.Error(), "is working on it")
 	testenv.SameState(t, mid, ns.Dump(t), "the refused up changed something")
 	close(resume)
 	require.NoError(t, <-firstDone)
 
-	st, err := LabStatus(state, s.Name)
+	st, err := lab.StatusOf(state, s.Name)
 	require.NoError(t, err)
-	assert.Equal(t, LabUp, st.State)
-	_, err = Up(context.Background(), env2, s, UpOptions{StateDir: state, SkipRDMA: true})
-	require.ErrorIs(t, err, ErrLabUp)
+	assert.Equal(t, lab.StateUp, st.State)
+	_, err = lab.Up(context.Background(), env2, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
+	require.ErrorIs(t, err, lab.ErrUp)
 
-	require.NoError(t, Down(context.Background(), state, s.Name))
+	require.NoError(t, lab.Down(context.Background(), state, s.Name))
 	testenv.SameState(t, before, ns.Dump(t))
 }
 
@@ -185,7 +188,7 @@ func TestPlanRefusesConflicts(t *testing.T) {
 	ns, env, s := labIn(t, "same-host")
 	state := t.TempDir()
 	// Occupy vA with an unrelated veth pair and rule priority 10 with another rule.
-	_, err := Up(context.Background(), env, mustParse(t, `version: 1
+	_, err := lab.Up(context.Background(), env, mustParse(t, `version: 1
 name: squatter
 nics:
   - {name: vA, kind: veth, peer: vZ, addresses: [192.0.2.1/24]}
@@ -197,16 +200,16 @@ fixes:
   - name: rule10
     rules: [{priority: 10, from: 192.0.2.1, table: 7}]
 expect: {result: pass}
-`), UpOptions{StateDir: state, SkipRDMA: true})
+`), lab.UpOptions{StateDir: state, SkipRDMA: true})
 	require.NoError(t, err)
 	before := ns.Dump(t)
-	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
 	var pe *PreflightError
 	require.ErrorAs(t, err, &pe)
 	assert.Contains(t, err.Error(), "vA")
 	assert.Contains(t, err.Error(), "rule priority 10")
 	testenv.SameState(t, before, ns.Dump(t))
-	require.NoError(t, Down(context.Background(), state, "squatter"))
+	require.NoError(t, lab.Down(context.Background(), state, "squatter"))
 }
 
 func mustParse(t *testing.T, text string) *scenario.Scenario {
@@ -260,22 +263,23 @@ expect: {result: pass}
 func TestExistingNICsRestored(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	existingPair(t, ns)
-	env, err := OpenEnv(ns.Name)
+	env, err := host.Open(ns.Name)
 	require.NoError(t, err)
 	defer env.Close()
 	s := mustParse(t, existingScenario)
 	before := ns.Dump(t)
 	state := t.TempDir()
-	p, err := Up(context.Background(), env, s, UpOptions{StateDir: state, SkipRDMA: true})
+	p, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
 	require.NoError(t, err)
 	for _, st := range p.Steps {
-		assert.False(t, st.Kind == StepAddr && st.Addr == "10.10.0.1/24", "planned to add an address that was already there")
-		assert.NotEqual(t, StepVeth, st.Kind, "created a link for an existing NIC")
+		a, isAddr := st.Change.(*plan.Addr)
+		assert.False(t, isAddr && a.Addr == "10.10.0.1/24", "planned to add an address that was already there")
+		assert.NotEqual(t, plan.KindVeth, st.Kind(), "created a link for an existing NIC")
 	}
 	l, err := ns.NL.LinkByName("eth2")
 	require.NoError(t, err)
 	assert.Equal(t, 4000, l.Attrs().MTU)
-	require.NoError(t, Down(context.Background(), state, s.Name))
+	require.NoError(t, lab.Down(context.Background(), state, s.Name))
 	testenv.SameState(t, before, ns.Dump(t))
 	_, err = ns.NL.LinkByName("eth1")
 	require.NoError(t, err, "down removed an existing NIC")
@@ -296,11 +300,11 @@ func TestDefaultRouteNICRefused(t *testing.T) {
 	l, err := ns.NL.LinkByName("eth1")
 	require.NoError(t, err)
 	require.NoError(t, ns.NL.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("10.10.0.254")}))
-	env, err := OpenEnv(ns.Name)
+	env, err := host.Open(ns.Name)
 	require.NoError(t, err)
 	defer env.Close()
 	before := ns.Dump(t)
-	_, err = Up(context.Background(), env, mustParse(t, existingScenario), UpOptions{StateDir: t.TempDir(), SkipRDMA: true})
+	_, err = lab.Up(context.Background(), env, mustParse(t, existingScenario), lab.UpOptions{StateDir: t.TempDir(), SkipRDMA: true})
 	require.Error(t, err)
 	assert.True(t, scenario.IsScenarioError(err))
 	assert.Contains(t, err.Error(), "inline.yaml:4:")
@@ -309,8 +313,8 @@ func TestDefaultRouteNICRefused(t *testing.T) {
 
 	allowed := strings.Replace(existingScenario, "{name: eth1, kind: existing,", "{name: eth1, kind: existing, allow_default_route: true,", 1)
 	state := t.TempDir()
-	_, err = Up(context.Background(), env, mustParse(t, allowed), UpOptions{StateDir: state, SkipRDMA: true})
+	_, err = lab.Up(context.Background(), env, mustParse(t, allowed), lab.UpOptions{StateDir: state, SkipRDMA: true})
 	require.NoError(t, err)
-	require.NoError(t, Down(context.Background(), state, "existing"))
+	require.NoError(t, lab.Down(context.Background(), state, "existing"))
 	testenv.SameState(t, before, ns.Dump(t))
 }

@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,19 +25,19 @@ import (
 func TestUpDownWithRXE(t *testing.T) {
 	testenv.RequireRXE(t)
 	ns := testenv.InitialNetNS(t)
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	require.NoError(t, err)
 	defer env.Close()
 	s, err := scenario.Load("same-host", nil)
 	require.NoError(t, err)
 	before := ns.Dump(t)
 	state := t.TempDir()
-	_, err = Up(context.Background(), env, s, UpOptions{StateDir: state})
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
 	require.NoError(t, err)
 	downed := false
 	t.Cleanup(func() {
 		if !downed {
-			_ = Down(context.Background(), state, s.Name)
+			_ = lab.Down(context.Background(), state, s.Name)
 		}
 	})
 
@@ -68,10 +71,10 @@ func TestUpDownWithRXE(t *testing.T) {
 	assert.Greater(t, sent("rxe0"), s0+200, "rxe0 sent nothing: the clients did not use rocebed's devices")
 	assert.Greater(t, sent("rxe1"), s1+50, "rxe1 sent nothing")
 
-	require.NoError(t, Down(context.Background(), state, s.Name))
+	require.NoError(t, lab.Down(context.Background(), state, s.Name))
 	downed = true
 	for _, dev := range []string{"rxe0", "rxe1"} {
-		ok, err := env.View().RDMADevice(dev)
+		ok, err := plan.View(env).RDMADevice(dev)
 		require.NoError(t, err)
 		assert.False(t, ok, "%s still exists after down", dev)
 	}
@@ -101,13 +104,13 @@ func TestHardwareEndpointMissing(t *testing.T) {
 			_ = ns.NL.LinkDel(l)
 		}
 	})
-	env, err := OpenEnv("")
+	env, err := host.Open("")
 	require.NoError(t, err)
 	defer env.Close()
 	s, err := scenario.Load("hw-to-rxe", []string{"hw_nic=eth1", "rxe_nic=eth2"})
 	require.NoError(t, err)
 	before := ns.Dump(t)
-	_, err = Up(context.Background(), env, s, UpOptions{StateDir: t.TempDir()})
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: t.TempDir()})
 	var pe *PreflightError
 	require.ErrorAs(t, err, &pe)
 	assert.Contains(t, err.Error(), "hardware RDMA (RoCE) device on eth1")

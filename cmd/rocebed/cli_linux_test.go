@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/testenv"
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -128,7 +128,7 @@ func TestBadScenariosExit2AndChangeNothing(t *testing.T) {
 func TestSecondUpOfBusyLabExits3(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	state := t.TempDir()
-	lock, err := testbed.LockLab(state, "same-host")
+	lock, err := lab.TakeLock(state, "same-host")
 	require.NoError(t, err)
 	defer lock.Unlock(true)
 	before := ns.Dump(t)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/spf13/cobra"
 )
 
@@ -21,8 +21,8 @@ func newDownCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			wasUp := testbed.JournalExists(o.stateDir, name)
-			if err := testbed.Down(cmd.Context(), o.stateDir, name); err != nil {
+			wasUp := lab.JournalExists(o.stateDir, name)
+			if err := lab.Down(cmd.Context(), o.stateDir, name); err != nil {
 				return classifyLabErr(err)
 			}
 			if o.json {

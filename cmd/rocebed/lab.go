@@ -6,8 +6,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/scenarios"
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
@@ -48,12 +49,12 @@ func loadScenario(o *options, ref string) (*scenario.Scenario, []byte, error) {
 
 // openScenario loads a scenario and opens the environment it is to be built in (--netns, or
 // the current namespace). The caller closes the environment.
-func openScenario(o *options, ref string) (*scenario.Scenario, []byte, *testbed.Env, error) {
+func openScenario(o *options, ref string) (*scenario.Scenario, []byte, *host.Env, error) {
 	s, src, err := loadScenario(o, ref)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	env, err := testbed.OpenEnv(o.netns)
+	env, err := host.Open(o.netns)
 	if err != nil {
 		return nil, nil, nil, withExit(exitEnvironment, err)
 	}
@@ -75,12 +76,12 @@ func labName(o *options, ref string) (string, error) {
 
 // openLab returns the scenario of a lab that is up, as it was brought up, and its environment.
 // The caller closes the environment.
-func openLab(ctx context.Context, o *options, ref string) (*scenario.Scenario, *testbed.Env, error) {
+func openLab(ctx context.Context, o *options, ref string) (*scenario.Scenario, *host.Env, error) {
 	name, err := labName(o, ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	j, err := testbed.OpenJournal(o.stateDir, name)
+	j, err := lab.OpenJournal(o.stateDir, name)
 	if err != nil {
 		return nil, nil, withExit(exitEnvironment, fmt.Errorf("%w: bring it up with `rocebed up %s`", err, ref))
 	}
@@ -90,7 +91,7 @@ func openLab(ctx context.Context, o *options, ref string) (*scenario.Scenario, *
 	if err != nil {
 		return nil, nil, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", name, err)
 	}
-	env, err := testbed.OpenEnv(h.Netns)
+	env, err := host.Open(h.Netns)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/spf13/cobra"
 )
 
@@ -24,7 +24,7 @@ func newPlanCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer env.Close()
-			p, err := testbed.MakePlan(s, env.View(), testbed.PlanOptions{SkipRDMA: skipRDMA})
+			p, err := plan.MakePlan(s, plan.View(env), plan.PlanOptions{SkipRDMA: skipRDMA})
 			if err != nil {
 				return err
 			}
@@ -40,15 +40,12 @@ func newPlanCmd(o *options) *cobra.Command {
 }
 
 // writePlan prints a plan as numbered commands with the fix each belongs to and old → new.
-func writePlan(w io.Writer, p *testbed.Plan) {
+func writePlan(w io.Writer, p *plan.Plan) {
 	fmt.Fprintf(w, "lab %s (%s): %d changes\n", p.Lab, p.File, len(p.Steps))
 	for i, st := range p.Steps {
 		line := fmt.Sprintf("%3d. %s", i+1, st.Command())
-		switch st.Kind {
-		case testbed.StepSysctl:
-			line += fmt.Sprintf("   (%s → %s)", st.Old, st.Value)
-		case testbed.StepMTU:
-			line += fmt.Sprintf("   (%s → %d)", st.Old, st.MTU)
+		if t := st.Transition(); t != "" {
+			line += "   (" + t + ")"
 		}
 		if st.Fix != "" {
 			line += "   [fix " + st.Fix + "]"

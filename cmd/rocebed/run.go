@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/spf13/cobra"
 )
@@ -38,11 +40,11 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 				return err
 			}
 			defer env.Close()
-			opts := testbed.UpOptions{StateDir: o.stateDir, Source: src, Sets: o.sets}
+			opts := lab.UpOptions{StateDir: o.stateDir, Source: src, Sets: o.sets}
 			if ablate {
 				return runAblation(ctx, o, env, s, opts)
 			}
-			p, err := testbed.Up(ctx, env, s, opts)
+			p, err := lab.Up(ctx, env, s, opts)
 			if err != nil {
 				var pe *testbed.PreflightError
 				if errors.As(err, &pe) && (pe.Check == "rdma" || pe.Check == "rdma_rxe") {
@@ -58,7 +60,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 					return
 				}
 				// Down must run even after Ctrl-C cancelled ctx.
-				if derr := testbed.Down(context.WithoutCancel(ctx), o.stateDir, s.Name); derr != nil {
+				if derr := lab.Down(context.WithoutCancel(ctx), o.stateDir, s.Name); derr != nil {
 					err = errors.Join(err, withExit(exitKernel, fmt.Errorf("take the lab down: %w", derr)))
 					return
 				}
@@ -115,7 +117,7 @@ func reportRun(o *options, w io.Writer, s *scenario.Scenario, rep *testbed.Traff
 // runAblation runs the scenario with all fixes and then without each one, bringing the lab up
 // and down around every run. Exit 0 when the baseline passed (the ablation is meaningful),
 // 1 when the traffic fails even with every fix.
-func runAblation(ctx context.Context, o *options, env *testbed.Env, s *scenario.Scenario, opts testbed.UpOptions) error {
+func runAblation(ctx context.Context, o *options, env *host.Env, s *scenario.Scenario, opts lab.UpOptions) error {
 	if s.Expect.Result != scenario.ResultPass {
 		return usageError(fmt.Errorf("--ablate needs a scenario that expects pass; %s expects %s", s.Name, s.Expect.Failure))
 	}

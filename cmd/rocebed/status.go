@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/spf13/cobra"
 )
 
@@ -20,7 +20,7 @@ func newStatusCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := testbed.LabStatus(o.stateDir, name)
+			st, err := lab.StatusOf(o.stateDir, name)
 			if err != nil {
 				return err
 			}
@@ -28,7 +28,7 @@ func newStatusCmd(o *options) *cobra.Command {
 				return writeJSON(os.Stdout, st)
 			}
 			fmt.Printf("lab %s: %s\n", st.Lab, st.State)
-			if st.State == testbed.LabDown {
+			if st.State == lab.StateDown {
 				return nil
 			}
 			where := "the current network namespace"
@@ -40,7 +40,7 @@ func newStatusCmd(o *options) *cobra.Command {
 			for i, s := range st.Steps {
 				fmt.Printf("  %3d. %s\n", i+1, s.Command())
 			}
-			if st.State == testbed.LabIncomplete {
+			if st.State == lab.StateIncomplete {
 				fmt.Printf("  an up or down was interrupted: run `rocebed down %s` to restore the host\n", st.Lab)
 			}
 			return nil

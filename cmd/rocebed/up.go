@@ -8,7 +8,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/spf13/cobra"
 )
 
@@ -26,11 +27,11 @@ func newUpCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer env.Close()
-			opts := testbed.UpOptions{StateDir: o.stateDir, SkipRDMA: skipRDMA, Source: src, Sets: o.sets}
+			opts := lab.UpOptions{StateDir: o.stateDir, SkipRDMA: skipRDMA, Source: src, Sets: o.sets}
 			if err := testKillHook(&opts); err != nil {
 				return usageError(err)
 			}
-			p, err := testbed.Up(cmd.Context(), env, s, opts)
+			p, err := lab.Up(cmd.Context(), env, s, opts)
 			if err != nil {
 				return classifyLabErr(err)
 			}
@@ -48,7 +49,7 @@ func newUpCmd(o *options) *cobra.Command {
 // classifyLabErr gives lab-state errors their exit class: a busy or already-up lab is an
 // environment problem (3); a failed step is a kernel error (4).
 func classifyLabErr(err error) error {
-	if errors.Is(err, testbed.ErrLabBusy) || errors.Is(err, testbed.ErrLabUp) {
+	if errors.Is(err, lab.ErrBusy) || errors.Is(err, lab.ErrUp) {
 		return withExit(exitEnvironment, err)
 	}
 	return err
@@ -57,7 +58,7 @@ func classifyLabErr(err error) error {
 // testKillHook implements ROCEBED_TEST_KILL_AT=K:before|after, which makes `up` SIGKILL itself
 // right before or after making change K (1-based). It exists only so tests can prove that
 // `down` restores the host after a `kill -9` at any moment.
-func testKillHook(opts *testbed.UpOptions) error {
+func testKillHook(opts *lab.UpOptions) error {
 	v := os.Getenv("ROCEBED_TEST_KILL_AT")
 	if v == "" {
 		return nil
@@ -67,7 +68,7 @@ func testKillHook(opts *testbed.UpOptions) error {
 	if err != nil || (phase != "before" && phase != "after") {
 		return fmt.Errorf("ROCEBED_TEST_KILL_AT=%q: want K:before or K:after", v)
 	}
-	kill := func(i int, _ *testbed.Step) error {
+	kill := func(i int, _ *plan.Step) error {
 		if i+1 == k {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // never returns

@@ -79,28 +79,46 @@ func (p PolicyRouting) WithDefaults() PolicyRouting {
 	return p
 }
 
-// endpointAddress is the address an endpoint uses: its own, or its NIC's first IPv4 address
-// (first address if none is IPv4), as a bare IP. It is "" when neither exists.
-func (s *Scenario) endpointAddress(ep Endpoint) string {
+// EndpointAddr is the address an endpoint uses — its GID is derived from it: its own, or its
+// NIC's first IPv4 address (first address if none is IPv4). ok is false when neither exists.
+// Every layer that needs an endpoint's address asks here.
+func (s *Scenario) EndpointAddr(ep Endpoint) (addr netip.Addr, ok bool) {
 	if ep.Address != "" {
-		return ep.Address
+		if a, err := netip.ParseAddr(ep.Address); err == nil {
+			return a, true
+		}
+		if p, err := netip.ParsePrefix(ep.Address); err == nil {
+			return p.Addr(), true
+		}
+		return netip.Addr{}, false
 	}
 	nic, ok := s.NIC(ep.NIC)
 	if !ok {
-		return ""
+		return netip.Addr{}, false
 	}
-	first := ""
+	var first netip.Addr
 	for _, a := range nic.Addresses {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
 			continue
 		}
 		if p.Addr().Is4() {
-			return p.Addr().String()
+			return p.Addr(), true
 		}
-		if first == "" {
-			first = p.Addr().String()
+		if !first.IsValid() {
+			first = p.Addr()
 		}
 	}
-	return first
+	return first, first.IsValid()
+}
+
+// endpointAddress is EndpointAddr as text, "" when there is none.
+func (s *Scenario) endpointAddress(ep Endpoint) string {
+	if ep.Address != "" {
+		return ep.Address
+	}
+	if a, ok := s.EndpointAddr(ep); ok {
+		return a.String()
+	}
+	return ""
 }

@@ -1,4 +1,4 @@
-package testbed
+package plan
 
 import (
 	"errors"
@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/rocebed/rocebed/internal/kernel"
+	"github.com/rocebed/rocebed/internal/preflight"
 
 	"github.com/rocebed/rocebed/sysctl"
 	"github.com/rocebed/rocebed/testbed/scenario"
@@ -49,13 +52,10 @@ type Plan struct {
 	Steps []Step `json:"steps"`
 }
 
-// localTable is the kernel's `local` routing table.
-const localTable = 255
-
 // MakePlan turns a validated scenario into the ordered host changes that build it, reading the
 // host only to fill in old values and to refuse conflicts. Errors are all collected: scenario
 // problems that depend on the host (a NIC carrying the default route) are *FieldError, missing
-// or conflicting host objects are *PreflightError.
+// or conflicting host objects are *preflight.Error.
 func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error) {
 	p := &Plan{Lab: s.Name, File: s.File}
 	var errs []error
@@ -82,7 +82,7 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 		switch n.Kind {
 		case scenario.NICVeth:
 			if ok {
-				errs = append(errs, &PreflightError{Check: "interface " + n.Name, Need: "no interface named " + n.Name + " (rocebed creates this veth)",
+				errs = append(errs, &preflight.Error{Check: "interface " + n.Name, Need: "no interface named " + n.Name + " (rocebed creates this veth)",
 					Have: "one already exists", Hint: "rename the NIC in the scenario, or remove the interface if it is a leftover"})
 				continue
 			}
@@ -91,10 +91,10 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			}
 			peer, _ := s.NIC(n.Peer)
 			created[n.Name], created[n.Peer] = true, true
-			add(Step{Kind: StepVeth, Link: n.Name, Peer: n.Peer, MAC: n.MAC, PeerMAC: peer.MAC, MTU: vethMTU(&s.NICs[i], peer)})
+			add(Step{Change: &Veth{Link: n.Name, Peer: n.Peer, MAC: n.MAC, PeerMAC: peer.MAC, MTU: vethMTU(&s.NICs[i], peer)}})
 		case scenario.NICExisting:
 			if !ok {
-				errs = append(errs, &PreflightError{Check: "interface " + n.Name, Need: "an existing interface " + n.Name,
+				errs = append(errs, &preflight.Error{Check: "interface " + n.Name, Need: "an existing interface " + n.Name,
 					Have: "none by that name", Hint: "name the right interface in the scenario (or with --set if it is a parameter)"})
 				continue
 			}
@@ -103,7 +103,7 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			}
 			existing[n.Name] = l
 			if n.MTU != 0 && n.MTU != l.MTU {
-				add(Step{Kind: StepMTU, Link: n.Name, MTU: n.MTU, Old: fmt.Sprint(l.MTU)})
+				add(Step{Change: &MTU{Link: n.Name, MTU: n.MTU, Old: fmt.Sprint(l.MTU)}})
 			}
 		}
 	}
@@ -116,7 +116,7 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			if l, ok := existing[n.Name]; ok && slices.Contains(l.Addrs, pfx) {
 				continue // already there: not ours to add or remove
 			}
-			add(Step{Kind: StepAddr, Link: n.Name, Addr: pfx.String()})
+			add(Step{Change: &Addr{Link: n.Name, Addr: pfx.String()}})
 		}
 	}
 
@@ -130,11 +130,11 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			seenKey[kv.Key] = true
 			old, err := plannedOld(h, kv.Key, created)
 			if err != nil {
-				errs = append(errs, &PreflightError{Check: "sysctl " + kv.Key, Need: "the parameter " + kv.Key, Have: "none on this kernel", Err: err,
-					Hint: "check the name (`sysctl -a | grep " + lastComponent(kv.Key) + "`)"})
+				errs = append(errs, &preflight.Error{Check: "sysctl " + kv.Key, Need: "the parameter " + kv.Key, Have: "none on this kernel", Err: err,
+					Hint: "check the name (`sysctl -a | grep " + sysctl.Param(kv.Key) + "`)"})
 				continue
 			}
-			add(Step{Kind: StepSysctl, Fix: f.Name, Key: kv.Key, Value: kv.Value, Old: old})
+			add(Step{Fix: f.Name, Change: &Sysctl{Key: kv.Key, Value: kv.Value, Old: old}})
 		}
 	}
 
@@ -145,12 +145,12 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 		if n.Netns != "" {
 			continue
 		}
-		add(Step{Kind: StepUp, Link: n.Name, Old: "down"})
+		add(Step{Change: &LinkUp{Link: n.Name, Old: "down"}})
 	}
 
 	// Routing fixes: neighbours, rules and routes.
 	rules := map[int][]RuleSpec{}
-	for _, fam := range []int{afInet, afInet6} {
+	for _, fam := range []int{kernel.AFInet, kernel.AFInet6} {
 		rs, err := h.Rules(fam)
 		if err != nil {
 			return nil, fmt.Errorf("list rules: %w", err)
@@ -159,25 +159,25 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 	}
 	addRule := func(fix string, r RuleSpec) {
 		for _, e := range rules[r.Family] {
-			if sameRule(e, r) {
+			if SameRule(e, r) {
 				return // already there: not ours
 			}
 			if e.Priority == r.Priority {
-				errs = append(errs, &PreflightError{Check: "rule priority " + fmt.Sprint(r.Priority),
+				errs = append(errs, &preflight.Error{Check: "rule priority " + fmt.Sprint(r.Priority),
 					Need: "a free rule priority " + fmt.Sprint(r.Priority), Have: "rule " + e.String(),
 					Hint: "choose other priorities in the scenario's fix " + fix})
 				return
 			}
 		}
 		rules[r.Family] = append(rules[r.Family], r)
-		add(Step{Kind: StepRule, Fix: fix, Rule: &r})
+		add(Step{Fix: fix, Change: &RuleAdd{Rule: &r}})
 	}
 	moveLocal := func(fix string, family, prio int) {
-		local0 := RuleSpec{Family: family, Priority: 0, Table: localTable}
-		addRule(fix, RuleSpec{Family: family, Priority: prio, Table: localTable})
+		local0 := RuleSpec{Family: family, Priority: 0, Table: kernel.TableLocal}
+		addRule(fix, RuleSpec{Family: family, Priority: prio, Table: kernel.TableLocal})
 		for _, e := range rules[family] {
-			if sameRule(e, local0) {
-				add(Step{Kind: StepRuleDel, Fix: fix, Rule: &e}) // e keeps the kernel's protocol
+			if SameRule(e, local0) {
+				add(Step{Fix: fix, Change: &RuleDel{Rule: &e}}) // e keeps the kernel's protocol
 				rules[family] = removeRule(rules[family], e)
 				return
 			}
@@ -190,15 +190,15 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			return
 		}
 		if ok {
-			errs = append(errs, &PreflightError{Check: "route " + r.String(), Need: "no such route yet", Have: "it exists",
+			errs = append(errs, &preflight.Error{Check: "route " + r.String(), Need: "no such route yet", Have: "it exists",
 				Hint: "choose another table in the scenario's fix " + fix + ", or remove the route"})
 			return
 		}
-		add(Step{Kind: StepRoute, Fix: fix, Route: &r})
+		add(Step{Fix: fix, Change: &Route{Route: &r}})
 	}
 	for _, f := range s.Fixes {
 		for _, n := range f.Neighbors {
-			add(Step{Kind: StepNeighbor, Fix: f.Name, Link: n.NIC, Addr: n.IP, MAC: n.MAC})
+			add(Step{Fix: f.Name, Change: &Neighbor{Link: n.NIC, Addr: n.IP, MAC: n.MAC}})
 		}
 		if f.MoveLocalRule != 0 {
 			fams := familiesOf(s)
@@ -211,7 +211,7 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			addRoute(f.Name, RouteSpec{To: to, Dev: r.Dev, Src: r.Src, Via: r.Via, Table: r.Table})
 		}
 		for _, r := range f.Rules {
-			rs := RuleSpec{Priority: r.Priority, IIF: r.IIF, OIF: r.OIF, Table: r.Table, Family: afInet}
+			rs := RuleSpec{Priority: r.Priority, IIF: r.IIF, OIF: r.OIF, Table: r.Table, Family: kernel.AFInet}
 			if r.From != "" {
 				rs.From = hostPrefix(r.From)
 			}
@@ -219,19 +219,20 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 				rs.To = hostPrefix(r.To)
 			}
 			if strings.Contains(rs.From+rs.To, ":") {
-				rs.Family = afInet6
+				rs.Family = kernel.AFInet6
 			}
 			addRule(f.Name, rs)
 		}
 		if pr := f.PolicyRouting; pr != nil {
-			a, b := endpointAddr(s, s.Endpoints.A), endpointAddr(s, s.Endpoints.B)
-			if !a.IsValid() || !b.IsValid() {
+			a, okA := s.EndpointAddr(s.Endpoints.A)
+			b, okB := s.EndpointAddr(s.Endpoints.B)
+			if !okA || !okB {
 				errs = append(errs, s.FieldErr("fixes", "policy_routing needs an address on both endpoint NICs"))
 				continue
 			}
-			fam := afInet
+			fam := kernel.AFInet
 			if a.Is6() && !a.Is4In6() {
-				fam = afInet6
+				fam = kernel.AFInet6
 			}
 			moveLocal(f.Name, fam, pr.LocalRulePriority)
 			addRoute(f.Name, RouteSpec{To: hostPrefix(b.String()), Dev: s.Endpoints.A.NIC, Src: a.String(), Table: pr.TableA})
@@ -252,11 +253,11 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 				return nil, fmt.Errorf("look up RDMA device %s: %w", ep.RXE, err)
 			}
 			if ok {
-				errs = append(errs, &PreflightError{Check: "rdma device " + ep.RXE, Need: "no RDMA device named " + ep.RXE,
+				errs = append(errs, &preflight.Error{Check: "rdma device " + ep.RXE, Need: "no RDMA device named " + ep.RXE,
 					Have: "one already exists", Hint: "rename the endpoint's rxe in the scenario, or `rdma link del " + ep.RXE + "` if it is a leftover"})
 				continue
 			}
-			add(Step{Kind: StepRXE, Link: ep.NIC, RXE: ep.RXE})
+			add(Step{Change: &RXE{Link: ep.NIC, RXE: ep.RXE}})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -303,30 +304,6 @@ func plannedOld(h HostView, key string, created map[string]bool) (string, error)
 	return h.Sysctl(key)
 }
 
-func lastComponent(key string) string { return key[strings.LastIndexByte(key, '.')+1:] }
-
-// endpointAddr is the address an endpoint's GID is derived from.
-func endpointAddr(s *scenario.Scenario, ep scenario.Endpoint) netip.Addr {
-	if ep.Address != "" {
-		if a, err := netip.ParseAddr(ep.Address); err == nil {
-			return a
-		}
-		if p, err := netip.ParsePrefix(ep.Address); err == nil {
-			return p.Addr()
-		}
-	}
-	n, ok := s.NIC(ep.NIC)
-	if !ok {
-		return netip.Addr{}
-	}
-	for _, a := range n.Addresses {
-		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() {
-			return p.Addr()
-		}
-	}
-	return netip.Addr{}
-}
-
 // familiesOf lists the address families the lab's NICs use.
 func familiesOf(s *scenario.Scenario) []int {
 	var v4, v6 bool
@@ -343,10 +320,10 @@ func familiesOf(s *scenario.Scenario) []int {
 	}
 	var out []int
 	if v4 || !v6 {
-		out = append(out, afInet)
+		out = append(out, kernel.AFInet)
 	}
 	if v6 {
-		out = append(out, afInet6)
+		out = append(out, kernel.AFInet6)
 	}
 	return out
 }

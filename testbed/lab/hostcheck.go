@@ -1,20 +1,23 @@
-package testbed
+package lab
 
 import (
 	"errors"
 	"fmt"
 
+	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // preflight checks, before anything is changed, that the host can carry out the plan: the
 // kernel features its steps need, and the hardware RDMA devices its endpoints name. Missing
 // pieces are *PreflightError (exit code 3).
-func checkHost(env *Env, s *scenario.Scenario, p *Plan, skipRDMA bool) error {
+func checkHost(env *host.Env, s *scenario.Scenario, p *plan.Plan, skipRDMA bool) error {
 	for _, st := range p.Steps {
-		if st.Kind == StepRXE {
-			if err := rdmaPreflight(env); err != nil {
+		if st.Kind() == plan.KindRXE {
+			if err := CheckRDMA(env); err != nil {
 				return err
 			}
 			break
@@ -36,9 +39,9 @@ func checkHost(env *Env, s *scenario.Scenario, p *Plan, skipRDMA bool) error {
 
 // hardwareDevicePreflight checks that an endpoint's hardware RDMA device exists on its NIC:
 // "auto" finds it from sysfs (rdmamap), a name must be a device bound to that NIC.
-func hardwareDevicePreflight(env *Env, ep scenario.Endpoint) error {
+func hardwareDevicePreflight(env *host.Env, ep scenario.Endpoint) error {
 	missing := func(have string, err error) error {
-		return &PreflightError{Check: "rdma device on " + ep.NIC, Err: err,
+		return &preflight.Error{Check: "rdma device on " + ep.NIC, Err: err,
 			Need: "a hardware RDMA (RoCE) device on " + ep.NIC, Have: have,
 			Hint: "run this scenario on a host whose " + ep.NIC + " is a RoCE NIC (`rdma link show`), or name the right NIC with --set"}
 	}
@@ -62,13 +65,13 @@ func hardwareDevicePreflight(env *Env, ep scenario.Endpoint) error {
 	return nil
 }
 
-// rdmaPreflight checks for the RDMA core and rdma_rxe (loading it with a fixed `modprobe
+// CheckRDMA checks for the RDMA core and rdma_rxe (loading it with a fixed `modprobe
 // rdma_rxe` if it can) and opens the lab's RDMA netlink handle.
-func rdmaPreflight(env *Env) error {
+func CheckRDMA(env *host.Env) error {
 	if err := rdma.Preflight(); err != nil {
 		var me *rdma.MissingError
 		if errors.As(err, &me) {
-			return &PreflightError{Check: me.Check, Need: me.Need, Have: me.Have, Err: me.Err,
+			return &preflight.Error{Check: me.Check, Need: me.Need, Have: me.Have, Err: me.Err,
 				Hint: me.Hint + ", or pass --skip-rdma to build only the network part"}
 		}
 		return err

@@ -1,13 +1,16 @@
-package testbed
+package lab
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rocebed/rocebed/testbed/scenario"
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/testbed/plan"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // UpOptions control Up.
@@ -23,14 +26,14 @@ type UpOptions struct {
 
 	// BeforeApply and AfterApply are test hooks, called around each change with its index in the
 	// plan. An error from either fails the step, which is how tests inject a failure at step k.
-	BeforeApply func(i int, st *Step) error
-	AfterApply  func(i int, st *Step) error
+	BeforeApply func(i int, st *plan.Step) error
+	AfterApply  func(i int, st *plan.Step) error
 }
 
 // StepError says which step of a plan failed.
 type StepError struct {
 	Index int
-	Step  Step
+	Step  plan.Step
 	Err   error
 }
 
@@ -43,27 +46,27 @@ func (e *StepError) Unwrap() error { return e.Err }
 // Up builds the lab: it plans, checks what the lab needs, and makes each change journaled
 // first. If any change fails, or ctx is cancelled, everything already done is undone and the
 // host is as before. On success the journal stays, for Down.
-func Up(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions) (*Plan, error) {
+func Up(ctx context.Context, env *host.Env, s *scenario.Scenario, opts UpOptions) (*plan.Plan, error) {
 	stateDir := opts.StateDir
 	if stateDir == "" {
 		stateDir = DefaultStateDir
 	}
-	lock, err := LockLab(stateDir, s.Name)
+	lock, err := TakeLock(stateDir, s.Name)
 	if err != nil {
 		return nil, err
 	}
 	if JournalExists(stateDir, s.Name) {
 		lock.Unlock(false)
-		return nil, fmt.Errorf("lab %q: %w (journal in %s): run `rocebed down %s` first", s.Name, ErrLabUp, LabDir(stateDir, s.Name), s.Name)
+		return nil, fmt.Errorf("lab %q: %w (journal in %s): run `rocebed down %s` first", s.Name, ErrUp, Dir(stateDir, s.Name), s.Name)
 	}
 	ok := false
 	defer func() { lock.Unlock(!ok) }()
 
-	plan, err := MakePlan(s, env.View(), PlanOptions{SkipRDMA: opts.SkipRDMA})
+	p, err := plan.MakePlan(s, plan.View(env), plan.PlanOptions{SkipRDMA: opts.SkipRDMA})
 	if err != nil {
 		return nil, err
 	}
-	if err := checkHost(env, s, plan, opts.SkipRDMA); err != nil {
+	if err := checkHost(env, s, p, opts.SkipRDMA); err != nil {
 		return nil, err
 	}
 	j, err := createJournal(stateDir, JournalHeader{
@@ -75,8 +78,8 @@ func Up(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions) (*P
 	}
 	defer j.Close()
 
-	for i := range plan.Steps {
-		st := &plan.Steps[i]
+	for i := range p.Steps {
+		st := &p.Steps[i]
 		if err := ctx.Err(); err != nil {
 			return nil, errors.Join(fmt.Errorf("interrupted before step %d: %w", i+1, err), rollback(env, j))
 		}
@@ -86,14 +89,14 @@ func Up(ctx context.Context, env *Env, s *scenario.Scenario, opts UpOptions) (*P
 			slog.Error("step failed, rolling back", "step", i+1, "change", st.Command(), "error", err)
 			return nil, errors.Join(stepErr, rollback(env, j))
 		}
-		slog.Info("applied", "step", i+1, "of", len(plan.Steps), "change", st.Command(), "took", time.Since(start).Round(time.Microsecond))
+		slog.Info("applied", "step", i+1, "of", len(p.Steps), "change", st.Command(), "took", time.Since(start).Round(time.Microsecond))
 	}
 	ok = true
-	return plan, nil
+	return p, nil
 }
 
-func applyStep(env *Env, j *Journal, i int, st *Step, opts UpOptions) error {
-	if err := env.prepare(st); err != nil {
+func applyStep(env *host.Env, j *Journal, i int, st *plan.Step, opts UpOptions) error {
+	if err := st.Prepare(env); err != nil {
 		return err
 	}
 	if err := j.Begin(i, st); err != nil {
@@ -104,7 +107,7 @@ func applyStep(env *Env, j *Journal, i int, st *Step, opts UpOptions) error {
 			return err
 		}
 	}
-	if err := env.apply(st); err != nil {
+	if err := st.Apply(env); err != nil {
 		return err
 	}
 	if opts.AfterApply != nil {
@@ -116,7 +119,7 @@ func applyStep(env *Env, j *Journal, i int, st *Step, opts UpOptions) error {
 }
 
 // rollback undoes every begun step, newest first, and removes the journal if all undos worked.
-func rollback(env *Env, j *Journal) error {
+func rollback(env *host.Env, j *Journal) error {
 	if err := undoAll(env, j); err != nil {
 		return fmt.Errorf("rollback incomplete, the journal is kept: run `rocebed down %s`: %w", j.Header.Lab, err)
 	}
@@ -124,12 +127,12 @@ func rollback(env *Env, j *Journal) error {
 }
 
 // undoAll undoes the journal's pending steps, keeping going after a failure.
-func undoAll(env *Env, j *Journal) error {
+func undoAll(env *host.Env, j *Journal) error {
 	var errs []error
 	for _, i := range j.Pending() {
 		st := j.Steps[i]
 		start := time.Now()
-		if err := env.undo(st); err != nil {
+		if err := st.Undo(env); err != nil {
 			errs = append(errs, fmt.Errorf("undo step %d (%s): %w", i+1, st.UndoCommand(), err))
 			continue
 		}
@@ -151,7 +154,7 @@ func Down(ctx context.Context, stateDir, lab string) error {
 		slog.Info("lab is not up; nothing to do", "lab", lab)
 		return nil
 	}
-	lock, err := LockLab(stateDir, lab)
+	lock, err := TakeLock(stateDir, lab)
 	if err != nil {
 		return err
 	}
@@ -159,14 +162,14 @@ func Down(ctx context.Context, stateDir, lab string) error {
 	defer func() { lock.Unlock(ok) }()
 	j, err := OpenJournal(stateDir, lab)
 	if err != nil {
-		if errors.Is(err, ErrLabNotUp) {
+		if errors.Is(err, ErrNotUp) {
 			ok = true
 			return nil
 		}
 		return err
 	}
 	defer j.Close()
-	env, err := OpenEnv(j.Header.Netns)
+	env, err := host.Open(j.Header.Netns)
 	if err != nil {
 		return fmt.Errorf("lab %q: %w", lab, err)
 	}

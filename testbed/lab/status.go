@@ -1,4 +1,4 @@
-package testbed
+package lab
 
 import (
 	"errors"
@@ -7,48 +7,50 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/rocebed/rocebed/testbed/plan"
 )
 
-// LabState is what `status` reports of a lab.
-type LabState string
+// State is what `status` reports of a lab.
+type State string
 
 const (
-	LabDown       LabState = "down"       // no journal
-	LabUp         LabState = "up"         // every planned change made
-	LabIncomplete LabState = "incomplete" // up or down was interrupted: run down
-	LabBusy       LabState = "busy"       // another process holds the lock right now
+	StateDown       State = "down"       // no journal
+	StateUp         State = "up"         // every planned change made
+	StateIncomplete State = "incomplete" // up or down was interrupted: run down
+	StateBusy       State = "busy"       // another process holds the lock right now
 )
 
 // Status is a lab's state as its journal and lock tell it.
 type Status struct {
-	Lab      string    `json:"lab"`
-	State    LabState  `json:"state"`
-	File     string    `json:"file,omitempty"`
-	Netns    string    `json:"netns,omitempty"`
-	SkipRDMA bool      `json:"skip_rdma,omitempty"`
-	PID      int       `json:"pid,omitempty"`
-	Started  time.Time `json:"started,omitempty"`
-	Steps    []Step    `json:"steps,omitempty"`
-	Done     int       `json:"done"`
-	Undone   int       `json:"undone"`
+	Lab      string      `json:"lab"`
+	State    State    `json:"state"`
+	File     string      `json:"file,omitempty"`
+	Netns    string      `json:"netns,omitempty"`
+	SkipRDMA bool        `json:"skip_rdma,omitempty"`
+	PID      int         `json:"pid,omitempty"`
+	Started  time.Time   `json:"started,omitempty"`
+	Steps    []plan.Step `json:"steps,omitempty"`
+	Done     int         `json:"done"`
+	Undone   int         `json:"undone"`
 }
 
-// LabStatus reads a lab's journal without changing it. A lab whose journal ends in a step that
+// StatusOf reads a lab's journal without changing it. A lab whose journal ends in a step that
 // was begun but not finished, or that has undone steps, is incomplete.
-func LabStatus(stateDir, lab string) (*Status, error) {
+func StatusOf(stateDir, lab string) (*Status, error) {
 	if stateDir == "" {
 		stateDir = DefaultStateDir
 	}
-	st := &Status{Lab: lab, State: LabDown}
+	st := &Status{Lab: lab, State: StateDown}
 	if !JournalExists(stateDir, lab) {
 		return st, nil
 	}
-	if lockHeld(filepath.Join(LabDir(stateDir, lab), lockFile)) {
-		st.State = LabBusy
+	if lockHeld(filepath.Join(Dir(stateDir, lab), lockFile)) {
+		st.State = StateBusy
 	}
 	j, err := OpenJournal(stateDir, lab)
 	if err != nil {
-		if errors.Is(err, ErrLabNotUp) {
+		if errors.Is(err, ErrNotUp) {
 			return st, nil
 		}
 		return nil, err
@@ -65,10 +67,10 @@ func LabStatus(stateDir, lab string) (*Status, error) {
 		st.Steps = append(st.Steps, *j.Steps[i])
 	}
 	st.Done, st.Undone = len(j.Done), len(j.Undone)
-	if st.State != LabBusy {
-		st.State = LabUp
+	if st.State != StateBusy {
+		st.State = StateUp
 		if st.Done != len(j.Steps) || st.Undone > 0 {
-			st.State = LabIncomplete
+			st.State = StateIncomplete
 		}
 	}
 	return st, nil

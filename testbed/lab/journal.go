@@ -1,4 +1,4 @@
-package testbed
+package lab
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/rocebed/rocebed/testbed/plan"
 )
 
 // The journal makes `down` possible after anything: a failed step, Ctrl-C, `kill -9`, a reboot
@@ -47,7 +49,7 @@ type JournalHeader struct {
 type journalRecord struct {
 	Type   string         `json:"type"` // header | begin | done | undone
 	Index  int            `json:"index,omitempty"`
-	Step   *Step          `json:"step,omitempty"`
+	Step   *plan.Step     `json:"step,omitempty"`
 	Header *JournalHeader `json:"header,omitempty"`
 }
 
@@ -57,22 +59,22 @@ type Journal struct {
 	path   string
 	Header JournalHeader
 	// Steps are the begun steps by index; Done and Undone mark what completed.
-	Steps  map[int]*Step
+	Steps  map[int]*plan.Step
 	Done   map[int]bool
 	Undone map[int]bool
 }
 
-// LabDir returns the state directory of lab.
-func LabDir(stateDir, lab string) string { return filepath.Join(stateDir, lab) }
+// Dir returns the state directory of lab.
+func Dir(stateDir, lab string) string { return filepath.Join(stateDir, lab) }
 
-// ErrLabBusy means another rocebed process is working on the lab.
-var ErrLabBusy = errors.New("lab is busy")
+// ErrBusy means another rocebed process is working on the lab.
+var ErrBusy = errors.New("lab is busy")
 
-// ErrLabUp means the lab already has a journal: it is up, or an earlier run was interrupted.
-var ErrLabUp = errors.New("lab is already up")
+// ErrUp means the lab already has a journal: it is up, or an earlier run was interrupted.
+var ErrUp = errors.New("lab is already up")
 
-// ErrLabNotUp means the lab has no journal.
-var ErrLabNotUp = errors.New("lab is not up")
+// ErrNotUp means the lab has no journal.
+var ErrNotUp = errors.New("lab is not up")
 
 // Lock is an exclusive hold on a lab's state directory.
 type Lock struct {
@@ -80,10 +82,10 @@ type Lock struct {
 	path string
 }
 
-// LockLab takes the lab's lock without waiting. A second `up` (or `down`) of a lab that is being
-// worked on fails at once with ErrLabBusy, naming the holder.
-func LockLab(stateDir, lab string) (*Lock, error) {
-	dir := LabDir(stateDir, lab)
+// TakeLock takes the lab's lock without waiting. A second `up` (or `down`) of a lab that is being
+// worked on fails at once with ErrBusy, naming the holder.
+func TakeLock(stateDir, lab string) (*Lock, error) {
+	dir := Dir(stateDir, lab)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory %s: %w: pass --state-dir to use another", dir, err)
 	}
@@ -100,7 +102,7 @@ func LockLab(stateDir, lab string) (*Lock, error) {
 			if pid, perr := strconv.Atoi(string(holder)); perr == nil {
 				who = fmt.Sprintf("rocebed process %d", pid)
 			}
-			return nil, fmt.Errorf("lab %q: %w: %s is working on it (lock %s); wait for it to finish", lab, ErrLabBusy, who, p)
+			return nil, fmt.Errorf("lab %q: %w: %s is working on it (lock %s); wait for it to finish", lab, ErrBusy, who, p)
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
@@ -123,17 +125,17 @@ func (l *Lock) Unlock(remove bool) {
 	l.f = nil
 }
 
-// createJournal starts a new journal; it fails with ErrLabUp if one exists.
+// createJournal starts a new journal; it fails with ErrUp if one exists.
 func createJournal(stateDir string, h JournalHeader) (*Journal, error) {
-	p := filepath.Join(LabDir(stateDir, h.Lab), journalFile)
+	p := filepath.Join(Dir(stateDir, h.Lab), journalFile)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("lab %q: %w (journal %s): run `rocebed down %s` first", h.Lab, ErrLabUp, p, h.Lab)
+			return nil, fmt.Errorf("lab %q: %w (journal %s): run `rocebed down %s` first", h.Lab, ErrUp, p, h.Lab)
 		}
 		return nil, fmt.Errorf("create journal %s: %w", p, err)
 	}
-	j := &Journal{f: f, path: p, Header: h, Steps: map[int]*Step{}, Done: map[int]bool{}, Undone: map[int]bool{}}
+	j := &Journal{f: f, path: p, Header: h, Steps: map[int]*plan.Step{}, Done: map[int]bool{}, Undone: map[int]bool{}}
 	if err := j.append(journalRecord{Type: "header", Header: &h}); err != nil {
 		f.Close()
 		os.Remove(p)
@@ -149,22 +151,22 @@ func createJournal(stateDir string, h JournalHeader) (*Journal, error) {
 
 // JournalExists reports whether lab has a journal.
 func JournalExists(stateDir, lab string) bool {
-	_, err := os.Stat(filepath.Join(LabDir(stateDir, lab), journalFile))
+	_, err := os.Stat(filepath.Join(Dir(stateDir, lab), journalFile))
 	return err == nil
 }
 
 // OpenJournal reads a lab's journal and opens it for appending. A torn last line (a crash in
 // the middle of a write) is ignored: the change it described was not made yet.
 func OpenJournal(stateDir, lab string) (*Journal, error) {
-	p := filepath.Join(LabDir(stateDir, lab), journalFile)
+	p := filepath.Join(Dir(stateDir, lab), journalFile)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("lab %q: %w (no journal in %s)", lab, ErrLabNotUp, LabDir(stateDir, lab))
+			return nil, fmt.Errorf("lab %q: %w (no journal in %s)", lab, ErrNotUp, Dir(stateDir, lab))
 		}
 		return nil, fmt.Errorf("open journal %s: %w", p, err)
 	}
-	j := &Journal{f: f, path: p, Steps: map[int]*Step{}, Done: map[int]bool{}, Undone: map[int]bool{}}
+	j := &Journal{f: f, path: p, Steps: map[int]*plan.Step{}, Done: map[int]bool{}, Undone: map[int]bool{}}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	first := true
@@ -190,7 +192,7 @@ func OpenJournal(stateDir, lab string) (*Journal, error) {
 	}
 	if first {
 		f.Close()
-		return nil, fmt.Errorf("journal %s is empty or unreadable: the lab was interrupted before its first change; remove %s", p, LabDir(stateDir, lab))
+		return nil, fmt.Errorf("journal %s is empty or unreadable: the lab was interrupted before its first change; remove %s", p, Dir(stateDir, lab))
 	}
 	return j, nil
 }
@@ -210,7 +212,7 @@ func (j *Journal) append(r journalRecord) error {
 }
 
 // Begin records that step i is about to be made.
-func (j *Journal) Begin(i int, st *Step) error {
+func (j *Journal) Begin(i int, st *plan.Step) error {
 	if err := j.append(journalRecord{Type: "begin", Index: i, Step: st}); err != nil {
 		return err
 	}

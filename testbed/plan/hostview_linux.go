@@ -1,22 +1,23 @@
-package testbed
+package plan
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+
+	"github.com/rocebed/rocebed/internal/host"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // hostView reads the planning inputs from an Env; it changes nothing.
-type hostView struct{ e *Env }
+type hostView struct{ e *host.Env }
 
 // View returns the read-only view of the environment that planning uses.
-func (e *Env) View() HostView { return hostView{e} }
+func View(env *host.Env) HostView { return hostView{env} }
 
 func (v hostView) Link(name string) (LinkState, bool, error) {
 	l, err := v.e.NL.LinkByName(name)
@@ -70,13 +71,13 @@ func (v hostView) Rules(family int) ([]RuleSpec, error) {
 	}
 	out := make([]RuleSpec, 0, len(rules))
 	for _, r := range rules {
-		out = append(out, ruleSpecOf(family, r))
+		out = append(out, RuleSpecOf(family, r))
 	}
 	return out, nil
 }
 
 func (v hostView) RouteExists(r RouteSpec) (bool, error) {
-	nr, err := v.e.netlinkRoute(r)
+	nr, err := netlinkRoute(v.e, r)
 	if err != nil {
 		return false, err
 	}
@@ -101,67 +102,6 @@ func (v hostView) RDMADevice(name string) (bool, error) {
 		return false, nil
 	}
 	return false, err
-}
-
-// ruleSpecOf converts a kernel rule to rocebed's form, so planned and existing rules compare.
-func ruleSpecOf(family int, r netlink.Rule) RuleSpec {
-	rs := RuleSpec{Family: family, Priority: r.Priority, IIF: r.IifName, OIF: r.OifName, Table: r.Table, Protocol: int(r.Protocol)}
-	if r.Src != nil {
-		rs.From = r.Src.String()
-	}
-	if r.Dst != nil {
-		rs.To = r.Dst.String()
-	}
-	return rs
-}
-
-// netlinkRule converts rocebed's rule form to netlink's.
-func netlinkRule(rs RuleSpec) (*netlink.Rule, error) {
-	r := netlink.NewRule()
-	r.Family = rs.Family
-	r.Priority = rs.Priority
-	r.Table = rs.Table
-	r.IifName = rs.IIF
-	r.OifName = rs.OIF
-	r.Protocol = uint8(rs.Protocol)
-	var err error
-	if rs.From != "" {
-		if _, r.Src, err = net.ParseCIDR(rs.From); err != nil {
-			return nil, fmt.Errorf("rule from %q: %w", rs.From, err)
-		}
-	}
-	if rs.To != "" {
-		if _, r.Dst, err = net.ParseCIDR(rs.To); err != nil {
-			return nil, fmt.Errorf("rule to %q: %w", rs.To, err)
-		}
-	}
-	return r, nil
-}
-
-// netlinkRoute converts rocebed's route form to netlink's, resolving the device by name.
-func (e *Env) netlinkRoute(rs RouteSpec) (*netlink.Route, error) {
-	_, dst, err := net.ParseCIDR(rs.To)
-	if err != nil {
-		return nil, fmt.Errorf("route to %q: %w", rs.To, err)
-	}
-	r := &netlink.Route{Dst: dst, Table: rs.Table, Scope: netlink.SCOPE_LINK}
-	if r.Table == 0 {
-		r.Table = unix.RT_TABLE_MAIN
-	}
-	if rs.Src != "" {
-		r.Src = net.ParseIP(rs.Src)
-	}
-	if rs.Via != "" {
-		r.Gw = net.ParseIP(rs.Via)
-		r.Scope = netlink.SCOPE_UNIVERSE
-	}
-	if rs.Dev != "" {
-		l, err := e.NL.LinkByName(rs.Dev)
-		if err == nil {
-			r.LinkIndex = l.Attrs().Index
-		}
-	}
-	return r, nil
 }
 
 func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {

@@ -1,10 +1,14 @@
-package testbed
+// Package host is where a lab lives: one network namespace, reached through handles bound to
+// it (NETLINK_ROUTE, NETLINK_RDMA, /proc/sys/net). Every package that reads or changes the
+// lab's network goes through an Env, so tests can point it at a throwaway namespace.
+package host
 
 import (
 	"errors"
 	"fmt"
 
 	"github.com/rocebed/rocebed/internal/nsutil"
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/rocebed/rocebed/sysctl"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -28,8 +32,8 @@ type Env struct {
 	rdma *netlink.Handle
 }
 
-// OpenEnv opens the environment for the named namespace, or the current one for "".
-func OpenEnv(netnsName string) (*Env, error) {
+// Open opens the environment for the named namespace, or the current one for "".
+func Open(netnsName string) (*Env, error) {
 	e := &Env{NetnsName: netnsName, NS: netns.None(), SysfsRoot: "/sys"}
 	if netnsName != "" {
 		h, err := netns.GetFromName(netnsName)
@@ -77,7 +81,7 @@ func (e *Env) RDMA() (*netlink.Handle, error) {
 	}
 	if err != nil {
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
-			return nil, &PreflightError{Check: "rdma", Need: "a kernel with the RDMA core (NETLINK_RDMA)", Have: "none", Err: err,
+			return nil, &preflight.Error{Check: "rdma", Need: "a kernel with the RDMA core (NETLINK_RDMA)", Have: "none", Err: err,
 				Hint: "use a kernel with RDMA support and `modprobe rdma_rxe`, or run the lab in a VM with `rocebed vm run`, or pass --skip-rdma"}
 		}
 		return nil, fmt.Errorf("open rdma netlink in %s: %w", e, err)

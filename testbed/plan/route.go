@@ -1,0 +1,67 @@
+package plan
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/kernel"
+	"github.com/vishvananda/netlink"
+)
+
+// Route adds a route.
+type Route struct {
+	Route *RouteSpec `json:"route"`
+}
+
+func (*Route) Kind() Kind              { return KindRoute }
+func (*Route) Transition() string      { return "" }
+func (*Route) Prepare(*host.Env) error { return nil }
+func (c *Route) Command() string       { return "ip route add " + c.Route.String() }
+func (c *Route) UndoCommand() string   { return "ip route del " + c.Route.String() }
+
+func (c *Route) Apply(env *host.Env) error {
+	r, err := netlinkRoute(env, *c.Route)
+	if err != nil {
+		return err
+	}
+	return env.NL.RouteAdd(r)
+}
+
+func (c *Route) Undo(env *host.Env) error {
+	r, err := netlinkRoute(env, *c.Route)
+	if err != nil {
+		return err
+	}
+	if r.LinkIndex == 0 {
+		return nil // the device is gone, and its routes with it
+	}
+	return ignoreGone(env.NL.RouteDel(r))
+}
+
+// netlinkRoute converts rocebed's route form to netlink's, resolving the device by name in
+// the lab's namespace (index 0 when it does not exist).
+func netlinkRoute(env *host.Env, rs RouteSpec) (*netlink.Route, error) {
+	_, dst, err := net.ParseCIDR(rs.To)
+	if err != nil {
+		return nil, fmt.Errorf("route to %q: %w", rs.To, err)
+	}
+	r := &netlink.Route{Dst: dst, Table: rs.Table, Scope: netlink.SCOPE_LINK}
+	if r.Table == 0 {
+		r.Table = kernel.TableMain
+	}
+	if rs.Src != "" {
+		r.Src = net.ParseIP(rs.Src)
+	}
+	if rs.Via != "" {
+		r.Gw = net.ParseIP(rs.Via)
+		r.Scope = netlink.SCOPE_UNIVERSE
+	}
+	if rs.Dev != "" {
+		l, err := env.NL.LinkByName(rs.Dev)
+		if err == nil {
+			r.LinkIndex = l.Attrs().Index
+		}
+	}
+	return r, nil
+}
