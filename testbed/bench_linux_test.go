@@ -11,6 +11,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/scenario"
@@ -44,7 +45,7 @@ func runInNetns(tb testing.TB, ns, script string) {
 func TestPlanCommandsAreRealIproute2(t *testing.T) {
 	for _, name := range []string{"same-host", "same-host-sysctl", "seed-fixed"} {
 		t.Run(name, func(t *testing.T) {
-			ns, env, s := labIn(t, name)
+			ns, env, s := testlab.InNetNS(t, name)
 			before := ns.Dump(t)
 			state := t.TempDir()
 			p, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})

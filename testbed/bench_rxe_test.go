@@ -10,6 +10,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed/lab"
@@ -111,9 +112,9 @@ func benchBrokenPath(b *testing.B, env *host.Env) (verdict, pingpong float64) {
 	const limit = 10 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	r := runToolPair(b, ctx, "ibv_rc_pingpong", []string{"-d", "rxe1", "-g", gid, "-n", "10"},
+	r := testlab.RunToolPair(b, ctx, "ibv_rc_pingpong", []string{"-d", "rxe1", "-g", gid, "-n", "10"},
 		[]string{"-d", "rxe0", "-g", gid, "-n", "10", "127.0.0.1"})
-	pingpong = r.clientTook.Seconds()
+	pingpong = r.ClientTook.Seconds()
 	if ctx.Err() != nil {
 		b.Logf("ibv_rc_pingpong on the broken path: no verdict, killed after %s", limit)
 	}
@@ -151,10 +152,10 @@ func gidIndex(b *testing.B, dev, addr string) int {
 func toolPair(b *testing.B, tool string, limit time.Duration, serverArgs, clientArgs []string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	r := runToolPair(b, ctx, tool, serverArgs, clientArgs)
-	require.NoError(b, r.clientErr, "%s: %s", tool, r.clientOut)
-	require.NoError(b, r.serverErr, "%s server: %s", tool, r.serverOut)
-	return r.clientOut
+	r := testlab.RunToolPair(b, ctx, tool, serverArgs, clientArgs)
+	require.NoError(b, r.ClientErr, "%s: %s", tool, r.ClientOut)
+	require.NoError(b, r.ServerErr, "%s server: %s", tool, r.ServerOut)
+	return r.ClientOut
 }
 
 // perftestColumn reads a value from perftest's result table: the header line holding column,

@@ -15,6 +15,8 @@ import (
 
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/counters"
+	"github.com/rocebed/rocebed/testbed/probe"
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
@@ -210,8 +212,8 @@ type DirectionEvidence struct {
 	// RouteBack is `ip route get SRC from DST fibmatch`: the route DstNIC's source check uses.
 	RouteBack RouteAnswer `json:"route_back"`
 	// Probe is the first failing probe layer of this direction (nil when it passed or did not run).
-	Probe       *LayerResult `json:"probe,omitempty"`
-	ProbePassed bool         `json:"probe_passed,omitempty"`
+	Probe       *probe.LayerResult `json:"probe,omitempty"`
+	ProbePassed bool               `json:"probe_passed,omitempty"`
 }
 
 // NeighborEvidence is one neighbour entry.
@@ -274,7 +276,7 @@ type TrafficEvidence struct {
 	Pass    bool            `json:"pass"`
 	Batches []BatchEvidence `json:"batches,omitempty"`
 	// Delta is the counters over all the traffic.
-	Delta *Snapshot `json:"delta,omitempty"`
+	Delta *counters.Snapshot `json:"delta,omitempty"`
 }
 
 // BatchEvidence is what the rules need of one traffic batch.
@@ -300,9 +302,9 @@ type BatchEvidence struct {
 	ReceiverCompletions int `json:"receiver_completions"`
 	ReceiverOK          int `json:"receiver_ok"`
 	// FirstError is the first failed completion's status (IBV_WC_RETRY_EXC_ERR) and when.
-	FirstError   string    `json:"first_error,omitempty"`
-	FirstErrorMS float64   `json:"first_error_ms,omitempty"`
-	Counters     *Snapshot `json:"counters,omitempty"`
+	FirstError   string             `json:"first_error,omitempty"`
+	FirstErrorMS float64            `json:"first_error_ms,omitempty"`
+	Counters     *counters.Snapshot `json:"counters,omitempty"`
 }
 
 // TraceEvidence is the optional kfree_skb layer.
@@ -386,12 +388,12 @@ func TrafficEvidenceOf(r *TrafficReport, source string) *TrafficEvidence {
 }
 
 // addSnapshots adds counter deltas.
-func addSnapshots(a, b *Snapshot) *Snapshot {
+func addSnapshots(a, b *counters.Snapshot) *counters.Snapshot {
 	if b == nil {
 		return a
 	}
 	if a == nil {
-		a = &Snapshot{Taken: b.Taken, RDMA: map[string]rdma.Counters{}, Links: map[string]LinkCounters{}, Kernel: map[string]uint64{}}
+		a = &counters.Snapshot{Taken: b.Taken, RDMA: map[string]rdma.Counters{}, Links: map[string]counters.LinkCounters{}, Kernel: map[string]uint64{}}
 	}
 	for dev, c := range b.RDMA {
 		if a.RDMA[dev] == nil {
@@ -478,21 +480,21 @@ func reconcile(ev *Evidence) (*Evidence, []string) {
 // crossed: every message completed and d shows at least that many packets sent by the
 // sender's device and NIC, received by the receiver's NIC and device, ACKs both ways for RC,
 // and fewer on lo.
-func crossed(d *Snapshot, b BatchEvidence) bool {
+func crossed(d *counters.Snapshot, b BatchEvidence) bool {
 	n := uint64(b.Messages)
 	if b.SenderOK < b.Messages || b.ReceiverOK < b.Messages {
 		return false
 	}
 	at := func(v uint64, ok bool, min uint64) bool { return ok && v >= min }
-	sent, ok1 := d.RDMACounter(b.SenderDevice, CounterRXEHWSentPkts)
-	rcvd, ok2 := d.RDMACounter(b.ReceiverDevice, CounterRXEHWRcvdPkts)
+	sent, ok1 := d.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
+	rcvd, ok2 := d.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWRcvdPkts)
 	tx, ok3 := d.Link(b.SenderNIC)
 	rx, ok4 := d.Link(b.ReceiverNIC)
 	lo, ok5 := d.Link("lo")
 	good := at(sent, ok1, n) && at(rcvd, ok2, n) && at(tx.TxPackets, ok3, n) && at(rx.RxPackets, ok4, n) && ok5 && lo.TxPackets < n
 	if b.Transport == scenario.TransportRC {
-		acks, ok6 := d.RDMACounter(b.ReceiverDevice, CounterRXEHWSentPkts)
-		back, ok7 := d.RDMACounter(b.SenderDevice, CounterRXEHWRcvdPkts)
+		acks, ok6 := d.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWSentPkts)
+		back, ok7 := d.RDMACounter(b.SenderDevice, counters.CounterRXEHWRcvdPkts)
 		good = good && at(acks, ok6, 1) && at(back, ok7, 1)
 	}
 	return good
@@ -571,7 +573,7 @@ func (r ruler) batches() []BatchEvidence {
 }
 
 // counters returns the batch's deltas, or the whole traffic's.
-func (r ruler) counters(b BatchEvidence) *Snapshot {
+func (r ruler) counters(b BatchEvidence) *counters.Snapshot {
 	if b.Counters != nil {
 		return b.Counters
 	}
@@ -673,22 +675,6 @@ func (r ruler) gidMissing() *Finding {
 		Evidence: ev, Fix: &FindingFix{Description: "give both endpoints an RDMA device bound to their NIC, with the address on the NIC", Scenario: scen, Commands: cmds}}
 }
 
-// noPorts sums Udp.NoPorts over every namespace in a snapshot; per names the namespaces.
-func noPorts(s *Snapshot) (total uint64, per []string) {
-	if s == nil {
-		return 0, nil
-	}
-	for _, k := range slices.Sorted(maps.Keys(s.Kernel)) {
-		if k == CounterUDPNoPorts || strings.HasSuffix(k, "/"+CounterUDPNoPorts) {
-			if v := s.Kernel[k]; v > 0 {
-				total += v
-				per = append(per, fmt.Sprintf("%s +%d", k, v))
-			}
-		}
-	}
-	return total, per
-}
-
 func (r ruler) noListener() *Finding {
 	var ev []string
 	var where []string
@@ -703,9 +689,9 @@ func (r ruler) noListener() *Finding {
 	nodrop := false
 	for _, b := range r.batches() {
 		c := r.counters(b)
-		np, per := noPorts(c)
-		rcvd, _ := c.RDMACounter(b.ReceiverDevice, CounterRXEHWRcvdPkts)
-		sent, _ := c.RDMACounter(b.SenderDevice, CounterRXEHWSentPkts)
+		np, per := c.KernelSum(counters.CounterUDPNoPorts)
+		rcvd, _ := c.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWRcvdPkts)
+		sent, _ := c.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
 		if np > 0 && !b.Pass && rcvd == 0 && sent > 0 {
 			nodrop = true
 			ev = append(ev, fmt.Sprintf("%s: %s sent_pkts +%d, %s rcvd_pkts +0; %s", b.Name+" "+string(b.Direction), b.SenderDevice, sent, b.ReceiverDevice, strings.Join(per, ", ")))
@@ -790,8 +776,8 @@ func (r ruler) sourceCheckLines(d *DirectionEvidence) []string {
 	return ev
 }
 
-func (r ruler) martianDelta(s *Snapshot) (uint64, bool) {
-	return s.KernelCounter(CounterMartianSrc)
+func (r ruler) martianDelta(s *counters.Snapshot) (uint64, bool) {
+	return s.KernelCounter(counters.CounterMartianSrc)
 }
 
 // neighbor: ARP between the NICs failed, seen as an unresolved neighbour together with a
@@ -804,7 +790,7 @@ func (r ruler) neighbor() *Finding {
 		if d.Neighbor.Usable() || d.Neighbor.State == "" {
 			continue
 		}
-		probeNeigh := d.Probe != nil && d.Probe.Layer == LayerNeighbor
+		probeNeigh := d.Probe != nil && d.Probe.Layer == probe.LayerNeighbor
 		connect := false
 		for _, b := range r.batches() {
 			if b.Class == ClassConnectTimeout {
@@ -831,8 +817,8 @@ func (r ruler) neighbor() *Finding {
 		c := r.counters(b)
 		m, _ := r.martianDelta(c)
 		martian += m
-		sent, _ := c.RDMACounter(b.SenderDevice, CounterRXEHWSentPkts)
-		rsent, _ := c.RDMACounter(b.ReceiverDevice, CounterRXEHWSentPkts)
+		sent, _ := c.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
+		rsent, _ := c.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWSentPkts)
 		ev = append(ev, fmt.Sprintf("%s %s: connect failed after %s: %s; in_martian_src +%d; %s sent_pkts +%d, %s sent_pkts +%d (no RoCE packet left)",
 			b.Name, b.Direction, fmtMS(b.ConnectMS), b.ConnectError, m, b.SenderDevice, sent, b.ReceiverDevice, rsent))
 	}
@@ -848,9 +834,9 @@ func (r ruler) neighbor() *Finding {
 	}
 	if strict {
 		if t := r.ev.Traffic; t != nil && t.Delta != nil {
-			m, _ := t.Delta.KernelCounter(CounterMartianSrc)
-			rpf, _ := t.Delta.KernelCounter(CounterRPFilter)
-			ev = append(ev, fmt.Sprintf("rt_cache.in_martian_src +%d (the kernel counts the ARP's failed source check there), %s +%d (it counts IP packets only)", m, CounterRPFilter, rpf))
+			m, _ := t.Delta.KernelCounter(counters.CounterMartianSrc)
+			rpf, _ := t.Delta.KernelCounter(counters.CounterRPFilter)
+			ev = append(ev, fmt.Sprintf("rt_cache.in_martian_src +%d (the kernel counts the ARP's failed source check there), %s +%d (it counts IP packets only)", m, counters.CounterRPFilter, rpf))
 		}
 	}
 	ev = append(ev, r.traceLines("ARP")...)
@@ -921,12 +907,12 @@ func (r ruler) martianSource() *Finding {
 			continue
 		}
 		c := r.counters(b)
-		sent, sok := c.RDMACounter(b.SenderDevice, CounterRXEHWSentPkts)
-		rcvd, _ := c.RDMACounter(b.ReceiverDevice, CounterRXEHWRcvdPkts)
+		sent, sok := c.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
+		rcvd, _ := c.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWRcvdPkts)
 		tx, _ := c.Link(b.SenderNIC)
 		rx, _ := c.Link(b.ReceiverNIC)
 		m, _ := r.martianDelta(c)
-		rpf, _ := c.KernelCounter(CounterRPFilter)
+		rpf, _ := c.KernelCounter(counters.CounterRPFilter)
 		if !sok || sent == 0 || rcvd != 0 || tx.TxPackets == 0 || rx.RxPackets == 0 {
 			continue
 		}
@@ -940,9 +926,9 @@ func (r ruler) martianSource() *Finding {
 			fmt.Sprintf("rt_cache.in_martian_src +%d (≈ the %d packets sent)", m, sent))
 		if rpf > 0 {
 			strict = true
-			ev = append(ev, fmt.Sprintf("%s +%d", CounterRPFilter, rpf))
+			ev = append(ev, fmt.Sprintf("%s +%d", counters.CounterRPFilter, rpf))
 		}
-		if rc, ok := c.RDMACounter(b.SenderDevice, CounterRXECompRetryErr); ok && rc > 0 {
+		if rc, ok := c.RDMACounter(b.SenderDevice, counters.CounterRXECompRetryErr); ok && rc > 0 {
 			ev = append(ev, fmt.Sprintf("%s completer_retry_err +%d", b.SenderDevice, rc))
 		}
 		if b.FirstError != "" {
@@ -1000,7 +986,7 @@ func (r ruler) notOnWire() *Finding {
 		c := r.counters(b)
 		lo, lok := c.Link("lo")
 		rx, _ := c.Link(b.ReceiverNIC)
-		sent, _ := c.RDMACounter(b.SenderDevice, CounterRXEHWSentPkts)
+		sent, _ := c.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
 		if b.Class == ClassNotOnWire || (lok && sent > 0 && lo.TxPackets >= sent && rx.RxPackets < sent) {
 			ev = append(ev, fmt.Sprintf("%s %s: %s sent_pkts +%d, %s rx +%d, lo tx +%d", b.Name, b.Direction, b.SenderDevice, sent, b.ReceiverNIC, rx.RxPackets, lo.TxPackets))
 			if b.Class == ClassNotOnWire {
@@ -1080,9 +1066,9 @@ func (r ruler) retryExceeded() *Finding {
 			continue
 		}
 		c := r.counters(b)
-		sent, _ := c.RDMACounter(b.SenderDevice, CounterRXEHWSentPkts)
-		rcvd, _ := c.RDMACounter(b.ReceiverDevice, CounterRXEHWRcvdPkts)
-		rsent, _ := c.RDMACounter(b.ReceiverDevice, CounterRXEHWSentPkts)
+		sent, _ := c.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
+		rcvd, _ := c.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWRcvdPkts)
+		rsent, _ := c.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWSentPkts)
 		ev = append(ev, fmt.Sprintf("%s %s: %s got %s after %s; %s sent_pkts +%d, %s rcvd_pkts +%d sent_pkts +%d (ACKs)",
 			b.Name, b.Direction, b.SenderDevice, b.FirstError, fmtMS(b.FirstErrorMS), b.SenderDevice, sent, b.ReceiverDevice, rcvd, rsent))
 	}
@@ -1317,7 +1303,7 @@ func Conclude(ev *Evidence) *Diagnosis {
 		d.Layers = append(d.Layers, fmt.Sprintf("traffic (%s): %s", t.Source, strings.Join(cls, ", ")))
 		if t.Delta != nil {
 			var moved []string
-			for _, k := range []string{CounterMartianSrc, CounterRPFilter, CounterUDPNoPorts} {
+			for _, k := range []string{counters.CounterMartianSrc, counters.CounterRPFilter, counters.CounterUDPNoPorts} {
 				for _, name := range slices.Sorted(maps.Keys(t.Delta.Kernel)) {
 					if (name == k || strings.HasSuffix(name, "/"+k)) && t.Delta.Kernel[name] > 0 {
 						moved = append(moved, fmt.Sprintf("%s +%d", name, t.Delta.Kernel[name]))

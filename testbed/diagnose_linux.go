@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/plan"
+	"github.com/rocebed/rocebed/testbed/probe"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -104,7 +107,7 @@ func CollectEvidence(ctx context.Context, env *host.Env, s *scenario.Scenario, o
 	}
 
 	if !opts.NoProbe {
-		rep, err := Probe(ctx, env, s)
+		rep, err := probe.Run(ctx, env, s)
 		if err != nil && ctx.Err() != nil {
 			return ev, err
 		}
@@ -123,7 +126,7 @@ type collector struct {
 	env   *host.Env
 	s     *scenario.Scenario
 	ev    *Evidence
-	probe *ProbeReport
+	probe *probe.Report
 }
 
 func (c *collector) note(format string, args ...any) {
@@ -169,7 +172,7 @@ func (c *collector) collectNICs() {
 			ne.OperState = a.OperState.String()
 			ne.MTU = a.MTU
 			ne.MAC = a.HardwareAddr.String()
-			if h, closeH, err := linkHandle(c.env, ns); err == nil {
+			if h, closeH, err := c.env.NetlinkIn(ns); err == nil {
 				if addrs, err := h.AddrList(l, unix.AF_UNSPEC); err == nil {
 					for _, ad := range addrs {
 						if ad.IP.IsLinkLocalUnicast() {
@@ -203,7 +206,7 @@ func (c *collector) collectNICs() {
 
 func (c *collector) getSysctl(ns, key string) (string, error) {
 	var v string
-	err := doIn(c.env, ns, func() error {
+	err := c.env.DoIn(ns, func() error {
 		var err error
 		v, err = c.env.Sysctl.Get(key)
 		return err
@@ -220,7 +223,7 @@ func (c *collector) locate(name, declared string) (string, netlink.Link, error) 
 			return nil, nil
 		}
 		tried[ns] = true
-		h, closeH, err := linkHandle(c.env, ns)
+		h, closeH, err := c.env.NetlinkIn(ns)
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +271,7 @@ func (c *collector) collectEndpoints(ctx context.Context) error {
 			ee.Device = ep.Device
 		}
 		nic := c.nicEvidence(ep.NIC)
-		if dev, err := endpointDevice(c.env, c.s, ep); err == nil {
+		if dev, err := lab.EndpointDevice(c.env, c.s, ep); err == nil {
 			ee.Device = dev
 		} else if ep.Device == "auto" {
 			ee.GIDError = err.Error()
@@ -283,8 +286,10 @@ func (c *collector) collectEndpoints(ctx context.Context) error {
 			if ready || !linkOK || time.Now().After(deadline) {
 				break
 			}
-			if err := probeSleep(ctx, 50*time.Millisecond); err != nil {
-				return err
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
 			}
 		}
 		c.ev.Endpoints = append(c.ev.Endpoints, ee)
@@ -388,17 +393,19 @@ func (c *collector) unusable() string {
 
 // runTraffic runs the scenario's traffic between two snapshots of the lab's counters.
 func (c *collector) runTraffic(ctx context.Context, eff *scenario.Scenario) (*TrafficEvidence, error) {
-	before, err := TakeSnapshot(c.env, eff)
+	before, err := counters.TakeSnapshot(c.env, eff)
 	if err != nil {
 		return &TrafficEvidence{Source: "diagnose", Error: "counters: " + err.Error()}, nil
 	}
 	rep, rerr := RunTraffic(ctx, c.env, eff)
 	// The last batch read the hw_counters just now; the kernel serves reads within the
 	// counters' lifespan from a cache, so wait it out for a fresh read.
-	if err := probeSleep(ctx, c.counterLifespan()); err != nil {
-		return TrafficEvidenceOf(rep, "diagnose"), err
+	select {
+	case <-ctx.Done():
+		return TrafficEvidenceOf(rep, "diagnose"), ctx.Err()
+	case <-time.After(c.counterLifespan()):
 	}
-	after, err := TakeSnapshot(c.env, eff)
+	after, err := counters.TakeSnapshot(c.env, eff)
 	te := TrafficEvidenceOf(rep, "diagnose")
 	if err == nil {
 		te.Delta = after.Delta(before)
@@ -454,7 +461,7 @@ func (c *collector) direction(de *DirectionEvidence) {
 	de.RouteIn.Query = fmt.Sprintf("ip route get %s from %s iif %s", dst, src, de.DstNIC)
 	de.RouteBack.Query = fmt.Sprintf("ip route get fibmatch %s from %s", src, dst)
 	if sn != nil && sn.Found {
-		h, closeH, err := linkHandle(c.env, sn.Netns)
+		h, closeH, err := c.env.NetlinkIn(sn.Netns)
 		if err == nil {
 			if l, err := h.LinkByName(de.SrcNIC); err == nil {
 				de.Neighbor = neighborOf(h, l, dst, de.Neighbor.PeerMAC)
@@ -465,7 +472,7 @@ func (c *collector) direction(de *DirectionEvidence) {
 		}
 	}
 	if dn != nil && dn.Found {
-		h, closeH, err := linkHandle(c.env, dn.Netns)
+		h, closeH, err := c.env.NetlinkIn(dn.Netns)
 		if err == nil {
 			if l, err := h.LinkByName(de.DstNIC); err == nil {
 				rs, err := h.RouteGetWithOptions(dst, &netlink.RouteGetOptions{SrcAddr: src, IifIndex: l.Attrs().Index})
@@ -480,14 +487,14 @@ func (c *collector) direction(de *DirectionEvidence) {
 
 func neighborOf(h *netlink.Handle, l netlink.Link, ip net.IP, peerMAC string) NeighborEvidence {
 	n := NeighborEvidence{State: "absent", PeerMAC: peerMAC}
-	list, err := h.NeighList(l.Attrs().Index, probeFamily(ip))
+	list, err := h.NeighList(l.Attrs().Index, kernel.FamilyOf(ip))
 	if err != nil {
 		n.State = "unreadable: " + err.Error()
 		return n
 	}
 	for _, x := range list {
 		if x.IP.Equal(ip) {
-			n.State = probeNeighState(x.State)
+			n.State = kernel.NeighStateName(x.State)
 			if len(x.HardwareAddr) > 0 {
 				n.LLAddr = x.HardwareAddr.String()
 			}
@@ -511,7 +518,7 @@ func routeAnswer(h *netlink.Handle, query string, rs []netlink.Route, err error)
 		return a
 	}
 	r := rs[0]
-	a.Type = probeRouteType(r.Type)
+	a.Type = kernel.RouteTypeName(r.Type)
 	if r.LinkIndex > 0 {
 		if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
 			a.Dev = l.Attrs().Name
@@ -523,7 +530,7 @@ func routeAnswer(h *netlink.Handle, query string, rs []netlink.Route, err error)
 		a.Src = r.Src.String()
 	}
 	if r.Table > 0 {
-		a.Table = probeTableName(r.Table)
+		a.Table = kernel.TableName(r.Table)
 	}
 	return a
 }
@@ -578,5 +585,5 @@ func (c *collector) counterLifespan() time.Duration {
 	for _, e := range c.ev.Endpoints {
 		devs = append(devs, e.Device)
 	}
-	return HWCounterCache(c.env, devs...)
+	return counters.HWCounterCache(c.env, devs...)
 }

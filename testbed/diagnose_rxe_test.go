@@ -25,9 +25,10 @@ import (
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/rdma"
-	"github.com/rocebed/rocebed/scenarios"
 	"github.com/rocebed/rocebed/sysctl"
+	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
@@ -142,7 +143,7 @@ func TestDiagnoseRXE(t *testing.T) {
 			if tc.wantFn != nil {
 				want = tc.wantFn(t, env)
 			}
-			d := diagnoseLab(t, env, tc)
+			d := diagnoseLab(t, tc)
 			if want == "" {
 				assert.Empty(t, d.Findings, "a healthy lab gets no finding; got %v", d.Codes())
 				assert.True(t, d.TrafficPassed)
@@ -163,33 +164,16 @@ func TestDiagnoseRXE(t *testing.T) {
 
 // diagnoseLab brings the case's lab up, breaks it, diagnoses it and takes it down, checking
 // that nothing of the lab is left.
-func diagnoseLab(t *testing.T, env *host.Env, tc diagCase) *Diagnosis {
+func diagnoseLab(t *testing.T, tc diagCase) *Diagnosis {
 	t.Helper()
-	s, err := scenario.Load(tc.scenario, nil)
-	require.NoError(t, err)
-	if tc.edit != nil {
-		tc.edit(s)
-	}
-	state := t.TempDir()
-	rulesBefore := ruleSet(t, env)
-	ctx := context.Background()
-	_, err = lab.Up(ctx, env, s, lab.UpOptions{StateDir: state})
-	require.NoError(t, err)
-	downed := false
-	t.Cleanup(func() {
-		if !downed {
-			_ = lab.Down(context.Background(), state, s.Name)
-		}
-	})
+	l := testlab.UpRXE(t, tc.scenario, tc.edit)
 	if tc.breakLab != nil {
-		tc.breakLab(t, env, s)
+		tc.breakLab(t, l.Env, l.Scenario)
 	}
 	start := time.Now()
-	d, err := Diagnose(ctx, env, s, diagOptions())
+	d, err := Diagnose(context.Background(), l.Env, l.Scenario, diagOptions())
 	took := time.Since(start)
-	require.NoError(t, lab.Down(ctx, state, s.Name))
-	downed = true
-	assertLabGone(t, env, s, rulesBefore)
+	l.Down(t)
 	require.NoError(t, err)
 	var b strings.Builder
 	require.NoError(t, d.WriteText(&b))
@@ -215,9 +199,9 @@ func diagCheckSeed(t *testing.T, d *Diagnosis) {
 	require.NotNil(t, d.Evidence.Traffic)
 	require.NotEmpty(t, d.Evidence.Traffic.Batches)
 	b := d.Evidence.Traffic.Batches[0]
-	sent, _ := b.Counters.RDMACounter(b.SenderDevice, CounterRXEHWSentPkts)
-	rcvd, _ := b.Counters.RDMACounter(b.ReceiverDevice, CounterRXEHWRcvdPkts)
-	m, _ := b.Counters.KernelCounter(CounterMartianSrc)
+	sent, _ := b.Counters.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
+	rcvd, _ := b.Counters.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWRcvdPkts)
+	m, _ := b.Counters.KernelCounter(counters.CounterMartianSrc)
 	assert.Positive(t, sent)
 	assert.Zero(t, rcvd)
 	assert.GreaterOrEqual(t, m, sent, "every RoCE packet dropped as a martian source")
@@ -244,7 +228,7 @@ func diagCheckNeighborMartian(t *testing.T, d *Diagnosis) {
 	assert.Positive(t, unresolved, "a neighbour must be unresolved")
 	for _, b := range d.Evidence.Traffic.Batches {
 		assert.Equal(t, ClassConnectTimeout, b.Class, b.Verdict)
-		sent, _ := b.Counters.RDMACounter(b.SenderDevice, CounterRXEHWSentPkts)
+		sent, _ := b.Counters.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
 		assert.Zero(t, sent, "no RoCE packet leaves before RTR")
 	}
 }
@@ -261,9 +245,9 @@ func diagCheckStrictARP(t *testing.T, d *Diagnosis) {
 	for _, b := range d.Evidence.Traffic.Batches {
 		assert.Equal(t, ClassConnectTimeout, b.Class, b.Verdict)
 	}
-	rpf, _ := d.Evidence.Traffic.Delta.KernelCounter(CounterRPFilter)
-	m, _ := d.Evidence.Traffic.Delta.KernelCounter(CounterMartianSrc)
-	t.Logf("strict rp_filter ARP drop: in_martian_src +%d, %s +%d", m, CounterRPFilter, rpf)
+	rpf, _ := d.Evidence.Traffic.Delta.KernelCounter(counters.CounterRPFilter)
+	m, _ := d.Evidence.Traffic.Delta.KernelCounter(counters.CounterMartianSrc)
+	t.Logf("strict rp_filter ARP drop: in_martian_src +%d, %s +%d", m, counters.CounterRPFilter, rpf)
 	assert.Positive(t, m)
 }
 
@@ -277,7 +261,7 @@ func diagCheckNoListener(t *testing.T, d *Diagnosis) {
 	require.NotNil(t, moved)
 	assert.True(t, moved.Found)
 	assert.True(t, strings.HasPrefix(moved.Netns, testenv.NetNSPrefix), "vB found in %q", moved.Netns)
-	np, per := noPorts(d.Evidence.Traffic.Delta)
+	np, per := d.Evidence.Traffic.Delta.KernelSum(counters.CounterUDPNoPorts)
 	t.Logf("Udp.NoPorts: %d (%v)", np, per)
 	assert.Positive(t, np, "UDP 4791 must arrive where nothing listens")
 }
@@ -359,19 +343,9 @@ func diagRDMAMode(env *host.Env) string {
 // report diagnosed with DiagnoseAfterRun gives the same root cause.
 func TestDiagnoseRXEFixSeed(t *testing.T) {
 	testenv.RequireRXE(t)
-	env, err := host.Open("")
-	require.NoError(t, err)
-	t.Cleanup(env.Close)
-	s, err := scenario.Load("seed", nil)
-	require.NoError(t, err)
-	src, err := scenarios.Read("seed")
-	require.NoError(t, err)
-	state := t.TempDir()
-	rulesBefore := ruleSet(t, env)
+	l := testlab.UpRXE(t, "seed", nil)
+	env, s, state := l.Env, l.Scenario, l.StateDir
 	ctx := context.Background()
-	_, err = lab.Up(ctx, env, s, lab.UpOptions{StateDir: state, Source: src})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = lab.Down(context.Background(), state, s.Name) })
 
 	rep, err := RunTraffic(ctx, env, s)
 	require.NoError(t, err)
@@ -407,9 +381,8 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, d2.Findings, "fixed lab: %v", d2.Codes())
 
-	require.NoError(t, lab.Down(ctx, state, s.Name))
-	assertLabGone(t, env, s, rulesBefore)
-	m, _ := rep.Batches[0].Counters.KernelCounter(CounterMartianSrc)
+	l.Down(t)
+	m, _ := rep.Batches[0].Counters.KernelCounter(counters.CounterMartianSrc)
 	t.Logf("before: %s (in_martian_src +%s); after: %s", d.FirstCode(), strconv.FormatUint(m, 10), res.After.Verdict)
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -94,10 +95,10 @@ func healthyEvidence() *Evidence {
 		return BatchEvidence{Name: "rc-both", Transport: scenario.TransportRC, Direction: dir, Messages: 100,
 			SenderDevice: sdev, SenderNIC: snd, ReceiverDevice: rdev, ReceiverNIC: rcv, Pass: true,
 			SenderCompletions: 100, SenderOK: 100, ReceiverCompletions: 100, ReceiverOK: 100, Verdict: "ok",
-			Counters: &Snapshot{
+			Counters: &counters.Snapshot{
 				RDMA:   map[string]rdma.Counters{sdev: {"sent_pkts": 100, "rcvd_pkts": 100}, rdev: {"sent_pkts": 100, "rcvd_pkts": 100}},
-				Links:  map[string]LinkCounters{snd: {TxPackets: 100, RxPackets: 100}, rcv: {TxPackets: 100, RxPackets: 100}, "lo": {}},
-				Kernel: map[string]uint64{CounterMartianSrc: 0, CounterUDPNoPorts: 0, CounterRPFilter: 0},
+				Links:  map[string]counters.LinkCounters{snd: {TxPackets: 100, RxPackets: 100}, rcv: {TxPackets: 100, RxPackets: 100}, "lo": {}},
+				Kernel: map[string]uint64{counters.CounterMartianSrc: 0, counters.CounterUDPNoPorts: 0, counters.CounterRPFilter: 0},
 			}}
 	}
 	nic := func(name, mac, addr string) NICEvidence {
@@ -151,10 +152,10 @@ func seedLike(ev *Evidence, martian uint64) *Evidence {
 	b.Pass, b.Class = false, ClassRetryExceeded
 	b.FirstError, b.FirstErrorMS = "IBV_WC_RETRY_EXC_ERR", 58
 	b.SenderOK, b.ReceiverCompletions, b.ReceiverOK = 0, 0, 0
-	b.Counters = &Snapshot{
+	b.Counters = &counters.Snapshot{
 		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 30, "rcvd_pkts": 0, "completer_retry_err": 3}, "rxe1": {"sent_pkts": 0, "rcvd_pkts": 0}},
-		Links:  map[string]LinkCounters{"vA": {TxPackets: 30}, "vB": {RxPackets: 30}, "lo": {}},
-		Kernel: map[string]uint64{CounterMartianSrc: martian},
+		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 30}, "vB": {RxPackets: 30}, "lo": {}},
+		Kernel: map[string]uint64{counters.CounterMartianSrc: martian},
 	}
 	ev.Traffic.Batches = ev.Traffic.Batches[:1]
 	ev.Traffic.Pass = false
@@ -247,10 +248,10 @@ func TestFindingsNoListenerInOtherNamespace(t *testing.T) {
 	ev.NICs[1].Netns = "peer"
 	b := &ev.Traffic.Batches[0]
 	b.Pass, b.Class, b.FirstError = false, ClassRetryExceeded, "IBV_WC_RETRY_EXC_ERR"
-	b.Counters = &Snapshot{
+	b.Counters = &counters.Snapshot{
 		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 30}, "rxe1": {"rcvd_pkts": 0}},
-		Links:  map[string]LinkCounters{"vA": {TxPackets: 30}, "vB": {RxPackets: 30}},
-		Kernel: map[string]uint64{"peer/" + CounterUDPNoPorts: 30, CounterUDPNoPorts: 0},
+		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 30}, "vB": {RxPackets: 30}},
+		Kernel: map[string]uint64{"peer/" + counters.CounterUDPNoPorts: 30, counters.CounterUDPNoPorts: 0},
 	}
 	ev.Traffic.Batches = ev.Traffic.Batches[:1]
 	ev.Traffic.Pass = false

@@ -1,11 +1,9 @@
 package testbed
 
 import (
-	"bytes"
 	"flag"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 )
 
@@ -18,22 +16,4 @@ func TestMain(m *testing.M) {
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	os.Exit(m.Run())
-}
-
-// lockedBuffer collects a child process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/probe"
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
@@ -115,9 +116,9 @@ func (l *Lab) Send(ctx context.Context, t scenario.Traffic) []*BatchResult {
 }
 
 // Probe runs the layered path check on the lab.
-func (l *Lab) Probe(ctx context.Context) *ProbeReport {
+func (l *Lab) Probe(ctx context.Context) *probe.Report {
 	l.tb.Helper()
-	r, err := Probe(ctx, l.Env, l.Scenario)
+	r, err := probe.Run(ctx, l.Env, l.Scenario)
 	if err != nil {
 		l.tb.Fatalf("probe lab %s: %v", l.Scenario.Name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
@@ -128,7 +129,7 @@ type BatchResult struct {
 	// sends in flight it includes queueing, so compare it only between runs of one scenario.
 	MeanLatencyUS float64 `json:"mean_latency_us,omitempty"`
 	// Counters are the deltas over the batch.
-	Counters *Snapshot `json:"counters,omitempty"`
+	Counters *counters.Snapshot `json:"counters,omitempty"`
 	// Errors are problems that did not decide the verdict (closing verbs objects, counters).
 	Errors []string `json:"errors,omitempty"`
 
@@ -370,7 +371,7 @@ func (b *BatchResult) evidence(withLinks bool) string {
 		rcvd, ok2 := c.ReceivedPackets(dev)
 		if ok1 || ok2 {
 			s := fmt.Sprintf("%s sent_pkts +%d rcvd_pkts +%d", dev, sent, rcvd)
-			if r, ok := c.RDMACounter(dev, CounterRXECompRetryErr); ok && r > 0 {
+			if r, ok := c.RDMACounter(dev, counters.CounterRXECompRetryErr); ok && r > 0 {
 				s += fmt.Sprintf(" completer_retry_err +%d", r)
 			}
 			parts = append(parts, s)
@@ -383,10 +384,10 @@ func (b *BatchResult) evidence(withLinks bool) string {
 			}
 		}
 	}
-	if m, ok := c.KernelCounter(CounterMartianSrc); ok {
+	if m, ok := c.KernelCounter(counters.CounterMartianSrc); ok {
 		parts = append(parts, fmt.Sprintf("in_martian_src +%d", m))
 	}
-	for _, k := range []string{CounterRPFilter, CounterUDPNoPorts} {
+	for _, k := range []string{counters.CounterRPFilter, counters.CounterUDPNoPorts} {
 		if v, ok := c.KernelCounter(k); ok && v > 0 {
 			parts = append(parts, fmt.Sprintf("%s +%d", k, v))
 		}
@@ -416,7 +417,7 @@ func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 		return false, fmt.Sprintf("expected failure %s, but the traffic passed", e.Failure)
 	}
 	c := b.Counters
-	martian, mok := c.KernelCounter(CounterMartianSrc)
+	martian, mok := c.KernelCounter(counters.CounterMartianSrc)
 	sentS, sok := c.SentPackets(b.Sender.Device)
 	sentR, rok := c.SentPackets(b.Receiver.Device)
 	got := fmt.Sprintf("got %s", b.Class)
@@ -460,23 +461,16 @@ func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 		}
 		return true, "retry-exceeded: the requester got IBV_WC_RETRY_EXC_ERR"
 	case scenario.FailureRPFilter:
-		v, ok := c.KernelCounter(CounterRPFilter)
+		v, ok := c.KernelCounter(counters.CounterRPFilter)
 		switch {
 		case b.Class != ClassConnectTimeout && b.Class != ClassRetryExceeded && b.Class != ClassMissingCompletions:
 			return false, "expected rp-filter, " + got
 		case !ok || v == 0:
-			return false, fmt.Sprintf("%s, but %s did not move", b.Class, CounterRPFilter)
+			return false, fmt.Sprintf("%s, but %s did not move", b.Class, counters.CounterRPFilter)
 		}
-		return true, fmt.Sprintf("rp-filter: %s with %s +%d", b.Class, CounterRPFilter, v)
+		return true, fmt.Sprintf("rp-filter: %s with %s +%d", b.Class, counters.CounterRPFilter, v)
 	case scenario.FailureNoListener:
-		var noPorts uint64
-		if c != nil {
-			for k, v := range c.Kernel {
-				if k == CounterUDPNoPorts || strings.HasSuffix(k, "/"+CounterUDPNoPorts) {
-					noPorts += v
-				}
-			}
-		}
+		noPorts, _ := c.KernelSum(counters.CounterUDPNoPorts)
 		switch {
 		case b.Class != ClassRetryExceeded && b.Class != ClassMissingCompletions:
 			return false, "expected no-listener, " + got

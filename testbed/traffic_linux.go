@@ -14,6 +14,8 @@ import (
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/counters"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
@@ -116,7 +118,7 @@ func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario
 		if i == 1 {
 			side = "b"
 		}
-		dev, err := endpointDevice(env, s, ep)
+		dev, err := lab.EndpointDevice(env, s, ep)
 		if err != nil {
 			return ends, labNotReady(side, ep, err)
 		}
@@ -261,12 +263,12 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	bctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 
-	before, err := TakeSnapshot(env, s)
+	before, err := counters.TakeSnapshot(env, s)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		after, serr := TakeSnapshotAfter(env, s, before)
+		after, serr := counters.TakeSnapshotAfter(env, s, before)
 		if serr != nil {
 			res.Errors = append(res.Errors, "counters after the batch: "+serr.Error())
 			return

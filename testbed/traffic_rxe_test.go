@@ -9,21 +9,18 @@ package testbed
 
 import (
 	"context"
-	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // runLab brings a shipped scenario up in the current namespace, runs its traffic, and takes
@@ -36,67 +33,15 @@ func runLab(t *testing.T, name string) *TrafficReport {
 // runLabWith is runLab with the loaded scenario changed by edit first.
 func runLabWith(t *testing.T, name string, edit func(*scenario.Scenario)) *TrafficReport {
 	t.Helper()
-	testenv.RequireRXE(t)
-	env, err := host.Open("")
-	require.NoError(t, err)
-	t.Cleanup(env.Close)
-	s, err := scenario.Load(name, nil)
-	require.NoError(t, err)
-	if edit != nil {
-		edit(s)
-		require.NoError(t, s.Validate())
-	}
-	state := t.TempDir()
-	rulesBefore := ruleSet(t, env)
-
-	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
-	require.NoError(t, err)
-	downed := false
-	t.Cleanup(func() {
-		if !downed {
-			_ = lab.Down(context.Background(), state, s.Name)
-		}
-	})
-	rep, err := RunTraffic(context.Background(), env, s)
-	require.NoError(t, lab.Down(context.Background(), state, s.Name))
-	downed = true
-	assertLabGone(t, env, s, rulesBefore)
+	l := testlab.UpRXE(t, name, edit)
+	rep, err := RunTraffic(context.Background(), l.Env, l.Scenario)
+	l.Down(t)
 	require.NoError(t, err)
 	require.NotNil(t, rep)
 	var sb strings.Builder
 	require.NoError(t, rep.WriteText(&sb))
 	t.Logf("%s:\n%s", name, sb.String())
 	return rep
-}
-
-func ruleSet(t *testing.T, env *host.Env) []string {
-	rules, err := env.NL.RuleList(unix.AF_INET)
-	require.NoError(t, err)
-	var out []string
-	for _, r := range rules {
-		out = append(out, r.String())
-	}
-	return out
-}
-
-// assertLabGone checks /sys/class/infiniband and netlink: no rxe device, no NIC, and the
-// rules exactly as before.
-func assertLabGone(t *testing.T, env *host.Env, s *scenario.Scenario, rulesBefore []string) {
-	t.Helper()
-	for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
-		if ep.RXE != "" {
-			_, err := os.Stat(filepath.Join("/sys/class/infiniband", ep.RXE))
-			assert.True(t, errors.Is(err, os.ErrNotExist), "rxe device %s left behind after down", ep.RXE)
-		}
-	}
-	for _, n := range s.NICs {
-		if n.Kind == scenario.NICVeth {
-			_, err := env.NL.LinkByName(n.Name)
-			var lnf netlink.LinkNotFoundError
-			assert.True(t, errors.As(err, &lnf), "veth %s left behind after down (err %v)", n.Name, err)
-		}
-	}
-	assert.Equal(t, rulesBefore, ruleSet(t, env), "ip rules differ after down")
 }
 
 // completions counts a batch's completions by role, opcode and status.
@@ -146,7 +91,7 @@ func TestTrafficRXESameHostPasses(t *testing.T) {
 				assert.GreaterOrEqual(t, tx.TxPackets, n, "%s tx", b.Sender.NIC)
 				assert.GreaterOrEqual(t, rx.RxPackets, n, "%s rx", b.Receiver.NIC)
 				assert.Less(t, lo.TxPackets, n, "lo tx")
-				martian, ok := b.Counters.KernelCounter(CounterMartianSrc)
+				martian, ok := b.Counters.KernelCounter(counters.CounterMartianSrc)
 				assert.True(t, ok)
 				assert.Zero(t, martian, "in_martian_src moved on a fixed lab")
 			}
@@ -165,7 +110,7 @@ func TestTrafficRXESameHostNofixConnectTimeout(t *testing.T) {
 	assert.Contains(t, b.ConnectError, "RTR")
 	assert.Empty(t, b.Completions, "nothing was posted")
 	assert.Less(t, b.ConnectMS, float64(b.DeadlineMS), "the connect failure must come before the deadline")
-	m, _ := b.Counters.KernelCounter(CounterMartianSrc)
+	m, _ := b.Counters.KernelCounter(counters.CounterMartianSrc)
 	assert.NotZero(t, m, "the ARP must have been dropped as a martian")
 	for _, dev := range []string{b.Sender.Device, b.Receiver.Device} {
 		sent, ok := b.Counters.RDMACounter(dev, "sent_pkts")
@@ -197,7 +142,7 @@ func TestTrafficRXESeedRetryExceeded(t *testing.T) {
 	assert.Less(t, first.AtMS, float64(b.DeadlineMS))
 	sent, _ := b.Counters.RDMACounter(b.Sender.Device, "sent_pkts")
 	rcvd, _ := b.Counters.RDMACounter(b.Receiver.Device, "rcvd_pkts")
-	m, _ := b.Counters.KernelCounter(CounterMartianSrc)
+	m, _ := b.Counters.KernelCounter(counters.CounterMartianSrc)
 	assert.NotZero(t, sent)
 	assert.Zero(t, rcvd)
 	assert.GreaterOrEqual(t, m, sent, "every RoCE packet dropped as a martian source")
@@ -217,7 +162,7 @@ func TestTrafficRXESeedUD(t *testing.T) {
 	assert.Equal(t, b.Messages, completions(b, RoleSender, verbs.WCSend, verbs.WCSuccess))
 	assert.Zero(t, completions(b, RoleReceiver, verbs.WCRecv, verbs.WCSuccess))
 	sent, _ := b.Counters.RDMACounter(b.Sender.Device, "sent_pkts")
-	m, _ := b.Counters.KernelCounter(CounterMartianSrc)
+	m, _ := b.Counters.KernelCounter(counters.CounterMartianSrc)
 	assert.EqualValues(t, b.Messages, sent, "UD sends one packet per message, no retries")
 	assert.GreaterOrEqual(t, m, sent)
 	t.Logf("%s", b.Verdict)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,16 +17,16 @@ import (
 
 // wire returns counter deltas of n messages that crossed vA → vB: both rxe devices and both
 // NICs moved by n, lo did not, no martian drop.
-func wire(n uint64) *Snapshot {
-	return &Snapshot{
+func wire(n uint64) *counters.Snapshot {
+	return &counters.Snapshot{
 		RDMA: map[string]rdma.Counters{
 			"rxe0": {"sent_pkts": n, "rcvd_pkts": n, "completer_retry_err": 0},
 			"rxe1": {"sent_pkts": n, "rcvd_pkts": n},
 		},
-		Links: map[string]LinkCounters{
+		Links: map[string]counters.LinkCounters{
 			"vA": {TxPackets: n, RxPackets: n}, "vB": {TxPackets: n, RxPackets: n}, "lo": {},
 		},
-		Kernel: map[string]uint64{CounterMartianSrc: 0, CounterRPFilter: 0, CounterUDPNoPorts: 0},
+		Kernel: map[string]uint64{counters.CounterMartianSrc: 0, counters.CounterRPFilter: 0, counters.CounterUDPNoPorts: 0},
 	}
 }
 
@@ -55,9 +56,9 @@ func connectTimeoutBatch() *BatchResult {
 	b.Completions, b.Posted, b.ElapsedMS, b.StopReason = nil, 0, 0, ""
 	b.ConnectMS, b.ConnectError, b.ConnectTimedOut = 1020, "modify RC qp 0x11 on rxe0 to RTR: connection timed out", true
 	b.Counters = wire(0)
-	b.Counters.Kernel[CounterMartianSrc] = 3
-	b.Counters.Links["vA"] = LinkCounters{TxPackets: 3}
-	b.Counters.Links["vB"] = LinkCounters{RxPackets: 3}
+	b.Counters.Kernel[counters.CounterMartianSrc] = 3
+	b.Counters.Links["vA"] = counters.LinkCounters{TxPackets: 3}
+	b.Counters.Links["vB"] = counters.LinkCounters{RxPackets: 3}
 	return b
 }
 
@@ -72,9 +73,9 @@ func retryBatch(martian uint64) *BatchResult {
 	b.Counters = wire(0)
 	b.Counters.RDMA["rxe0"]["sent_pkts"] = 30
 	b.Counters.RDMA["rxe0"]["completer_retry_err"] = 3
-	b.Counters.Links["vA"] = LinkCounters{TxPackets: 30}
-	b.Counters.Links["vB"] = LinkCounters{RxPackets: 30}
-	b.Counters.Kernel[CounterMartianSrc] = martian
+	b.Counters.Links["vA"] = counters.LinkCounters{TxPackets: 30}
+	b.Counters.Links["vB"] = counters.LinkCounters{RxPackets: 30}
+	b.Counters.Kernel[counters.CounterMartianSrc] = martian
 	return b
 }
 
@@ -91,9 +92,9 @@ func udMartianBatch() *BatchResult {
 	b.Completions, b.StopReason = sends, "receiver idle for 1s after the sender finished"
 	b.Counters = wire(0)
 	b.Counters.RDMA["rxe0"]["sent_pkts"] = 10
-	b.Counters.Links["vA"] = LinkCounters{TxPackets: 10}
-	b.Counters.Links["vB"] = LinkCounters{RxPackets: 10}
-	b.Counters.Kernel[CounterMartianSrc] = 10
+	b.Counters.Links["vA"] = counters.LinkCounters{TxPackets: 10}
+	b.Counters.Links["vB"] = counters.LinkCounters{RxPackets: 10}
+	b.Counters.Kernel[counters.CounterMartianSrc] = 10
 	return b
 }
 
@@ -167,8 +168,8 @@ func TestJudgeFailures(t *testing.T) {
 		}, ClassMissingCompletions, "deadline 30000 ms reached (10.0 ms after the first send): rxe0 got 3 of 4 IBV_WC_SEND, rxe1 got 3 of 4 IBV_WC_RECV"},
 		{"lo moved", func() *BatchResult {
 			b := okBatch(scenario.TransportRC, 100)
-			b.Counters.Links["lo"] = LinkCounters{TxPackets: 200, RxPackets: 200}
-			b.Counters.Links["vA"] = LinkCounters{}
+			b.Counters.Links["lo"] = counters.LinkCounters{TxPackets: 200, RxPackets: 200}
+			b.Counters.Links["vA"] = counters.LinkCounters{}
 			return b
 		}, ClassNotOnWire, "vA tx_packets +0 < 100"},
 		{"counters unreadable", func() *BatchResult {
@@ -215,7 +216,7 @@ func TestMatchExpectation(t *testing.T) {
 		{"neighbor-martian", connectTimeoutBatch, nm, true, "in_martian_src +3, no RoCE packet sent"},
 		{"neighbor-martian without martian drops", func() *BatchResult {
 			b := connectTimeoutBatch()
-			b.Counters.Kernel[CounterMartianSrc] = 0
+			b.Counters.Kernel[counters.CounterMartianSrc] = 0
 			return b
 		}, nm, false, "did not move"},
 		{"neighbor-martian but packets sent", func() *BatchResult {
@@ -242,13 +243,13 @@ func TestMatchExpectation(t *testing.T) {
 		{"retry-exceeded", func() *BatchResult { return retryBatch(0) }, re, true, "IBV_WC_RETRY_EXC_ERR"},
 		{"rp-filter", func() *BatchResult {
 			b := retryBatch(0)
-			b.Counters.Kernel[CounterRPFilter] = 30
+			b.Counters.Kernel[counters.CounterRPFilter] = 30
 			return b
 		}, rp, true, "TcpExt.IPReversePathFilter +30"},
 		{"rp-filter without its counter", func() *BatchResult { return retryBatch(0) }, rp, false, "did not move"},
 		{"no-listener in another netns", func() *BatchResult {
 			b := retryBatch(0)
-			b.Counters.Kernel["peer/"+CounterUDPNoPorts] = 30
+			b.Counters.Kernel["peer/"+counters.CounterUDPNoPorts] = 30
 			return b
 		}, nl, true, "Udp.NoPorts +30"},
 		{"no-listener without NoPorts", func() *BatchResult { return retryBatch(0) }, nl, false, "did not move"},
@@ -386,7 +387,7 @@ func TestWriteJSONHasEveryCompletion(t *testing.T) {
 	assert.Equal(t, "transport retry counter exceeded", first["status_text"])
 	assert.Contains(t, first["opcode"], "undefined")
 	assert.Equal(t, "IBV_WC_RECV", doc.Batches[0].Completions[1]["opcode"])
-	assert.EqualValues(t, 30, doc.Batches[2].Counters.Kernel[CounterMartianSrc])
+	assert.EqualValues(t, 30, doc.Batches[2].Counters.Kernel[counters.CounterMartianSrc])
 	assert.EqualValues(t, 5, doc.Batches[0].Counters.RDMA["rxe0"]["sent_pkts"])
 }
 
@@ -402,23 +403,23 @@ func TestWriteText(t *testing.T) {
 }
 
 func TestSnapshotDelta(t *testing.T) {
-	before := &Snapshot{
+	before := &counters.Snapshot{
 		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 10, "rcvd_pkts": 5}},
-		Links:  map[string]LinkCounters{"vA": {TxPackets: 100, RxPackets: 50}},
-		Kernel: map[string]uint64{CounterMartianSrc: 7},
+		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 100, RxPackets: 50}},
+		Kernel: map[string]uint64{counters.CounterMartianSrc: 7},
 		Errors: []string{"before: x"},
 	}
-	after := &Snapshot{
+	after := &counters.Snapshot{
 		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 25, "rcvd_pkts": 5}, "rxe1": {"sent_pkts": 3}},
-		Links:  map[string]LinkCounters{"vA": {TxPackets: 130, RxPackets: 40}, "lo": {TxPackets: 2}},
-		Kernel: map[string]uint64{CounterMartianSrc: 10},
+		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 130, RxPackets: 40}, "lo": {TxPackets: 2}},
+		Kernel: map[string]uint64{counters.CounterMartianSrc: 10},
 	}
 	d := after.Delta(before)
 	assert.Equal(t, rdma.Counters{"sent_pkts": 15, "rcvd_pkts": 0}, d.RDMA["rxe0"])
 	assert.Equal(t, rdma.Counters{"sent_pkts": 3}, d.RDMA["rxe1"], "a new device counts from zero")
-	assert.Equal(t, LinkCounters{TxPackets: 30, RxPackets: 40}, d.Links["vA"], "a counter that went down reports its value")
-	assert.Equal(t, LinkCounters{TxPackets: 2}, d.Links["lo"])
-	assert.Equal(t, uint64(3), d.Kernel[CounterMartianSrc])
+	assert.Equal(t, counters.LinkCounters{TxPackets: 30, RxPackets: 40}, d.Links["vA"], "a counter that went down reports its value")
+	assert.Equal(t, counters.LinkCounters{TxPackets: 2}, d.Links["lo"])
+	assert.Equal(t, uint64(3), d.Kernel[counters.CounterMartianSrc])
 	assert.Equal(t, []string{"before: x"}, d.Errors)
 	s := d.String()
 	assert.Contains(t, s, "rxe0: sent_pkts=15")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/scenario"
@@ -18,26 +19,13 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// labIn loads a shipped scenario and opens an Env on a fresh throwaway namespace that plays the
-// host.
-func labIn(t *testing.T, name string) (*testenv.NetNS, *host.Env, *scenario.Scenario) {
-	t.Helper()
-	ns := testenv.NewNetNS(t)
-	env, err := host.Open(ns.Name)
-	require.NoError(t, err)
-	t.Cleanup(env.Close)
-	s, err := scenario.Load(name, nil)
-	require.NoError(t, err)
-	return ns, env, s
-}
-
 // TestUpDownRestoresExactly brings up each network-only lab and takes it down again: links,
 // addresses, rules, routes of every table, neighbours and every net.ipv4/net.ipv6 sysctl are
 // byte-identical to before, as iproute2 and /proc/sys see them.
 func TestUpDownRestoresExactly(t *testing.T) {
 	for _, name := range []string{"same-host", "same-host-sysctl", "same-host-nofix", "same-host-ud", "seed", "seed-fixed"} {
 		t.Run(name, func(t *testing.T) {
-			ns, env, s := labIn(t, name)
+			ns, env, s := testlab.InNetNS(t, name)
 			state := t.TempDir()
 			before := ns.Dump(t)
 
@@ -69,7 +57,7 @@ func TestUpDownRestoresExactly(t *testing.T) {
 // TestSysctlRestoredToExactPreviousValue starts from non-default values, so a restore to "the
 // default" would be caught.
 func TestSysctlRestoredToExactPreviousValue(t *testing.T) {
-	ns, env, s := labIn(t, "same-host-sysctl")
+	ns, env, s := testlab.InNetNS(t, "same-host-sysctl")
 	require.NoError(t, env.SetSysctl("net.ipv4.conf.all.rp_filter", "1"))
 	require.NoError(t, env.SetSysctl("net.ipv4.conf.all.accept_local", "0"))
 	before := ns.Dump(t)
@@ -92,7 +80,7 @@ var errInjected = errors.New("injected failure")
 // before the change is made and after it, and checks that Up rolls back to exactly the state
 // before and leaves no journal.
 func TestFailureAtEveryStepRollsBack(t *testing.T) {
-	ns, env, s := labIn(t, "same-host")
+	ns, env, s := testlab.InNetNS(t, "same-host")
 	p, err := plan.MakePlan(s, plan.View(env), plan.PlanOptions{SkipRDMA: true})
 	require.NoError(t, err)
 	require.Greater(t, len(p.Steps), 8)
@@ -127,7 +115,7 @@ func TestFailureAtEveryStepRollsBack(t *testing.T) {
 
 // TestCancelledUpRollsBack: Ctrl-C (a cancelled context) during up undoes what was done.
 func TestCancelledUpRollsBack(t *testing.T) {
-	ns, env, s := labIn(t, "same-host")
+	ns, env, s := testlab.InNetNS(t, "same-host")
 	before := ns.Dump(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -144,7 +132,7 @@ func TestCancelledUpRollsBack(t *testing.T) {
 // TestSecondUpIsRefused: while one up holds the lab, a second fails at once with lab.ErrBusy and
 // changes nothing; the first finishes unharmed. Once up, another up fails with lab.ErrUp.
 func TestSecondUpIsRefused(t *testing.T) {
-	ns, env, s := labIn(t, "same-host")
+	ns, env, s := testlab.InNetNS(t, "same-host")
 	state := t.TempDir()
 	before := ns.Dump(t)
 
@@ -185,10 +173,10 @@ func TestSecondUpIsRefused(t *testing.T) {
 // TestPlanRefusesConflicts: a veth name that exists, a rule priority in use, or an existing NIC
 // that is absent stop the plan before anything changes.
 func TestPlanRefusesConflicts(t *testing.T) {
-	ns, env, s := labIn(t, "same-host")
+	ns, env, s := testlab.InNetNS(t, "same-host")
 	state := t.TempDir()
 	// Occupy vA with an unrelated veth pair and rule priority 10 with another rule.
-	_, err := lab.Up(context.Background(), env, mustParse(t, `version: 1
+	_, err := lab.Up(context.Background(), env, testlab.MustParse(t, `version: 1
 name: squatter
 nics:
   - {name: vA, kind: veth, peer: vZ, addresses: [192.0.2.1/24]}
@@ -212,35 +200,6 @@ expect: {result: pass}
 	require.NoError(t, lab.Down(context.Background(), state, "squatter"))
 }
 
-func mustParse(t *testing.T, text string) *scenario.Scenario {
-	t.Helper()
-	s, err := scenario.Parse("inline.yaml", []byte(text), nil)
-	require.NoError(t, err)
-	return s
-}
-
-// existingPair creates a veth pair eth1/eth2 in the test namespace that a scenario can name as
-// existing NICs, with one address already on eth1. Both have been up once, like a host's NICs:
-// the first `up` of a link attaches its default qdisc (noop → noqueue), which the kernel keeps
-// after `down`, so a never-up link cannot be restored byte-for-byte (see README, known limits).
-func existingPair(t *testing.T, ns *testenv.NetNS) {
-	t.Helper()
-	la := netlink.NewLinkAttrs()
-	la.Name = "eth1"
-	require.NoError(t, ns.NL.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "eth2", PeerTxQLen: -1}))
-	for _, name := range []string{"eth1", "eth2"} {
-		l, err := ns.NL.LinkByName(name)
-		require.NoError(t, err)
-		require.NoError(t, ns.NL.LinkSetUp(l))
-		require.NoError(t, ns.NL.LinkSetDown(l))
-	}
-	l, err := ns.NL.LinkByName("eth1")
-	require.NoError(t, err)
-	a, err := netlink.ParseAddr("10.10.0.1/24")
-	require.NoError(t, err)
-	require.NoError(t, ns.NL.AddrAdd(l, a))
-}
-
 const existingScenario = `version: 1
 name: existing
 nics:
@@ -262,11 +221,11 @@ expect: {result: pass}
 // address that was already present stays, the old MTU and the down state come back.
 func TestExistingNICsRestored(t *testing.T) {
 	ns := testenv.NewNetNS(t)
-	existingPair(t, ns)
+	testlab.ExistingPair(t, ns)
 	env, err := host.Open(ns.Name)
 	require.NoError(t, err)
 	defer env.Close()
-	s := mustParse(t, existingScenario)
+	s := testlab.MustParse(t, existingScenario)
 	before := ns.Dump(t)
 	state := t.TempDir()
 	p, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
@@ -289,7 +248,7 @@ func TestExistingNICsRestored(t *testing.T) {
 // the scenario says allow_default_route, and the refusal names file, line and field.
 func TestDefaultRouteNICRefused(t *testing.T) {
 	ns := testenv.NewNetNS(t)
-	existingPair(t, ns)
+	testlab.ExistingPair(t, ns)
 	// Both NICs up and cabled, as on a host whose eth1 carries the default route (Dump waits
 	// for their addrconf to finish before taking the "before" picture).
 	for _, name := range []string{"eth2", "eth1"} {
@@ -304,7 +263,7 @@ func TestDefaultRouteNICRefused(t *testing.T) {
 	require.NoError(t, err)
 	defer env.Close()
 	before := ns.Dump(t)
-	_, err = lab.Up(context.Background(), env, mustParse(t, existingScenario), lab.UpOptions{StateDir: t.TempDir(), SkipRDMA: true})
+	_, err = lab.Up(context.Background(), env, testlab.MustParse(t, existingScenario), lab.UpOptions{StateDir: t.TempDir(), SkipRDMA: true})
 	require.Error(t, err)
 	assert.True(t, scenario.IsScenarioError(err))
 	assert.Contains(t, err.Error(), "inline.yaml:4:")
@@ -313,7 +272,7 @@ func TestDefaultRouteNICRefused(t *testing.T) {
 
 	allowed := strings.Replace(existingScenario, "{name: eth1, kind: existing,", "{name: eth1, kind: existing, allow_default_route: true,", 1)
 	state := t.TempDir()
-	_, err = lab.Up(context.Background(), env, mustParse(t, allowed), lab.UpOptions{StateDir: state, SkipRDMA: true})
+	_, err = lab.Up(context.Background(), env, testlab.MustParse(t, allowed), lab.UpOptions{StateDir: state, SkipRDMA: true})
 	require.NoError(t, err)
 	require.NoError(t, lab.Down(context.Background(), state, "existing"))
 	testenv.SameState(t, before, ns.Dump(t))

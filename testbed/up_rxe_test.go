@@ -3,13 +3,13 @@ package testbed
 import (
 	"context"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/plan"
@@ -87,10 +87,10 @@ func pair(t *testing.T, tool string, serverArgs, clientArgs []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r := runToolPair(t, ctx, tool, serverArgs, clientArgs)
-	require.NoError(t, r.clientErr, "%s client: %s", tool, r.clientOut)
-	require.NoError(t, r.serverErr, "%s server: %s", tool, r.serverOut)
-	t.Logf("%s client:\n%s", tool, r.clientOut)
+	r := testlab.RunToolPair(t, ctx, tool, serverArgs, clientArgs)
+	require.NoError(t, r.ClientErr, "%s client: %s", tool, r.ClientOut)
+	require.NoError(t, r.ServerErr, "%s server: %s", tool, r.ServerOut)
+	t.Logf("%s client:\n%s", tool, r.ClientOut)
 }
 
 // TestHardwareEndpointMissing: hw-to-rxe on a host whose named NIC has no RDMA device stops
@@ -98,7 +98,7 @@ func pair(t *testing.T, tool string, serverArgs, clientArgs []string) {
 func TestHardwareEndpointMissing(t *testing.T) {
 	testenv.RequireRXE(t)
 	ns := testenv.InitialNetNS(t)
-	existingPair(t, ns)
+	testlab.ExistingPair(t, ns)
 	t.Cleanup(func() {
 		if l, err := ns.NL.LinkByName("eth1"); err == nil {
 			_ = ns.NL.LinkDel(l)
@@ -115,39 +115,4 @@ func TestHardwareEndpointMissing(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Contains(t, err.Error(), "hardware RDMA (RoCE) device on eth1")
 	testenv.SameState(t, before, ns.Dump(t))
-}
-
-// toolPairResult is what a server and client of an outside tool did.
-type toolPairResult struct {
-	clientOut, serverOut string
-	clientErr, serverErr error
-	clientTook           time.Duration
-}
-
-// runToolPair starts the server, starts the client once the server listens on the tools'
-// default QP exchange port (18515, perftest's and the pingpong examples'), and waits for both.
-// A server that exits before it listens ends the test with its output.
-func runToolPair(tb testing.TB, ctx context.Context, tool string, serverArgs, clientArgs []string) toolPairResult {
-	tb.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		tb.Fatalf("%s not installed: apt-get install ibverbs-utils perftest", tool)
-	}
-	srv := exec.CommandContext(ctx, tool, serverArgs...)
-	srvOut := &lockedBuffer{}
-	srv.Stdout, srv.Stderr = srvOut, srvOut
-	require.NoError(tb, srv.Start())
-	exited := make(chan struct{})
-	var r toolPairResult
-	go func() { r.serverErr = srv.Wait(); close(exited) }()
-	if err := testenv.WaitTCPListen(ctx, 18515, exited); err != nil {
-		<-exited
-		tb.Fatalf("%s server: %v (exit: %v): %s", tool, err, r.serverErr, srvOut.String())
-	}
-	start := time.Now()
-	out, err := exec.CommandContext(ctx, tool, clientArgs...).CombinedOutput()
-	r.clientTook = time.Since(start)
-	r.clientOut, r.clientErr = string(out), err
-	<-exited
-	r.serverOut = srvOut.String()
-	return r
 }

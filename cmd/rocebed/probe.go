@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/probe"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/spf13/cobra"
 )
@@ -35,7 +36,7 @@ failing probe is the expected outcome (exit 0) and a passing one is not (exit 1)
 				return err
 			}
 			defer env.Close()
-			rep, err := testbed.Probe(ctx, env, s)
+			rep, err := probe.Run(ctx, env, s)
 			if err != nil {
 				return err
 			}
@@ -50,7 +51,7 @@ failing probe is the expected outcome (exit 0) and a passing one is not (exit 1)
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				enc.SetEscapeHTML(false) // keep "a->b" readable
-				if err := enc.Encode(probeOutput{ProbeReport: rep, Expected: expectedResult(s), Verdict: verdict}); err != nil {
+				if err := enc.Encode(probeOutput{Report: rep, Expected: expectedResult(s), Verdict: verdict}); err != nil {
 					return err
 				}
 				return verr
@@ -69,7 +70,7 @@ failing probe is the expected outcome (exit 0) and a passing one is not (exit 1)
 // probeOutput is the --json document: the report, plus what the scenario expected and the
 // verdict against it.
 type probeOutput struct {
-	*testbed.ProbeReport
+	*probe.Report
 	Expected scenario.Result `json:"expected"`
 	Verdict  string          `json:"verdict"`
 }
@@ -83,7 +84,7 @@ func expectedResult(s *scenario.Scenario) scenario.Result {
 
 // probeVerdict judges the report against the scenario's expectation. A scenario that expects
 // failure is probed to show its failure: then a failing probe is the expected outcome.
-func probeVerdict(rep *testbed.ProbeReport, s *scenario.Scenario) (string, error) {
+func probeVerdict(rep *probe.Report, s *scenario.Scenario) (string, error) {
 	expectFail := s.Expect.Result == scenario.ResultFail
 	d, l := rep.FirstFailure()
 	switch {

@@ -66,6 +66,37 @@ func (e *Env) String() string {
 // Do runs fn inside the environment's namespace (for /proc/sys/net, /proc/net and sockets).
 func (e *Env) Do(fn func() error) error { return nsutil.Do(e.NS, fn) }
 
+// NetlinkIn returns a NETLINK_ROUTE handle for the named namespace nsName, which the lab may
+// name for a NIC that lives elsewhere ("" or the Env's own: NL itself), and its closer.
+func (e *Env) NetlinkIn(nsName string) (*netlink.Handle, func(), error) {
+	if nsName == "" || nsName == e.NetnsName {
+		return e.NL, func() {}, nil
+	}
+	ns, err := netns.GetFromName(nsName)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open netns %q: %w", nsName, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open netlink in netns %q: %w", nsName, err)
+	}
+	return h, h.Close, nil
+}
+
+// DoIn runs fn in the named namespace nsName, or in the Env's own for "".
+func (e *Env) DoIn(nsName string, fn func() error) error {
+	if nsName == "" || nsName == e.NetnsName {
+		return e.Do(fn)
+	}
+	ns, err := netns.GetFromName(nsName)
+	if err != nil {
+		return fmt.Errorf("open netns %q: %w", nsName, err)
+	}
+	defer ns.Close()
+	return nsutil.Do(ns, fn)
+}
+
 // RDMA returns a NETLINK_RDMA handle bound to the namespace. It is separate from NL because a
 // kernel without an RDMA core refuses the whole handle (EPROTONOSUPPORT).
 func (e *Env) RDMA() (*netlink.Handle, error) {

@@ -24,7 +24,7 @@ const (
 // Status is a lab's state as its journal and lock tell it.
 type Status struct {
 	Lab      string      `json:"lab"`
-	State    State    `json:"state"`
+	State    State       `json:"state"`
 	File     string      `json:"file,omitempty"`
 	Netns    string      `json:"netns,omitempty"`
 	SkipRDMA bool        `json:"skip_rdma,omitempty"`

@@ -1,25 +1,23 @@
-package testbed
+package probe
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// Probe timing. Neighbour resolution fails after mcast_solicit (3) probes 1 s apart, so 3 s
+// Run timing. Neighbour resolution fails after mcast_solicit (3) probes 1 s apart, so 3 s
 // sees a FAILED entry; when the martian counter already moved, 1 s is enough to call it.
 const (
 	probeNeighWait        = 3 * time.Second
@@ -35,13 +33,6 @@ const (
 // probeFix is the remedy for the same-host martian drop, measured on 6.1 and 6.18.
 const probeFix = "add the policy-routing fix (`fixes: - policy_routing: {}`), or set accept_local=1 (all and both NICs) with rp_filter 0 or 2"
 
-// rtCacheStat is where the kernel counts martian drops. /proc/self/net would show the netns
-// of the process's main thread, not of the thread Env.Do switched, so read thread-self. The
-// counters behind it are host-wide (one per-CPU set for all namespaces: a fresh namespace
-// shows the host's totals), so a delta may include other namespaces' drops; verdicts rest on
-// what the kernel did to the probe's own packets, and the counter corroborates.
-const rtCacheStat = "/proc/thread-self/net/stat/rt_cache"
-
 // probeEnd is one endpoint as the probe sees it.
 type probeEnd struct {
 	role string // "a" or "b"
@@ -53,11 +44,11 @@ type probeEnd struct {
 
 func (e *probeEnd) String() string { return fmt.Sprintf("%s (%s %s)", e.role, e.nic, e.addr) }
 
-// Probe checks, for a->b and b->a, that plain IP traffic between the endpoints' addresses
+// Run checks, for a->b and b->a, that plain IP traffic between the endpoints' addresses
 // crosses the cable: link, neighbour, output route, input route, UDP 4791. It sends a few
 // small datagrams and ARP requests; it changes no configuration. The error is for failures of
 // the probe itself (cancelled ctx, netlink errors); a broken lab is a failing layer.
-func Probe(ctx context.Context, env *host.Env, s *scenario.Scenario) (*ProbeReport, error) {
+func Run(ctx context.Context, env *host.Env, s *scenario.Scenario) (*Report, error) {
 	a, err := newProbeEnd(env, s, "a", s.Endpoints.A)
 	if err != nil {
 		return nil, err
@@ -66,7 +57,7 @@ func Probe(ctx context.Context, env *host.Env, s *scenario.Scenario) (*ProbeRepo
 	if err != nil {
 		return nil, err
 	}
-	r := &ProbeReport{Lab: s.Name}
+	r := &Report{Lab: s.Name}
 	for _, d := range []struct {
 		name     string
 		src, dst probeEnd
@@ -135,7 +126,7 @@ func (p *prober) run(ctx context.Context, name string) (DirectionReport, error) 
 		}
 	}()
 	layers := []struct {
-		layer ProbeLayer
+		layer Layer
 		fn    func(context.Context) (LayerResult, error)
 	}{
 		{LayerLink, p.checkLink},
@@ -144,10 +135,10 @@ func (p *prober) run(ctx context.Context, name string) (DirectionReport, error) 
 		{LayerRouteIn, p.checkRouteIn},
 		{LayerUDP, p.checkUDP},
 	}
-	var failed ProbeLayer
+	var failed Layer
 	for _, l := range layers {
 		if failed != "" {
-			dr.Layers = append(dr.Layers, LayerResult{Layer: l.layer, Status: ProbeSkipped, Detail: fmt.Sprintf("skipped: %s failed", failed)})
+			dr.Layers = append(dr.Layers, LayerResult{Layer: l.layer, Status: Skipped, Detail: fmt.Sprintf("skipped: %s failed", failed)})
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -161,10 +152,10 @@ func (p *prober) run(ctx context.Context, name string) (DirectionReport, error) 
 		res.Layer = l.layer
 		res.Duration = time.Since(start)
 		dr.Layers = append(dr.Layers, res)
-		if res.Status == ProbeFail {
+		if res.Status == Fail {
 			failed = l.layer
 		}
-		if l.layer == LayerLink && res.Status == ProbePass {
+		if l.layer == LayerLink && res.Status == Pass {
 			p.openListener()
 		}
 	}
@@ -172,11 +163,11 @@ func (p *prober) run(ctx context.Context, name string) (DirectionReport, error) 
 }
 
 func probePassed(detail string, ev map[string]string) (LayerResult, error) {
-	return LayerResult{Status: ProbePass, Detail: detail, Evidence: ev}, nil
+	return LayerResult{Status: Pass, Detail: detail, Evidence: ev}, nil
 }
 
 func probeFailed(detail, fix string, ev map[string]string) (LayerResult, error) {
-	return LayerResult{Status: ProbeFail, Detail: detail, Fix: fix, Evidence: ev}, nil
+	return LayerResult{Status: Fail, Detail: detail, Fix: fix, Evidence: ev}, nil
 }
 
 // checkLink: both NICs exist in the env, are administratively up, have carrier
@@ -217,7 +208,7 @@ func (p *prober) checkLink(ctx context.Context) (LayerResult, error) {
 		up := a.RawFlags&unix.IFF_UP != 0
 		carrier := a.RawFlags&unix.IFF_LOWER_UP != 0
 		ev[e.nic+".oper_state"] = a.OperState.String()
-		ev[e.nic+".flags"] = probeLinkFlags(a.RawFlags)
+		ev[e.nic+".flags"] = kernel.LinkFlagsString(a.RawFlags)
 		ev[e.nic+".mac"] = a.HardwareAddr.String()
 		switch {
 		case !up:
@@ -227,7 +218,7 @@ func (p *prober) checkLink(ctx context.Context) (LayerResult, error) {
 		case a.OperState != netlink.OperUp && a.OperState != netlink.OperUnknown:
 			return probeFailed(fmt.Sprintf("%s is not operational (oper state %s)", e.nic, a.OperState), "check the NIC's state with `ip link show`", ev)
 		}
-		addrs, err := p.env.NL.AddrList(l, probeFamily(e.addr))
+		addrs, err := p.env.NL.AddrList(l, kernel.FamilyOf(e.addr))
 		if err != nil {
 			return LayerResult{}, fmt.Errorf("list addresses of %s: %w", e.nic, err)
 		}
@@ -262,7 +253,7 @@ func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 		if err != nil {
 			return LayerResult{}, err
 		}
-		if n != nil && n.State&probeNUDUsable != 0 {
+		if n != nil && n.State&kernel.NUDUsable != 0 {
 			break
 		}
 		if n != nil && n.State&netlink.NUD_FAILED != 0 {
@@ -284,7 +275,7 @@ func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 	ev["waited"] = time.Since(start).Round(time.Millisecond).String()
 	state := "absent"
 	if n != nil {
-		state = probeNeighState(n.State)
+		state = kernel.NeighStateName(n.State)
 		if len(n.HardwareAddr) > 0 {
 			ev["lladdr"] = n.HardwareAddr.String()
 		}
@@ -299,7 +290,7 @@ func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 		ev["in_martian_src_delta"] = "unavailable: " + derr.Error()
 	}
 
-	if n != nil && n.State&probeNUDUsable != 0 {
+	if n != nil && n.State&kernel.NUDUsable != 0 {
 		if len(n.HardwareAddr) > 0 && len(dmac) > 0 && n.HardwareAddr.String() != dmac.String() {
 			return probeFailed(fmt.Sprintf("%s resolves on %s to %s, not to %s's MAC %s: the answer did not come from %s", p.dst.addr, p.src.nic, n.HardwareAddr, p.dst.nic, dmac, p.dst.nic),
 				"remove the stale or static entry (`ip neigh del ADDR dev NIC`), or check for another host or proxy ARP answering on the link", ev)
@@ -318,11 +309,11 @@ func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 	if derr != nil {
 		counter = "in_martian_src unavailable"
 	}
-	switch p.predictSourceDrop(acc, rpf, back) {
-	case dropMartian:
+	switch p.predictSource(acc, rpf, back) {
+	case kernel.SourceMartian:
 		return probeFailed(fmt.Sprintf("ARP request from %s's address %s dropped by %s as a martian source (%s): the kernel drops packets whose source address is one of its own",
 			p.src.nic, p.src.addr, p.dst.nic, counter), p.martianFix(back, ev), ev)
-	case dropRPFilter:
+	case kernel.SourceRPFilter:
 		return probeFailed(fmt.Sprintf("ARP request from %s's address %s dropped by %s as a martian source (%s): accept_local lets the kernel accept its own source address, but the strict reverse-path filter (rp_filter=1) rejects it because the route back leaves through %s",
 			p.src.nic, p.src.addr, p.dst.nic, counter, p.backDev(back)), "add the policy-routing fix (it passes rp_filter=1), or set rp_filter=2 (all and both NICs)", ev)
 	}
@@ -349,28 +340,6 @@ func (p *prober) routeBack(ev map[string]string) *netlink.Route {
 	return nil
 }
 
-// Source-check outcomes predicted from the configuration.
-const (
-	dropMartian  = "martian"   // the source is local and accept_local is off
-	dropRPFilter = "rp_filter" // strict rp_filter and the route back leaves through another NIC
-)
-
-// predictSourceDrop says whether D's source check (fib_validate_source) rejects sA, from the
-// route back and the effective sysctls; "" when it accepts or cannot tell.
-func (p *prober) predictSourceDrop(acceptLocal, rpFilter int, back *netlink.Route) string {
-	if back == nil {
-		return ""
-	}
-	local := back.Type == unix.RTN_LOCAL
-	switch {
-	case local && acceptLocal == 0:
-		return dropMartian
-	case rpFilter == 1 && back.LinkIndex != p.dst.link.Attrs().Index && (back.Type == unix.RTN_UNICAST || local && acceptLocal == 1):
-		return dropRPFilter
-	}
-	return ""
-}
-
 // martianFix is the remedy for a martian-source drop on D. When policy routing is in place
 // but the route back from D is still local, the rule for this direction is missing.
 func (p *prober) martianFix(back *netlink.Route, ev map[string]string) string {
@@ -379,6 +348,15 @@ func (p *prober) martianFix(back *netlink.Route, ev map[string]string) string {
 			p.dst.addr, p.src.addr, p.dst.nic, p.dst.addr, p.src.addr, p.src.addr, p.dst.nic, ev["route_back"])
 	}
 	return probeFix
+}
+
+// predictSource says what D's source check (fib_validate_source) does to sA, from the route
+// back and the effective sysctls.
+func (p *prober) predictSource(acceptLocal, rpFilter int, back *netlink.Route) kernel.SourceVerdict {
+	if back == nil {
+		return kernel.SourceUnknown
+	}
+	return kernel.PredictSource(acceptLocal, rpFilter, kernel.RouteBack{Type: back.Type, Dev: p.linkName(back.LinkIndex)}, p.dst.nic)
 }
 
 // hasIifLoRules reports whether any IPv4 rule matches iif lo: the mark of policy routing.
@@ -395,12 +373,9 @@ func (p *prober) hasIifLoRules() bool {
 	return false
 }
 
-// probeNUDUsable are the neighbour states in which the kernel sends to the cached MAC.
-const probeNUDUsable = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
-
 // neighbor returns S's entry for dB, or nil.
 func (p *prober) neighbor() (*netlink.Neigh, error) {
-	list, err := p.env.NL.NeighList(p.src.link.Attrs().Index, probeFamily(p.dst.addr))
+	list, err := p.env.NL.NeighList(p.src.link.Attrs().Index, kernel.FamilyOf(p.dst.addr))
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours of %s: %w", p.src.nic, err)
 	}
@@ -428,7 +403,7 @@ func (p *prober) checkRouteOut(ctx context.Context) (LayerResult, error) {
 	r := routes[0]
 	ev["route"] = p.routeString(r)
 	if r.LinkIndex != p.src.link.Attrs().Index || r.Type != unix.RTN_UNICAST {
-		return probeFailed(fmt.Sprintf("%s -> %s leaves through %s as %s, not as unicast out of %s", p.src.addr, p.dst.addr, p.linkName(r.LinkIndex), probeRouteType(r.Type), p.src.nic),
+		return probeFailed(fmt.Sprintf("%s -> %s leaves through %s as %s, not as unicast out of %s", p.src.addr, p.dst.addr, p.linkName(r.LinkIndex), kernel.RouteTypeName(r.Type), p.src.nic),
 			probeFix, ev)
 	}
 	return probePassed(fmt.Sprintf("%s -> %s leaves through %s (unicast)", p.src.addr, p.dst.addr, p.src.nic), ev)
@@ -449,12 +424,12 @@ func (p *prober) checkRouteIn(ctx context.Context) (LayerResult, error) {
 			ev[k] = v
 		}
 		back := p.routeBack(ev)
-		pred := p.predictSourceDrop(acc, rpf, back)
+		pred := p.predictSource(acc, rpf, back)
 		switch {
-		case errors.Is(err, unix.EXDEV) || (errors.Is(err, unix.EINVAL) && pred == dropRPFilter):
+		case errors.Is(err, unix.EXDEV) || (errors.Is(err, unix.EINVAL) && pred == kernel.SourceRPFilter):
 			return probeFailed(fmt.Sprintf("%s drops %s -> %s by the strict reverse-path filter (rp_filter=%d): the route back to %s leaves through %s, not %s", p.dst.nic, p.src.addr, p.dst.addr, rpf, p.src.addr, p.backDev(back), p.dst.nic),
 				"add the policy-routing fix (it passes rp_filter=1), or set rp_filter=2 (all and both NICs)", ev)
-		case errors.Is(err, unix.EINVAL) && pred == dropMartian:
+		case errors.Is(err, unix.EINVAL) && pred == kernel.SourceMartian:
 			return probeFailed(fmt.Sprintf("%s drops %s -> %s as a martian source: %s is an address of this host and accept_local=0", p.dst.nic, p.src.addr, p.dst.addr, p.src.addr),
 				p.martianFix(back, ev), ev)
 		case errors.Is(err, unix.EINVAL):
@@ -470,7 +445,7 @@ func (p *prober) checkRouteIn(ctx context.Context) (LayerResult, error) {
 	r := routes[0]
 	ev["route"] = p.routeString(r)
 	if r.Type != unix.RTN_LOCAL {
-		return probeFailed(fmt.Sprintf("%s -> %s arriving on %s is %s, not delivered locally", p.src.addr, p.dst.addr, p.dst.nic, probeRouteType(r.Type)),
+		return probeFailed(fmt.Sprintf("%s -> %s arriving on %s is %s, not delivered locally", p.src.addr, p.dst.addr, p.dst.nic, kernel.RouteTypeName(r.Type)),
 			fmt.Sprintf("%s must be a local address (on %s), and no rule may send it elsewhere", p.dst.addr, p.dst.nic), ev)
 	}
 	return probePassed(fmt.Sprintf("%s -> %s arriving on %s is delivered locally", p.src.addr, p.dst.addr, p.dst.nic), ev)
@@ -595,7 +570,7 @@ func (p *prober) udpCounters() (probeCounters, error) {
 // listens on it), the udp layer counts on D's rx counter alone.
 func (p *prober) openListener() {
 	err := p.env.Do(func() error {
-		fd, err := unix.Socket(probeFamily(p.dst.addr), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(kernel.FamilyOf(p.dst.addr), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
@@ -643,7 +618,7 @@ func probePayload(nonce [4]byte) []byte {
 func (p *prober) send(count int) (int, error) {
 	sent := 0
 	err := p.env.Do(func() error {
-		fd, err := unix.Socket(probeFamily(p.src.addr), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(kernel.FamilyOf(p.src.addr), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("open udp socket: %w", err)
 		}
@@ -670,12 +645,8 @@ func (p *prober) send(count int) (int, error) {
 func (p *prober) martianSrc() (uint64, error) {
 	var v uint64
 	err := p.env.Do(func() error {
-		f, err := os.Open(rtCacheStat)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		v, err = probeRTCacheColumn(f, "in_martian_src")
+		var err error
+		v, err = kernel.ReadStatColumn(kernel.ProcRTCache, "in_martian_src")
 		return err
 	})
 	return v, err
@@ -692,37 +663,6 @@ func (p *prober) martianDelta(before uint64, berr error) (uint64, error) {
 	return now - before, nil
 }
 
-// probeRTCacheColumn sums one column of a /proc/net/stat file: a header line of names, then
-// one row of hex numbers per CPU.
-func probeRTCacheColumn(r io.Reader, column string) (uint64, error) {
-	sc := bufio.NewScanner(r)
-	if !sc.Scan() {
-		return 0, fmt.Errorf("rt_cache: empty")
-	}
-	col := -1
-	for i, name := range strings.Fields(sc.Text()) {
-		if name == column {
-			col = i
-		}
-	}
-	if col < 0 {
-		return 0, fmt.Errorf("rt_cache: no column %q", column)
-	}
-	var sum uint64
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) <= col {
-			return 0, fmt.Errorf("rt_cache: short row %q", sc.Text())
-		}
-		v, err := strconv.ParseUint(f[col], 16, 64)
-		if err != nil {
-			return 0, fmt.Errorf("rt_cache: %w", err)
-		}
-		sum += v
-	}
-	return sum, sc.Err()
-}
-
 // sourceSysctls reads what source validation on D depends on: accept_local is on if "all"
 // or D's is (the kernel ORs them), rp_filter is the larger of "all" and D's. -1 when unreadable.
 func (p *prober) sourceSysctls() (acceptLocal, rpFilter int, ev map[string]string) {
@@ -735,25 +675,10 @@ func (p *prober) sourceSysctls() (acceptLocal, rpFilter int, ev map[string]strin
 			return -1
 		}
 		ev[key] = v
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			return -1
-		}
-		return n
+		return kernel.ParseSysctlInt(strings.TrimSpace(v))
 	}
-	aa, ad := get("all", "accept_local"), get(p.dst.nic, "accept_local")
-	ra, rd := get("all", "rp_filter"), get(p.dst.nic, "rp_filter")
-	acceptLocal = -1
-	if aa >= 0 && ad >= 0 {
-		acceptLocal = 0
-		if aa > 0 || ad > 0 {
-			acceptLocal = 1
-		}
-	}
-	rpFilter = -1
-	if ra >= 0 && rd >= 0 {
-		rpFilter = max(ra, rd)
-	}
+	acceptLocal = kernel.EffectiveAcceptLocal(get("all", "accept_local"), get(p.dst.nic, "accept_local"))
+	rpFilter = kernel.EffectiveRPFilter(get("all", "rp_filter"), get(p.dst.nic, "rp_filter"))
 	return acceptLocal, rpFilter, ev
 }
 
@@ -774,7 +699,7 @@ func (p *prober) backDev(r *netlink.Route) string {
 // routeString renders a route like `ip route get` does.
 func (p *prober) routeString(r netlink.Route) string {
 	var b strings.Builder
-	b.WriteString(probeRouteType(r.Type))
+	b.WriteString(kernel.RouteTypeName(r.Type))
 	if r.Dst != nil {
 		b.WriteString(" " + r.Dst.String())
 	}
@@ -788,80 +713,9 @@ func (p *prober) routeString(r netlink.Route) string {
 		b.WriteString(" src " + r.Src.String())
 	}
 	if r.Table > 0 {
-		b.WriteString(" table " + probeTableName(r.Table))
+		b.WriteString(" table " + kernel.TableName(r.Table))
 	}
 	return b.String()
-}
-
-func probeTableName(t int) string {
-	switch t {
-	case unix.RT_TABLE_LOCAL:
-		return "local"
-	case unix.RT_TABLE_MAIN:
-		return "main"
-	}
-	return strconv.Itoa(t)
-}
-
-func probeRouteType(t int) string {
-	switch t {
-	case unix.RTN_UNICAST:
-		return "unicast"
-	case unix.RTN_LOCAL:
-		return "local"
-	case unix.RTN_BROADCAST:
-		return "broadcast"
-	case unix.RTN_MULTICAST:
-		return "multicast"
-	case unix.RTN_BLACKHOLE:
-		return "blackhole"
-	case unix.RTN_UNREACHABLE:
-		return "unreachable"
-	case unix.RTN_PROHIBIT:
-		return "prohibit"
-	}
-	return "type " + strconv.Itoa(t)
-}
-
-func probeNeighState(s int) string {
-	names := []struct {
-		bit  int
-		name string
-	}{
-		{netlink.NUD_INCOMPLETE, "INCOMPLETE"}, {netlink.NUD_REACHABLE, "REACHABLE"}, {netlink.NUD_STALE, "STALE"},
-		{netlink.NUD_DELAY, "DELAY"}, {netlink.NUD_PROBE, "PROBE"}, {netlink.NUD_FAILED, "FAILED"},
-		{netlink.NUD_NOARP, "NOARP"}, {netlink.NUD_PERMANENT, "PERMANENT"},
-	}
-	var out []string
-	for _, n := range names {
-		if s&n.bit != 0 {
-			out = append(out, n.name)
-		}
-	}
-	if len(out) == 0 {
-		return "NONE"
-	}
-	return strings.Join(out, ",")
-}
-
-func probeLinkFlags(f uint32) string {
-	var out []string
-	for _, x := range []struct {
-		bit  uint32
-		name string
-	}{{unix.IFF_UP, "UP"}, {unix.IFF_LOWER_UP, "LOWER_UP"}, {unix.IFF_RUNNING, "RUNNING"}, {unix.IFF_NOARP, "NOARP"}} {
-		if f&x.bit != 0 {
-			out = append(out, x.name)
-		}
-	}
-	return strings.Join(out, ",")
-}
-
-func probeFamily(ip net.IP) int {
-	if ip.To4() != nil {
-		return unix.AF_INET
-	}
-	return unix.AF_INET6
 }
 
 func probeSockaddr(ip net.IP, port int) unix.Sockaddr {

@@ -1,4 +1,4 @@
-package testbed
+package probe
 
 import (
 	"context"
@@ -230,7 +230,7 @@ func TestFixesProbe(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			rep, err := Probe(ctx, lab.env(t), fixScenario())
+			rep, err := Run(ctx, lab.env(t), fixScenario())
 			require.NoError(t, err)
 			var text strings.Builder
 			require.NoError(t, rep.WriteText(&text))
@@ -282,7 +282,7 @@ func TestFixesProbe(t *testing.T) {
 				for _, d := range rep.Directions {
 					// Carrier drops at once; the oper state follows when linkwatch runs (~1 s
 					// later on the guest), so either may be what the probe saw first.
-					assert.Equal(t, ProbeFail, d.Layers[0].Status, "direction %s", d.Name)
+					assert.Equal(t, Fail, d.Layers[0].Status, "direction %s", d.Name)
 					assert.Regexp(t, "down|no carrier", d.Layers[0].Detail, "direction %s", d.Name)
 				}
 			}

@@ -1,4 +1,4 @@
-package testbed
+package probe
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/testenv"
+	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/sysctl"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/stretchr/testify/assert"
@@ -21,7 +22,7 @@ func TestProbeShippedLabs(t *testing.T) {
 	for _, tc := range []struct {
 		scenario  string
 		rpFilter  string // override of the scenario's rp_filter=2 (same-host-sysctl only)
-		wantLayer ProbeLayer
+		wantLayer Layer
 	}{
 		{scenario: "same-host"},
 		{scenario: "same-host-ud"},
@@ -35,7 +36,7 @@ func TestProbeShippedLabs(t *testing.T) {
 			name += "-rp_filter=" + tc.rpFilter
 		}
 		t.Run(name, func(t *testing.T) {
-			ns, env, s := labIn(t, tc.scenario)
+			ns, env, s := testlab.InNetNS(t, tc.scenario)
 			if tc.rpFilter != "" {
 				for i, f := range s.Fixes {
 					for j, kv := range f.Sysctls {
@@ -49,13 +50,13 @@ func TestProbeShippedLabs(t *testing.T) {
 			state := t.TempDir()
 			_, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
 			require.NoError(t, err)
-			rep, err := Probe(context.Background(), env, s)
+			rep, err := Run(context.Background(), env, s)
 			require.NoError(t, err)
 			require.Len(t, rep.Directions, 2)
 			if tc.wantLayer == "" {
 				assert.True(t, rep.Passed, "probe failed: %s", rep.Summary())
 				for _, d := range rep.Directions {
-					assert.Len(t, d.Layers, len(ProbeLayers))
+					assert.Len(t, d.Layers, len(Layers))
 				}
 			} else {
 				require.False(t, rep.Passed, "probe passed on a lab that must fail")

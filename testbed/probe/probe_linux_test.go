@@ -1,4 +1,4 @@
-package testbed
+package probe
 
 import (
 	"bytes"
@@ -16,9 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// probeSampleReport is a report as Probe builds it for the no-fix lab.
-func probeSampleReport() *ProbeReport {
-	fail := LayerResult{Layer: LayerNeighbor, Status: ProbeFail,
+// probeSampleReport is a report as Run builds it for the no-fix lab.
+func probeSampleReport() *Report {
+	fail := LayerResult{Layer: LayerNeighbor, Status: Fail,
 		Detail:   "ARP request from vA's address 10.10.0.1 dropped by vB as a martian source (in_martian_src +1)",
 		Fix:      "add the policy-routing fix",
 		Evidence: map[string]string{"state": "INCOMPLETE", "in_martian_src_delta": "1"},
@@ -26,11 +26,11 @@ func probeSampleReport() *ProbeReport {
 	dir := func(name, from, to string, layers ...LayerResult) DirectionReport {
 		return DirectionReport{Name: name, From: from, To: to, Layers: layers}
 	}
-	link := LayerResult{Layer: LayerLink, Status: ProbePass, Detail: "vA and vB up with carrier", Evidence: map[string]string{"vA.oper_state": "up"}}
-	skip := func(l ProbeLayer) LayerResult {
-		return LayerResult{Layer: l, Status: ProbeSkipped, Detail: "skipped: neighbor failed"}
+	link := LayerResult{Layer: LayerLink, Status: Pass, Detail: "vA and vB up with carrier", Evidence: map[string]string{"vA.oper_state": "up"}}
+	skip := func(l Layer) LayerResult {
+		return LayerResult{Layer: l, Status: Skipped, Detail: "skipped: neighbor failed"}
 	}
-	return &ProbeReport{Lab: "same-host-nofix", Directions: []DirectionReport{
+	return &Report{Lab: "same-host-nofix", Directions: []DirectionReport{
 		dir("a->b", "a (vA 10.10.0.1)", "b (vB 10.10.0.2)", link, fail, skip(LayerRouteOut), skip(LayerRouteIn), skip(LayerUDP)),
 		dir("b->a", "b (vB 10.10.0.2)", "a (vA 10.10.0.1)", link, fail, skip(LayerRouteOut), skip(LayerRouteIn), skip(LayerUDP)),
 	}}
@@ -71,7 +71,7 @@ fix: add the policy-routing fix
 	// A passing report prints the pass line and no fix.
 	for i := range r.Directions {
 		for j := range r.Directions[i].Layers {
-			r.Directions[i].Layers[j].Status = ProbePass
+			r.Directions[i].Layers[j].Status = Pass
 		}
 	}
 	r.Passed = true
@@ -99,9 +99,9 @@ func TestProbeReportJSON(t *testing.T) {
 	assert.Equal(t, "a->b", d0["name"])
 	assert.Equal(t, "a (vA 10.10.0.1)", d0["from"])
 	layers := d0["layers"].([]any)
-	require.Len(t, layers, len(ProbeLayers))
+	require.Len(t, layers, len(Layers))
 	for i, l := range layers {
-		assert.Equal(t, string(ProbeLayers[i]), l.(map[string]any)["layer"])
+		assert.Equal(t, string(Layers[i]), l.(map[string]any)["layer"])
 	}
 	n := layers[1].(map[string]any)
 	assert.Equal(t, "fail", n["status"])
@@ -114,42 +114,21 @@ func TestProbeReportJSON(t *testing.T) {
 	assert.NotContains(t, skipped, "evidence")
 
 	// The JSON reads back into the same report.
-	var back ProbeReport
+	var back Report
 	require.NoError(t, json.Unmarshal(raw, &back))
 	assert.Equal(t, r, &back)
-}
-
-func TestProbeRTCacheColumn(t *testing.T) {
-	// Two CPUs, as /proc/net/stat/rt_cache prints them (hex, per CPU).
-	const stat = `entries  in_hit   in_slow_tot in_slow_mc in_no_route in_brd   in_martian_dst in_martian_src out_hit  out_slow_tot
-00000006 00000000 00000003    00000000   00000000    00000000 00000000       0000000a       00000000 00000002
-00000006 00000000 00000001    00000000   00000000    00000000 00000000       00000003       00000000 00000003
-`
-	v, err := probeRTCacheColumn(strings.NewReader(stat), "in_martian_src")
-	require.NoError(t, err)
-	assert.Equal(t, uint64(13), v)
-	v, err = probeRTCacheColumn(strings.NewReader(stat), "out_slow_tot")
-	require.NoError(t, err)
-	assert.Equal(t, uint64(5), v)
-
-	_, err = probeRTCacheColumn(strings.NewReader(stat), "no_such")
-	assert.ErrorContains(t, err, `no column "no_such"`)
-	_, err = probeRTCacheColumn(strings.NewReader(""), "in_martian_src")
-	assert.Error(t, err)
-	_, err = probeRTCacheColumn(strings.NewReader("a in_martian_src\n00 zz\n"), "in_martian_src")
-	assert.Error(t, err)
 }
 
 func TestProbeArguments(t *testing.T) {
 	s := fixScenario()
 	s.Endpoints.B.Address = "not-an-ip"
-	_, err := Probe(context.Background(), nil, s)
+	_, err := Run(context.Background(), nil, s)
 	assert.ErrorContains(t, err, `endpoint b: address "not-an-ip" is not an IP address`)
 
 	// A cancelled context stops the probe before it touches the environment.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = Probe(ctx, nil, fixScenario())
+	_, err = Run(ctx, nil, fixScenario())
 	assert.ErrorIs(t, err, context.Canceled)
 
 	// CIDR form is accepted.
@@ -175,7 +154,7 @@ func TestProbeUDPMartian(t *testing.T) {
 	ctx := context.Background()
 	res, err := p.checkLink(ctx)
 	require.NoError(t, err)
-	require.Equal(t, ProbePass, res.Status, res.Detail)
+	require.Equal(t, Pass, res.Status, res.Detail)
 	p.openListener()
 	require.GreaterOrEqual(t, p.listener, 0, p.listenerNote)
 	defer unix.Close(p.listener)
@@ -183,7 +162,7 @@ func TestProbeUDPMartian(t *testing.T) {
 	res, err = p.checkUDP(ctx)
 	require.NoError(t, err)
 	t.Logf("%s: %v", res.Detail, res.Evidence)
-	assert.Equal(t, ProbeFail, res.Status)
+	assert.Equal(t, Fail, res.Status)
 	assert.Contains(t, res.Detail, "dropped there as martian sources")
 	sent := evidenceUint(t, res, "sent")
 	assert.GreaterOrEqual(t, evidenceUint(t, res, "vB.rx_packets_delta"), sent, "the datagrams must cross the cable")
@@ -210,7 +189,7 @@ func TestProbePortTaken(t *testing.T) {
 	}))
 	defer unix.Close(holder)
 
-	rep, err := Probe(context.Background(), lab.env(t), fixScenario())
+	rep, err := Run(context.Background(), lab.env(t), fixScenario())
 	require.NoError(t, err)
 	require.True(t, rep.Passed, rep.Summary())
 	for _, d := range rep.Directions {

@@ -1,4 +1,4 @@
-package testbed
+package probe
 
 import (
 	"fmt"
@@ -13,38 +13,38 @@ import (
 // direction stops at its first failing layer: a later layer cannot pass meaningfully when an
 // earlier one fails, and the first failure is the one to fix.
 
-// ProbeLayer names one layer of the probe, in the order they run.
-type ProbeLayer string
+// Layer names one layer of the probe, in the order they run.
+type Layer string
 
 const (
 	// LayerLink: both NICs exist, are up and have carrier, and the source address is on S.
-	LayerLink ProbeLayer = "link"
+	LayerLink Layer = "link"
 	// LayerNeighbor: the peer's address resolves on S to D's MAC, i.e. ARP crossed the cable
 	// both ways. This is the layer the same-host martian-source ARP drop breaks.
-	LayerNeighbor ProbeLayer = "neighbor"
+	LayerNeighbor Layer = "neighbor"
 	// LayerRouteOut: the kernel sends sA -> dB out of S (as rxe does, with oif = S).
-	LayerRouteOut ProbeLayer = "route-out"
+	LayerRouteOut Layer = "route-out"
 	// LayerRouteIn: a packet sA -> dB arriving on D is delivered locally, not dropped as a
 	// martian source or by the reverse-path filter.
-	LayerRouteIn ProbeLayer = "route-in"
+	LayerRouteIn Layer = "route-in"
 	// LayerUDP: datagrams to UDP 4791 (RoCE v2) from sA bound to S arrive on D, not on lo.
-	LayerUDP ProbeLayer = "udp"
+	LayerUDP Layer = "udp"
 )
 
-// ProbeLayers lists the layers in the order they run.
-var ProbeLayers = []ProbeLayer{LayerLink, LayerNeighbor, LayerRouteOut, LayerRouteIn, LayerUDP}
+// Layers lists the layers in the order they run.
+var Layers = []Layer{LayerLink, LayerNeighbor, LayerRouteOut, LayerRouteIn, LayerUDP}
 
-// ProbeStatus is the outcome of one layer.
-type ProbeStatus string
+// Status is the outcome of one layer.
+type Status string
 
 const (
-	ProbePass    ProbeStatus = "pass"
-	ProbeFail    ProbeStatus = "fail"
-	ProbeSkipped ProbeStatus = "skipped" // an earlier layer of the direction failed
+	Pass    Status = "pass"
+	Fail    Status = "fail"
+	Skipped Status = "skipped" // an earlier layer of the direction failed
 )
 
-// ProbeReport is the result of Probe: one entry per direction.
-type ProbeReport struct {
+// Report is the result of Probe: one entry per direction.
+type Report struct {
 	Lab        string            `json:"lab"`
 	Directions []DirectionReport `json:"directions"`
 	// Passed is true when every layer of every direction passed.
@@ -63,8 +63,8 @@ type DirectionReport struct {
 
 // LayerResult is one layer of one direction.
 type LayerResult struct {
-	Layer  ProbeLayer  `json:"layer"`
-	Status ProbeStatus `json:"status"`
+	Layer  Layer  `json:"layer"`
+	Status Status `json:"status"`
 	// Detail says what was seen (pass) or what went wrong (fail).
 	Detail string `json:"detail"`
 	// Fix says what to change, when the failure has a known remedy.
@@ -78,7 +78,7 @@ type LayerResult struct {
 
 // FirstFailure returns the first failing layer in direction order, or nil when the probe
 // passed.
-func (r *ProbeReport) FirstFailure() (*DirectionReport, *LayerResult) {
+func (r *Report) FirstFailure() (*DirectionReport, *LayerResult) {
 	for i := range r.Directions {
 		d := &r.Directions[i]
 		if l := d.FirstFailure(); l != nil {
@@ -91,7 +91,7 @@ func (r *ProbeReport) FirstFailure() (*DirectionReport, *LayerResult) {
 // FirstFailure returns the direction's failing layer, or nil.
 func (d *DirectionReport) FirstFailure() *LayerResult {
 	for i := range d.Layers {
-		if d.Layers[i].Status == ProbeFail {
+		if d.Layers[i].Status == Fail {
 			return &d.Layers[i]
 		}
 	}
@@ -104,7 +104,7 @@ func (d *DirectionReport) Passed() bool {
 		return false
 	}
 	for _, l := range d.Layers {
-		if l.Status != ProbePass {
+		if l.Status != Pass {
 			return false
 		}
 	}
@@ -112,7 +112,7 @@ func (d *DirectionReport) Passed() bool {
 }
 
 // Summary is a one-line verdict: "pass" or "fail at a->b neighbor: ...".
-func (r *ProbeReport) Summary() string {
+func (r *Report) Summary() string {
 	d, l := r.FirstFailure()
 	if l == nil {
 		if r.Passed {
@@ -125,14 +125,14 @@ func (r *ProbeReport) Summary() string {
 
 // WriteText prints the report for people: one line per layer, then the verdict and, for a
 // failure, its fix.
-func (r *ProbeReport) WriteText(w io.Writer) error {
+func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "probe lab %s\n", r.Lab)
 	for _, d := range r.Directions {
 		fmt.Fprintf(&b, "%s: %s -> %s\n", d.Name, d.From, d.To)
 		for _, l := range d.Layers {
 			fmt.Fprintf(&b, "  %s %-9s %s\n", statusMark(l.Status), l.Layer, l.Detail)
-			if l.Status == ProbeFail {
+			if l.Status == Fail {
 				for _, k := range sortedKeys(l.Evidence) {
 					fmt.Fprintf(&b, "      %s: %s\n", k, l.Evidence[k])
 				}
@@ -155,11 +155,11 @@ func (r *ProbeReport) WriteText(w io.Writer) error {
 	return err
 }
 
-func statusMark(s ProbeStatus) string {
+func statusMark(s Status) string {
 	switch s {
-	case ProbePass:
+	case Pass:
 		return "✓"
-	case ProbeFail:
+	case Fail:
 		return "✗"
 	default:
 		return "-"

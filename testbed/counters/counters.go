@@ -1,4 +1,4 @@
-package testbed
+package counters
 
 import (
 	"fmt"
@@ -138,6 +138,23 @@ func (s *Snapshot) KernelCounter(name string) (uint64, bool) {
 	}
 	v, ok := s.Kernel[name]
 	return v, ok
+}
+
+// KernelSum sums a kernel counter over every namespace the snapshot read (the lab's own,
+// keyed NAME, and others, keyed NS/NAME); per lists the non-zero ones as "KEY +N", sorted.
+func (s *Snapshot) KernelSum(name string) (total uint64, per []string) {
+	if s == nil {
+		return 0, nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Kernel)) {
+		if k == name || strings.HasSuffix(k, "/"+name) {
+			if v := s.Kernel[k]; v > 0 {
+				total += v
+				per = append(per, fmt.Sprintf("%s +%d", k, v))
+			}
+		}
+	}
+	return total, per
 }
 
 // String prints the non-zero counters, one group per line: what moved, for humans.
