@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 )
 
 // AblationResult is the outcome of running a scenario with one fix removed.
@@ -18,8 +19,8 @@ type AblationResult struct {
 	Necessary bool   `json:"necessary"`
 	Verdict   string `json:"verdict"`
 	// Failure is the failure class seen without the fix.
-	Failure FailureClass   `json:"failure,omitempty"`
-	Report  *TrafficReport `json:"report,omitempty"`
+	Failure traffic.FailureClass `json:"failure,omitempty"`
+	Report  *traffic.Report      `json:"report,omitempty"`
 }
 
 // AblationReport says which of a scenario's fixes its traffic needs.

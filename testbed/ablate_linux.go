@@ -9,6 +9,7 @@ import (
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 )
 
 // Ablate runs the scenario's traffic with every fix, then once with each fix removed in turn,
@@ -45,7 +46,7 @@ func runOnce(ctx context.Context, env *host.Env, s *scenario.Scenario, opts lab.
 			err = errors.Join(err, derr)
 		}
 	}()
-	r, err := RunTraffic(ctx, env, s)
+	r, err := traffic.Run(ctx, env, s)
 	if err != nil {
 		return nil, err
 	}

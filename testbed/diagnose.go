@@ -18,6 +18,7 @@ import (
 	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/probe"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 )
 
 // Diagnosis says where a lab's packets died, why, and what to change. Evidence collection is
@@ -281,20 +282,20 @@ type TrafficEvidence struct {
 
 // BatchEvidence is what the rules need of one traffic batch.
 type BatchEvidence struct {
-	Name           string             `json:"name"`
-	Transport      scenario.Transport `json:"transport"`
-	Direction      scenario.Direction `json:"direction"`
-	Messages       int                `json:"messages"`
-	SenderDevice   string             `json:"sender_device"`
-	SenderNIC      string             `json:"sender_nic"`
-	ReceiverDevice string             `json:"receiver_device"`
-	ReceiverNIC    string             `json:"receiver_nic"`
-	Pass           bool               `json:"pass"`
-	Class          FailureClass       `json:"class,omitempty"`
-	Verdict        string             `json:"verdict"`
-	ConnectMS      float64            `json:"connect_ms"`
-	ConnectError   string             `json:"connect_error,omitempty"`
-	ConnectTimeout bool               `json:"connect_timed_out,omitempty"`
+	Name           string               `json:"name"`
+	Transport      scenario.Transport   `json:"transport"`
+	Direction      scenario.Direction   `json:"direction"`
+	Messages       int                  `json:"messages"`
+	SenderDevice   string               `json:"sender_device"`
+	SenderNIC      string               `json:"sender_nic"`
+	ReceiverDevice string               `json:"receiver_device"`
+	ReceiverNIC    string               `json:"receiver_nic"`
+	Pass           bool                 `json:"pass"`
+	Class          traffic.FailureClass `json:"class,omitempty"`
+	Verdict        string               `json:"verdict"`
+	ConnectMS      float64              `json:"connect_ms"`
+	ConnectError   string               `json:"connect_error,omitempty"`
+	ConnectTimeout bool                 `json:"connect_timed_out,omitempty"`
 	// SenderCompletions and ReceiverCompletions count all completions, SenderOK and ReceiverOK
 	// the successful ones.
 	SenderCompletions   int `json:"sender_completions"`
@@ -339,7 +340,7 @@ func (d TraceDrop) String() string {
 }
 
 // BatchEvidenceOf extracts what the rules need from a traffic batch.
-func BatchEvidenceOf(b *BatchResult) BatchEvidence {
+func BatchEvidenceOf(b *traffic.BatchResult) BatchEvidence {
 	be := BatchEvidence{
 		Name: b.Traffic, Transport: b.Transport, Direction: b.Direction, Messages: b.Messages,
 		SenderDevice: b.Sender.Device, SenderNIC: b.Sender.NIC, ReceiverDevice: b.Receiver.Device, ReceiverNIC: b.Receiver.NIC,
@@ -350,12 +351,12 @@ func BatchEvidenceOf(b *BatchResult) BatchEvidence {
 	for i, c := range b.Completions {
 		ok := c.Status == verbs.WCSuccess
 		switch c.Role {
-		case RoleSender:
+		case traffic.RoleSender:
 			be.SenderCompletions++
 			if ok {
 				be.SenderOK++
 			}
-		case RoleReceiver:
+		case traffic.RoleReceiver:
 			be.ReceiverCompletions++
 			if ok {
 				be.ReceiverOK++
@@ -374,7 +375,7 @@ func BatchEvidenceOf(b *BatchResult) BatchEvidence {
 
 // TrafficEvidenceOf turns a traffic report into evidence; the counter delta is the sum of
 // the batches' deltas.
-func TrafficEvidenceOf(r *TrafficReport, source string) *TrafficEvidence {
+func TrafficEvidenceOf(r *traffic.Report, source string) *TrafficEvidence {
 	te := &TrafficEvidence{Ran: r != nil && len(r.Batches) > 0, Source: source}
 	if r == nil {
 		return te
@@ -462,7 +463,7 @@ func reconcile(ev *Evidence) (*Evidence, []string) {
 	batches := slices.Clone(t.Batches)
 	pass := len(batches) > 0
 	for i, b := range batches {
-		if b.Class == ClassNotOnWire && crossed(t.Delta, b) {
+		if b.Class == traffic.ClassNotOnWire && crossed(t.Delta, b) {
 			batches[i].Pass, batches[i].Class = true, ""
 			notes = append(notes, fmt.Sprintf("traffic %s %s was judged not-on-wire from its own counter read (%s), but the counters read after the run show its packets on both NICs and devices: that read was stale (hw_counters are cached for `lifespan` ms)", b.Name, b.Direction, b.Verdict))
 		}
@@ -793,7 +794,7 @@ func (r ruler) neighbor() *Finding {
 		probeNeigh := d.Probe != nil && d.Probe.Layer == probe.LayerNeighbor
 		connect := false
 		for _, b := range r.batches() {
-			if b.Class == ClassConnectTimeout {
+			if b.Class == traffic.ClassConnectTimeout {
 				connect = true
 			}
 		}
@@ -811,7 +812,7 @@ func (r ruler) neighbor() *Finding {
 	}
 	var martian uint64
 	for _, b := range r.batches() {
-		if b.Class != ClassConnectTimeout {
+		if b.Class != traffic.ClassConnectTimeout {
 			continue
 		}
 		c := r.counters(b)
@@ -820,7 +821,7 @@ func (r ruler) neighbor() *Finding {
 		sent, _ := c.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
 		rsent, _ := c.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWSentPkts)
 		ev = append(ev, fmt.Sprintf("%s %s: connect failed after %s: %s; in_martian_src +%d; %s sent_pkts +%d, %s sent_pkts +%d (no RoCE packet left)",
-			b.Name, b.Direction, fmtMS(b.ConnectMS), b.ConnectError, m, b.SenderDevice, sent, b.ReceiverDevice, rsent))
+			b.Name, b.Direction, traffic.FormatMS(b.ConnectMS), b.ConnectError, m, b.SenderDevice, sent, b.ReceiverDevice, rsent))
 	}
 	strict, local := false, false
 	for _, d := range dirs {
@@ -932,7 +933,7 @@ func (r ruler) martianSource() *Finding {
 			ev = append(ev, fmt.Sprintf("%s completer_retry_err +%d", b.SenderDevice, rc))
 		}
 		if b.FirstError != "" {
-			ev = append(ev, fmt.Sprintf("requester completion %s after %s; responder completions: %d", b.FirstError, fmtMS(b.FirstErrorMS), b.ReceiverCompletions))
+			ev = append(ev, fmt.Sprintf("requester completion %s after %s; responder completions: %d", b.FirstError, traffic.FormatMS(b.FirstErrorMS), b.ReceiverCompletions))
 		}
 		if d := r.direction(b.SenderNIC); d != nil {
 			switch r.predict(d) {
@@ -987,9 +988,9 @@ func (r ruler) notOnWire() *Finding {
 		lo, lok := c.Link("lo")
 		rx, _ := c.Link(b.ReceiverNIC)
 		sent, _ := c.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
-		if b.Class == ClassNotOnWire || (lok && sent > 0 && lo.TxPackets >= sent && rx.RxPackets < sent) {
+		if b.Class == traffic.ClassNotOnWire || (lok && sent > 0 && lo.TxPackets >= sent && rx.RxPackets < sent) {
 			ev = append(ev, fmt.Sprintf("%s %s: %s sent_pkts +%d, %s rx +%d, lo tx +%d", b.Name, b.Direction, b.SenderDevice, sent, b.ReceiverNIC, rx.RxPackets, lo.TxPackets))
-			if b.Class == ClassNotOnWire {
+			if b.Class == traffic.ClassNotOnWire {
 				ev = append(ev, b.Verdict)
 			}
 		}
@@ -1062,7 +1063,7 @@ func (r ruler) mtuMismatch() *Finding {
 func (r ruler) retryExceeded() *Finding {
 	var ev []string
 	for _, b := range r.batches() {
-		if b.Class != ClassRetryExceeded {
+		if b.Class != traffic.ClassRetryExceeded {
 			continue
 		}
 		c := r.counters(b)
@@ -1070,7 +1071,7 @@ func (r ruler) retryExceeded() *Finding {
 		rcvd, _ := c.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWRcvdPkts)
 		rsent, _ := c.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWSentPkts)
 		ev = append(ev, fmt.Sprintf("%s %s: %s got %s after %s; %s sent_pkts +%d, %s rcvd_pkts +%d sent_pkts +%d (ACKs)",
-			b.Name, b.Direction, b.SenderDevice, b.FirstError, fmtMS(b.FirstErrorMS), b.SenderDevice, sent, b.ReceiverDevice, rcvd, rsent))
+			b.Name, b.Direction, b.SenderDevice, b.FirstError, traffic.FormatMS(b.FirstErrorMS), b.SenderDevice, sent, b.ReceiverDevice, rcvd, rsent))
 	}
 	if len(ev) == 0 {
 		return nil
@@ -1388,7 +1389,7 @@ const TraceWarning = "--trace turns it on; off by default because on the Debian 
 type DiagnoseOptions struct {
 	// Traffic is the report of traffic that already ran (a failed `run`): Diagnose then runs
 	// none and takes the counters from the report's batches.
-	Traffic *TrafficReport
+	Traffic *traffic.Report
 	// NoTraffic diagnoses from configuration, routes and the probe alone.
 	NoTraffic bool
 	// Trace adds the skb:kfree_skb layer (TraceWarning says why it is off by default).
@@ -1400,9 +1401,9 @@ type DiagnoseOptions struct {
 // FixResult is what `diagnose --fix` did: the fix groups it added, the scenario the lab now
 // runs, and the traffic before (in Before) and after.
 type FixResult struct {
-	Applied []scenario.Fix `json:"applied"`
-	Before  *Diagnosis     `json:"before"`
-	After   *TrafficReport `json:"after,omitempty"`
+	Applied []scenario.Fix  `json:"applied"`
+	Before  *Diagnosis      `json:"before"`
+	After   *traffic.Report `json:"after,omitempty"`
 	// Source is the scenario text the lab was brought up again with (kept in its journal).
 	Source string `json:"source"`
 	// Passed is true when the traffic passed after the fix.

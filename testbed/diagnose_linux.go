@@ -21,6 +21,7 @@ import (
 	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/probe"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -45,7 +46,7 @@ func Diagnose(ctx context.Context, env *host.Env, s *scenario.Scenario, opts Dia
 
 // DiagnoseAfterRun explains a failed run from its traffic report, without running traffic
 // again: `rocebed run` calls it before taking the lab down.
-func DiagnoseAfterRun(ctx context.Context, env *host.Env, s *scenario.Scenario, report *TrafficReport) (*Diagnosis, error) {
+func DiagnoseAfterRun(ctx context.Context, env *host.Env, s *scenario.Scenario, report *traffic.Report) (*Diagnosis, error) {
 	return Diagnose(ctx, env, s, DiagnoseOptions{Traffic: report})
 }
 
@@ -300,7 +301,7 @@ func (c *collector) collectEndpoints(ctx context.Context) error {
 func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 	// RXE is kept; the rest is read again.
 	ee.DevicePresent, ee.PortNetdev, ee.PortState, ee.ActiveMTU, ee.GID, ee.GIDError = false, "", "", 0, "", ""
-	st, err := sys.PortState(ee.Device, trafficPort)
+	st, err := sys.PortState(ee.Device, traffic.RDMAPort)
 	if err != nil {
 		if !errors.Is(err, rdma.ErrNotFound) {
 			c.note("%s: %v", ee.Device, err)
@@ -310,7 +311,7 @@ func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 	}
 	ee.DevicePresent = true
 	ee.PortState = st.String()
-	if nd, err := sys.PortNetdev(ee.Device, trafficPort); err == nil {
+	if nd, err := sys.PortNetdev(ee.Device, traffic.RDMAPort); err == nil {
 		ee.PortNetdev = nd
 	}
 	// sysfs has no active_mtu; an rxe port derives it from its netdev's MTU, as rxe does.
@@ -323,7 +324,7 @@ func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 		ee.GIDError = fmt.Sprintf("endpoint address %q: %v", ee.Address, err)
 		return
 	}
-	g, err := sys.FindGID(ee.Device, trafficPort, addr)
+	g, err := sys.FindGID(ee.Device, traffic.RDMAPort, addr)
 	if err != nil {
 		ee.GIDError = err.Error()
 		return
@@ -397,7 +398,7 @@ func (c *collector) runTraffic(ctx context.Context, eff *scenario.Scenario) (*Tr
 	if err != nil {
 		return &TrafficEvidence{Source: "diagnose", Error: "counters: " + err.Error()}, nil
 	}
-	rep, rerr := RunTraffic(ctx, c.env, eff)
+	rep, rerr := traffic.Run(ctx, c.env, eff)
 	// The last batch read the hw_counters just now; the kernel serves reads within the
 	// counters' lifespan from a cache, so wait it out for a fresh read.
 	select {
@@ -570,7 +571,7 @@ func FixLab(ctx context.Context, stateDir, labName string, before *Diagnosis) (*
 		return nil, fmt.Errorf("bring lab %q up with the fix (it is down now; the host is restored): %w", labName, err)
 	}
 	res := &FixResult{Applied: fixes, Before: before, Source: string(src)}
-	rep, err := RunTraffic(ctx, env, fixed)
+	rep, err := traffic.Run(ctx, env, fixed)
 	res.After = rep
 	res.Passed = rep != nil && rep.Pass
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -227,7 +228,7 @@ func diagCheckNeighborMartian(t *testing.T, d *Diagnosis) {
 	}
 	assert.Positive(t, unresolved, "a neighbour must be unresolved")
 	for _, b := range d.Evidence.Traffic.Batches {
-		assert.Equal(t, ClassConnectTimeout, b.Class, b.Verdict)
+		assert.Equal(t, traffic.ClassConnectTimeout, b.Class, b.Verdict)
 		sent, _ := b.Counters.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
 		assert.Zero(t, sent, "no RoCE packet leaves before RTR")
 	}
@@ -243,7 +244,7 @@ func diagCheckStrictARP(t *testing.T, d *Diagnosis) {
 	assert.Contains(t, ev, "rp_filter=1")
 	assert.Contains(t, ev, "accept_local=1")
 	for _, b := range d.Evidence.Traffic.Batches {
-		assert.Equal(t, ClassConnectTimeout, b.Class, b.Verdict)
+		assert.Equal(t, traffic.ClassConnectTimeout, b.Class, b.Verdict)
 	}
 	rpf, _ := d.Evidence.Traffic.Delta.KernelCounter(counters.CounterRPFilter)
 	m, _ := d.Evidence.Traffic.Delta.KernelCounter(counters.CounterMartianSrc)
@@ -347,7 +348,7 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	env, s, state := l.Env, l.Scenario, l.StateDir
 	ctx := context.Background()
 
-	rep, err := RunTraffic(ctx, env, s)
+	rep, err := traffic.Run(ctx, env, s)
 	require.NoError(t, err)
 	require.False(t, rep.Pass)
 	after, err := DiagnoseAfterRun(ctx, env, s, rep)

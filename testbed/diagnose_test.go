@@ -11,6 +11,7 @@ import (
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -149,7 +150,7 @@ func seedLike(ev *Evidence, martian uint64) *Evidence {
 		d.ProbePassed = false
 	}
 	b := &ev.Traffic.Batches[0]
-	b.Pass, b.Class = false, ClassRetryExceeded
+	b.Pass, b.Class = false, traffic.ClassRetryExceeded
 	b.FirstError, b.FirstErrorMS = "IBV_WC_RETRY_EXC_ERR", 58
 	b.SenderOK, b.ReceiverCompletions, b.ReceiverOK = 0, 0, 0
 	b.Counters = &counters.Snapshot{
@@ -247,7 +248,7 @@ func TestFindingsNoListenerInOtherNamespace(t *testing.T) {
 	ev := healthyEvidence()
 	ev.NICs[1].Netns = "peer"
 	b := &ev.Traffic.Batches[0]
-	b.Pass, b.Class, b.FirstError = false, ClassRetryExceeded, "IBV_WC_RETRY_EXC_ERR"
+	b.Pass, b.Class, b.FirstError = false, traffic.ClassRetryExceeded, "IBV_WC_RETRY_EXC_ERR"
 	b.Counters = &counters.Snapshot{
 		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 30}, "rxe1": {"rcvd_pkts": 0}},
 		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 30}, "vB": {RxPackets: 30}},
@@ -277,7 +278,7 @@ func TestFindingsNotOnWire(t *testing.T) {
 func TestFindingsStaleNotOnWireIsReconciled(t *testing.T) {
 	ev := healthyEvidence()
 	b := &ev.Traffic.Batches[0]
-	b.Pass, b.Class, b.Verdict = false, ClassNotOnWire, "all 100 messages completed, but ... rxe0 rcvd_pkts (ACKs) +0 < 1"
+	b.Pass, b.Class, b.Verdict = false, traffic.ClassNotOnWire, "all 100 messages completed, but ... rxe0 rcvd_pkts (ACKs) +0 < 1"
 	ev.Traffic.Pass = false
 	d := Conclude(ev)
 	assert.Empty(t, d.Findings, "codes %v", d.Codes())
@@ -296,7 +297,7 @@ func TestFindingsStaleNotOnWireIsReconciled(t *testing.T) {
 func TestFindingsUnexplainedFailure(t *testing.T) {
 	ev := healthyEvidence()
 	b := &ev.Traffic.Batches[0]
-	b.Pass, b.Class, b.Verdict = false, ClassMissingCompletions, "receiver idle"
+	b.Pass, b.Class, b.Verdict = false, traffic.ClassMissingCompletions, "receiver idle"
 	ev.Traffic.Pass = false
 	d := Conclude(ev)
 	require.Equal(t, []FindingCode{CodeUnexplained}, d.Codes())

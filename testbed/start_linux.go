@@ -12,6 +12,7 @@ import (
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/probe"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 )
 
 // Lab is a lab brought up for a Go test by Start. It is taken down, and the host restored, in
@@ -83,9 +84,9 @@ func Start(tb testing.TB, ref string, opts ...StartOptions) *Lab {
 
 // Traffic runs the scenario's traffic and returns the report: every completion on both
 // sides, counter deltas and the verdict. A failure to run at all fails the test.
-func (l *Lab) Traffic(ctx context.Context) *TrafficReport {
+func (l *Lab) Traffic(ctx context.Context) *traffic.Report {
 	l.tb.Helper()
-	r, err := RunTraffic(ctx, l.Env, l.Scenario)
+	r, err := traffic.Run(ctx, l.Env, l.Scenario)
 	if err != nil {
 		l.tb.Fatalf("traffic on lab %s: %v", l.Scenario.Name, err)
 	}
@@ -96,7 +97,7 @@ func (l *Lab) Traffic(ctx context.Context) *TrafficReport {
 // Send(ctx, Traffic{Transport: TransportRC, Direction: DirectionAToB, Messages: 10, Size: 4096}),
 // and returns its results, one per direction: completions of both sides and the verdict.
 // Unset RC timers and deadline take the scenario defaults.
-func (l *Lab) Send(ctx context.Context, t scenario.Traffic) []*BatchResult {
+func (l *Lab) Send(ctx context.Context, t scenario.Traffic) []*traffic.BatchResult {
 	l.tb.Helper()
 	if t.Name == "" {
 		t.Name = "send"
@@ -108,7 +109,7 @@ func (l *Lab) Send(ctx context.Context, t scenario.Traffic) []*BatchResult {
 	if err := s.Validate(); err != nil {
 		l.tb.Fatalf("send on lab %s: %v", l.Scenario.Name, err)
 	}
-	r, err := RunTraffic(ctx, l.Env, &s)
+	r, err := traffic.Run(ctx, l.Env, &s)
 	if err != nil {
 		l.tb.Fatalf("send on lab %s: %v", l.Scenario.Name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -32,9 +33,9 @@ func TestStartSameHost(t *testing.T) {
 				continue
 			}
 			switch {
-			case c.Role == testbed.RoleSender && c.Opcode == verbs.WCSend:
+			case c.Role == traffic.RoleSender && c.Opcode == verbs.WCSend:
 				sends++
-			case c.Role == testbed.RoleReceiver && c.Opcode == verbs.WCRecv:
+			case c.Role == traffic.RoleReceiver && c.Opcode == verbs.WCRecv:
 				recvs++
 				assert.EqualValues(t, 2048, c.ByteLen)
 				assert.Equal(t, "ok", c.Payload)

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/spf13/cobra"
 )
 
@@ -81,7 +82,7 @@ LAB is the name of a lab that is up, or its scenario. Exit codes: 0 a diagnosis 
 			case ferr != nil:
 				return withExit(exitExpectation, ferr)
 			case !res.Passed:
-				return withExit(exitExpectation, &testbed.ExpectationError{Lab: name,
+				return withExit(exitExpectation, &traffic.ExpectationError{Lab: name,
 					Msg: "diagnose --fix: the traffic still fails with the fix (the lab stays up with it; `rocebed down " + name + "` restores the host)"})
 			}
 			return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/rocebed/rocebed/testbed"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 )
 
 // Exit codes by class, so scripts and CI can tell a failed expectation from a broken host.
@@ -41,7 +42,7 @@ func usageError(err error) error { return withExit(exitUsage, err) }
 func exitCode(err error) int {
 	var ee *exitError
 	var pe *testbed.PreflightError
-	var xe *testbed.ExpectationError
+	var xe *traffic.ExpectationError
 	switch {
 	case errors.As(err, &ee):
 		return ee.code

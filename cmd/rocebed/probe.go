@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/rocebed/rocebed/testbed"
 	"github.com/rocebed/rocebed/testbed/probe"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/spf13/cobra"
 )
 
@@ -91,11 +91,11 @@ func probeVerdict(rep *probe.Report, s *scenario.Scenario) (string, error) {
 	case !expectFail && rep.Passed:
 		return "pass", nil
 	case !expectFail:
-		return "fail", withExit(exitExpectation, &testbed.ExpectationError{Lab: rep.Lab, Msg: "probe " + rep.Summary()})
+		return "fail", withExit(exitExpectation, &traffic.ExpectationError{Lab: rep.Lab, Msg: "probe " + rep.Summary()})
 	case l != nil:
 		return fmt.Sprintf("expected failure: the probe fails at %s %s, as the scenario expects (expect: fail, failure: %s)", d.Name, l.Layer, s.Expect.Failure), nil
 	default:
-		return "unexpected pass", withExit(exitExpectation, &testbed.ExpectationError{Lab: rep.Lab,
+		return "unexpected pass", withExit(exitExpectation, &traffic.ExpectationError{Lab: rep.Lab,
 			Msg: fmt.Sprintf("probe passed, but the scenario expects failure (%s): the path works, so the lab does not reproduce the failure", s.Expect.Failure)})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rocebed/rocebed/testbed"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/spf13/cobra"
 )
 
@@ -66,7 +67,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 				}
 				slog.Info("lab is down; the host is restored", "lab", s.Name)
 			}()
-			rep, err := testbed.RunTraffic(ctx, env, s)
+			rep, err := traffic.Run(ctx, env, s)
 			var diag *testbed.Diagnosis
 			if err == nil && !rep.Pass && !noDiagnose {
 				// The traffic failed (as expected or not): say where the packets died while
@@ -88,7 +89,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 
 // reportRun prints the traffic report and, after a failed run, the diagnosis. With --json the
 // output is one object: {"traffic": ..., "diagnosis": ...}.
-func reportRun(o *options, w io.Writer, s *scenario.Scenario, rep *testbed.TrafficReport, diag *testbed.Diagnosis, runErr error, junit string) error {
+func reportRun(o *options, w io.Writer, s *scenario.Scenario, rep *traffic.Report, diag *testbed.Diagnosis, runErr error, junit string) error {
 	if !o.json {
 		err := reportTraffic(o, w, s, rep, runErr, junit)
 		if diag != nil {
@@ -134,7 +135,7 @@ func runAblation(ctx context.Context, o *options, env *host.Env, s *scenario.Sce
 		return err
 	}
 	if !rep.Baseline.Pass {
-		return &testbed.ExpectationError{Lab: s.Name, Msg: "the traffic fails even with every fix: " + rep.Baseline.Verdict}
+		return &traffic.ExpectationError{Lab: s.Name, Msg: "the traffic fails even with every fix: " + rep.Baseline.Verdict}
 	}
 	return nil
 }

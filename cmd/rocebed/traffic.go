@@ -6,8 +6,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/rocebed/rocebed/testbed"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/spf13/cobra"
 )
 
@@ -31,7 +31,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 				return err
 			}
 			defer env.Close()
-			rep, err := testbed.RunTraffic(cmd.Context(), env, s)
+			rep, err := traffic.Run(cmd.Context(), env, s)
 			return reportTraffic(o, cmd.OutOrStdout(), s, rep, err, junit)
 		},
 	}
@@ -42,7 +42,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 // reportTraffic prints a traffic report (text, or JSON with --json), writes the JUnit file,
 // and turns the outcome into rocebed's exit class: nil when the expectation held, an
 // ExpectationError (1) when it did not, or the engine's error.
-func reportTraffic(o *options, w io.Writer, s *scenario.Scenario, rep *testbed.TrafficReport, runErr error, junit string) error {
+func reportTraffic(o *options, w io.Writer, s *scenario.Scenario, rep *traffic.Report, runErr error, junit string) error {
 	var errs []error
 	if rep != nil {
 		var err error
@@ -67,12 +67,12 @@ func reportTraffic(o *options, w io.Writer, s *scenario.Scenario, rep *testbed.T
 		return withExit(exitKernel, errors.Join(errs...))
 	}
 	if !rep.ExpectationMet {
-		return &testbed.ExpectationError{Lab: s.Name, Msg: rep.Verdict}
+		return &traffic.ExpectationError{Lab: s.Name, Msg: rep.Verdict}
 	}
 	return nil
 }
 
-func writeJUnitFile(path string, rep *testbed.TrafficReport) error {
+func writeJUnitFile(path string, rep *traffic.Report) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("write junit: %w", err)

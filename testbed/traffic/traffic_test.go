@@ -1,4 +1,4 @@
-package testbed
+package traffic
 
 import (
 	"bytes"
@@ -34,8 +34,8 @@ func wire(n uint64) *counters.Snapshot {
 func okBatch(tr scenario.Transport, n int) *BatchResult {
 	b := &BatchResult{
 		Traffic: "t", Transport: tr, Direction: scenario.DirectionAToB, Messages: n, Size: 1024, DeadlineMS: 30000,
-		Sender:    TrafficEnd{Side: "a", Device: "rxe0", NIC: "vA", Address: "10.10.0.1", QPN: 0x11},
-		Receiver:  TrafficEnd{Side: "b", Device: "rxe1", NIC: "vB", Address: "10.10.0.2", QPN: 0x12},
+		Sender:    End{Side: "a", Device: "rxe0", NIC: "vA", Address: "10.10.0.1", QPN: 0x11},
+		Receiver:  End{Side: "b", Device: "rxe1", NIC: "vB", Address: "10.10.0.2", QPN: 0x12},
 		ConnectMS: 1.5, ElapsedMS: 10, StopReason: "complete", Posted: n, Counters: wire(uint64(n)),
 	}
 	recvLen := uint32(1024)
@@ -266,7 +266,7 @@ func TestMatchExpectation(t *testing.T) {
 }
 
 func TestReportFinish(t *testing.T) {
-	r := &TrafficReport{Lab: "seed", Expect: scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureMartianSource},
+	r := &Report{Lab: "seed", Expect: scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureMartianSource},
 		Batches: []*BatchResult{retryBatch(30)}}
 	r.Finish()
 	assert.False(t, r.Pass)
@@ -280,13 +280,13 @@ func TestReportFinish(t *testing.T) {
 	assert.False(t, r.ExpectationMet)
 	assert.Contains(t, r.Verdict, "did not hold in t b->a")
 
-	r = &TrafficReport{Lab: "x", Expect: scenario.Expect{Result: scenario.ResultPass}}
+	r = &Report{Lab: "x", Expect: scenario.Expect{Result: scenario.ResultPass}}
 	r.Finish()
 	assert.False(t, r.ExpectationMet, "no traffic is not a pass")
 }
 
-func sampleReport() *TrafficReport {
-	r := &TrafficReport{Lab: "same-host", File: "builtin:same-host", Expect: scenario.Expect{Result: scenario.ResultPass}, DurationMS: 1234,
+func sampleReport() *Report {
+	r := &Report{Lab: "same-host", File: "builtin:same-host", Expect: scenario.Expect{Result: scenario.ResultPass}, DurationMS: 1234,
 		Batches: []*BatchResult{okBatch(scenario.TransportRC, 5), connectTimeoutBatch()}}
 	r.Batches[1].Direction = scenario.DirectionBToA
 	r.Batches[1].Traffic = `quote"&<less>`

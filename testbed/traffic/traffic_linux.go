@@ -1,4 +1,4 @@
-package testbed
+package traffic
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed/counters"
@@ -20,7 +21,7 @@ import (
 )
 
 const (
-	trafficPort = 1          // rxe devices have one port
+	RDMAPort    = 1          // rxe devices have one port
 	trafficQKey = 0x11111111 // UD queue key both ends agree on
 	hopLimit    = 64
 	minRNRTimer = 12 // 0.64 ms, ibv_rc_pingpong's value
@@ -52,7 +53,7 @@ type trafficEnd struct {
 	vgid verbs.GID
 }
 
-// RunTraffic runs every traffic item of a lab that is up, each direction as its own batch,
+// Run runs every traffic item of a lab that is up, each direction as its own batch,
 // with both endpoints in this process (the equivalent of an ibv_rc_pingpong or
 // ibv_ud_pingpong server and client with -d and -g on each side, connected in memory). It
 // records every completion and the counters around each batch and judges the result.
@@ -61,8 +62,8 @@ type trafficEnd struct {
 // A connection that cannot be made is a recorded outcome, not an error: the error return
 // is for a lab that is not usable at all (no verbs, no device) or a cancelled ctx, in which
 // case the report so far is returned too.
-func RunTraffic(ctx context.Context, env *host.Env, s *scenario.Scenario) (*TrafficReport, error) {
-	r := &TrafficReport{Lab: s.Name, File: s.File, Expect: s.Expect, Started: time.Now()}
+func Run(ctx context.Context, env *host.Env, s *scenario.Scenario) (*Report, error) {
+	r := &Report{Lab: s.Name, File: s.File, Expect: s.Expect, Started: time.Now()}
 	finish := func() {
 		r.DurationMS = msSince(r.Started)
 		r.Finish()
@@ -122,7 +123,7 @@ func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario
 		if err != nil {
 			return ends, labNotReady(side, ep, err)
 		}
-		if err := sys.WaitActive(wctx, dev, trafficPort); err != nil {
+		if err := sys.WaitActive(wctx, dev, RDMAPort); err != nil {
 			return ends, labNotReady(side, ep, err)
 		}
 		addr, err := netip.ParseAddr(ep.Address)
@@ -131,7 +132,7 @@ func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario
 		}
 		var gid rdma.GID
 		for {
-			gid, err = sys.FindGID(dev, trafficPort, addr)
+			gid, err = sys.FindGID(dev, RDMAPort, addr)
 			if err == nil || !errors.Is(err, rdma.ErrNotFound) {
 				break
 			}
@@ -152,7 +153,7 @@ func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario
 // labNotReady turns "device or GID missing" into a PreflightError: the lab is not (fully) up.
 func labNotReady(side string, ep scenario.Endpoint, err error) error {
 	if errors.Is(err, rdma.ErrNotFound) || errors.Is(err, rdma.ErrNoRDMA) {
-		return &PreflightError{Check: "endpoint " + side, Need: fmt.Sprintf("an ACTIVE RDMA device on %s with a RoCE v2 GID for %s", ep.NIC, ep.Address),
+		return &preflight.Error{Check: "endpoint " + side, Need: fmt.Sprintf("an ACTIVE RDMA device on %s with a RoCE v2 GID for %s", ep.NIC, ep.Address),
 			Have: err.Error(), Err: err, Hint: "bring the lab up with `rocebed up` (a kernel without rdma_rxe needs `rocebed vm run`)"}
 	}
 	return fmt.Errorf("endpoint %s on %s: %w", side, ep.NIC, err)
@@ -200,12 +201,12 @@ func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin i
 	var err error
 	if v.ctx, err = verbs.OpenDevice(v.end.dev); err != nil {
 		if errors.Is(err, verbs.ErrNoVerbs) || errors.Is(err, verbs.ErrDeviceNotFound) {
-			return &PreflightError{Check: "verbs", Need: "RDMA device " + v.end.dev + " usable through libibverbs", Have: err.Error(), Err: err,
+			return &preflight.Error{Check: "verbs", Need: "RDMA device " + v.end.dev + " usable through libibverbs", Have: err.Error(), Err: err,
 				Hint: "install rdma-core/libibverbs, build rocebed with cgo, and bring the lab up (`rocebed vm run` on a kernel without rdma_rxe)"}
 		}
 		return err
 	}
-	if v.attr, err = v.ctx.QueryPort(trafficPort); err != nil {
+	if v.attr, err = v.ctx.QueryPort(RDMAPort); err != nil {
 		return err
 	}
 	if v.pd, err = v.ctx.AllocPD(); err != nil {
@@ -252,8 +253,8 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	res = &BatchResult{
 		Traffic: t.Name, Transport: t.Transport, Direction: dir, Messages: t.Messages, Size: t.Size,
 		RC: t.RC, DeadlineMS: t.DeadlineMS,
-		Sender:      TrafficEnd{Side: sndEnd.side, Device: sndEnd.dev, NIC: sndEnd.ep.NIC, Address: sndEnd.ep.Address, GIDIndex: sndEnd.gid.Index},
-		Receiver:    TrafficEnd{Side: rcvEnd.side, Device: rcvEnd.dev, NIC: rcvEnd.ep.NIC, Address: rcvEnd.ep.Address, GIDIndex: rcvEnd.gid.Index},
+		Sender:      End{Side: sndEnd.side, Device: sndEnd.dev, NIC: sndEnd.ep.NIC, Address: sndEnd.ep.Address, GIDIndex: sndEnd.gid.Index},
+		Receiver:    End{Side: rcvEnd.side, Device: rcvEnd.dev, NIC: rcvEnd.ep.NIC, Address: rcvEnd.ep.Address, GIDIndex: rcvEnd.gid.Index},
 		Completions: []CompletionRecord{},
 	}
 	deadline := time.Duration(t.DeadlineMS) * time.Millisecond
@@ -369,13 +370,13 @@ func randomPSN() uint32 {
 func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 	sides := []*verbsSide{b.snd, b.rcv}
 	for _, v := range sides {
-		if err := v.qp.ToInit(trafficPort, trafficQKey); err != nil {
+		if err := v.qp.ToInit(RDMAPort, trafficQKey); err != nil {
 			return err
 		}
 	}
 	if t.Transport == scenario.TransportUD {
 		for _, v := range sides {
-			if err := v.qp.ToRTR(verbs.RTRConfig{Port: trafficPort}); err != nil {
+			if err := v.qp.ToRTR(verbs.RTRConfig{Port: RDMAPort}); err != nil {
 				return err
 			}
 			if err := v.qp.ToRTS(verbs.RTSConfig{PSN: randomPSN()}); err != nil {
@@ -383,7 +384,7 @@ func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 			}
 		}
 		start := time.Now()
-		ah, err := b.snd.pd.CreateAH(trafficPort, b.rcv.end.vgid, b.snd.end.gid.Index, hopLimit)
+		ah, err := b.snd.pd.CreateAH(RDMAPort, b.rcv.end.vgid, b.snd.end.gid.Index, hopLimit)
 		b.res.Sender.RTRMS = msSince(start)
 		if err != nil {
 			b.res.ConnectFailedEnd = b.snd.end.side
@@ -404,7 +405,7 @@ func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 		p := peer[v]
 		start := time.Now()
 		err := v.qp.ToRTR(verbs.RTRConfig{
-			Port: trafficPort, RemoteQPN: p.qp.QPN(), RemotePSN: psn[p], DestGID: p.end.vgid,
+			Port: RDMAPort, RemoteQPN: p.qp.QPN(), RemotePSN: psn[p], DestGID: p.end.vgid,
 			SGIDIndex: v.end.gid.Index, PathMTU: mtu, HopLimit: hopLimit, MinRNRTimer: minRNRTimer,
 		})
 		*timing[v] = msSince(start)

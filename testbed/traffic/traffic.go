@@ -1,4 +1,4 @@
-package testbed
+package traffic
 
 import (
 	"encoding/json"
@@ -85,8 +85,8 @@ func (c CompletionRecord) opcodeName() string {
 	return c.Opcode.CName()
 }
 
-// TrafficEnd is one end of a batch: its device, address and QP, and how long its connect took.
-type TrafficEnd struct {
+// End is one end of a batch: its device, address and QP, and how long its connect took.
+type End struct {
 	Side     string `json:"side"`
 	Device   string `json:"device"`
 	NIC      string `json:"nic"`
@@ -109,8 +109,8 @@ type BatchResult struct {
 	DeadlineMS int                `json:"deadline_ms"`
 	PathMTU    int                `json:"path_mtu,omitempty"`
 
-	Sender   TrafficEnd `json:"sender"`
-	Receiver TrafficEnd `json:"receiver"`
+	Sender   End `json:"sender"`
+	Receiver End `json:"receiver"`
 
 	// ConnectMS is QP setup through RTS (RC: both sides; UD: address handle included).
 	ConnectMS        float64 `json:"connect_ms"`
@@ -145,8 +145,8 @@ type BatchResult struct {
 // Name is "traffic direction", the JUnit test case name.
 func (b *BatchResult) Name() string { return fmt.Sprintf("%s %s", b.Traffic, b.Direction) }
 
-// TrafficReport is the outcome of a lab's traffic.
-type TrafficReport struct {
+// Report is the outcome of a lab's traffic.
+type Report struct {
 	Lab        string          `json:"lab"`
 	File       string          `json:"file,omitempty"`
 	Expect     scenario.Expect `json:"expect"`
@@ -160,9 +160,9 @@ type TrafficReport struct {
 	Verdict        string `json:"verdict"`
 }
 
-// Finish judges every batch and the report as a whole. RunTraffic calls it; tests call it on
+// Finish judges every batch and the report as a whole. Run calls it; tests call it on
 // constructed results.
-func (r *TrafficReport) Finish() {
+func (r *Report) Finish() {
 	r.Pass, r.ExpectationMet = true, true
 	var failed []string
 	for _, b := range r.Batches {
@@ -200,7 +200,7 @@ func (b *BatchResult) Judge() {
 		if b.ConnectTimedOut {
 			b.Class = ClassConnectTimeout
 		}
-		b.Verdict = fmt.Sprintf("connect failed after %s: %s; %s", fmtMS(b.ConnectMS), b.ConnectError, b.evidence(false))
+		b.Verdict = fmt.Sprintf("connect failed after %s: %s; %s", FormatMS(b.ConnectMS), b.ConnectError, b.evidence(false))
 		return
 	}
 	t := b.tally()
@@ -208,13 +208,13 @@ func (b *BatchResult) Judge() {
 	case t.retryExc != nil:
 		b.Class = ClassRetryExceeded
 		b.Verdict = fmt.Sprintf("requester %s got %s (%s) %s after the first send; responder %s: %s; %s",
-			b.Sender.Device, t.retryExc.Status.CName(), t.retryExc.Status, fmtMS(t.retryExc.AtMS),
+			b.Sender.Device, t.retryExc.Status.CName(), t.retryExc.Status, FormatMS(t.retryExc.AtMS),
 			b.Receiver.Device, t.recvSummary(), b.evidence(true))
 	case t.firstErr != nil:
 		b.Class = ClassErrorCompletion
 		e := t.firstErr
 		b.Verdict = fmt.Sprintf("%s %s got %s (%s, vendor_err %#x) on wr %d %s after the first send; %d/%d sends ok, %d/%d receives ok; %s",
-			e.Role, e.Device, e.Status.CName(), e.Status, e.VendorErr, e.WRID, fmtMS(e.AtMS),
+			e.Role, e.Device, e.Status.CName(), e.Status, e.VendorErr, e.WRID, FormatMS(e.AtMS),
 			t.sendOK, b.Messages, t.recvOK, b.Messages, b.evidence(true))
 	case t.badPayload != nil:
 		b.Class = ClassPayloadMismatch
@@ -227,7 +227,7 @@ func (b *BatchResult) Judge() {
 			why = "polling stopped"
 		}
 		b.Verdict = fmt.Sprintf("%s (%s after the first send): %s got %d of %d IBV_WC_SEND, %s got %d of %d IBV_WC_RECV; %s",
-			why, fmtMS(b.ElapsedMS), b.Sender.Device, t.sendOK, b.Messages, b.Receiver.Device, t.recvOK, b.Messages, b.evidence(true))
+			why, FormatMS(b.ElapsedMS), b.Sender.Device, t.sendOK, b.Messages, b.Receiver.Device, t.recvOK, b.Messages, b.evidence(true))
 	default:
 		if ok, what := b.onWire(t.sendOK); !ok {
 			b.Class = ClassNotOnWire
@@ -243,7 +243,7 @@ func (b *BatchResult) Judge() {
 			rate += fmt.Sprintf(", mean post→completion %.0f µs", b.MeanLatencyUS)
 		}
 		b.Verdict = fmt.Sprintf("%d × %d B %s → %s: %d IBV_WC_SEND + %d IBV_WC_RECV ok, payloads intact, in %s%s; connect %s; %s",
-			b.Messages, b.Size, b.Sender.Device, b.Receiver.Device, t.sendOK, t.recvOK, fmtMS(t.lastAt), rate, fmtMS(b.ConnectMS), b.evidence(true))
+			b.Messages, b.Size, b.Sender.Device, b.Receiver.Device, t.sendOK, t.recvOK, FormatMS(t.lastAt), rate, FormatMS(b.ConnectMS), b.evidence(true))
 	}
 }
 
@@ -483,7 +483,7 @@ func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 }
 
 // fmtMS prints a duration in ms as "58.1 ms" or "1.02 s".
-func fmtMS(ms float64) string {
+func FormatMS(ms float64) string {
 	if ms >= 1000 {
 		return fmt.Sprintf("%.2f s", ms/1000)
 	}
@@ -491,7 +491,7 @@ func fmtMS(ms float64) string {
 }
 
 // WriteText prints the report for humans: one block per batch, then the verdict.
-func (r *TrafficReport) WriteText(w io.Writer) error {
+func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	want := string(r.Expect.Result)
 	if r.Expect.Result == scenario.ResultFail {
@@ -515,11 +515,11 @@ func (r *TrafficReport) WriteText(w io.Writer) error {
 			x.Sender.Device, x.Sender.NIC, x.Sender.Address, x.Receiver.Device, x.Receiver.NIC, x.Receiver.Address,
 			x.Messages, x.Size, outcome)
 		fmt.Fprintf(&b, "     %s\n", x.Verdict)
-		conn := fmt.Sprintf("connect %s", fmtMS(x.ConnectMS))
+		conn := fmt.Sprintf("connect %s", FormatMS(x.ConnectMS))
 		if x.Transport == scenario.TransportRC {
-			conn += fmt.Sprintf(" (RTR %s %s, %s %s)", x.Sender.Device, fmtMS(x.Sender.RTRMS), x.Receiver.Device, fmtMS(x.Receiver.RTRMS))
+			conn += fmt.Sprintf(" (RTR %s %s, %s %s)", x.Sender.Device, FormatMS(x.Sender.RTRMS), x.Receiver.Device, FormatMS(x.Receiver.RTRMS))
 		} else if x.Sender.RTRMS > 0 {
-			conn += fmt.Sprintf(" (address handle %s)", fmtMS(x.Sender.RTRMS))
+			conn += fmt.Sprintf(" (address handle %s)", FormatMS(x.Sender.RTRMS))
 		}
 		if x.PathMTU > 0 {
 			conn += fmt.Sprintf(", path MTU %d", x.PathMTU)
@@ -537,13 +537,13 @@ func (r *TrafficReport) WriteText(w io.Writer) error {
 	if !r.ExpectationMet {
 		res = "EXPECTATION FAILED"
 	}
-	fmt.Fprintf(&b, "%s: %s (%s)\n", res, r.Verdict, fmtMS(r.DurationMS))
+	fmt.Fprintf(&b, "%s: %s (%s)\n", res, r.Verdict, FormatMS(r.DurationMS))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 // WriteJSON writes the report, every completion included, as indented JSON.
-func (r *TrafficReport) WriteJSON(w io.Writer) error {
+func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // "a->b", not "a-\u003eb"
@@ -601,10 +601,10 @@ func junitSeconds(ms float64) string { return fmt.Sprintf("%.3f", ms/1000) }
 
 // WriteJUnit writes the report as JUnit XML: one testsuite for the scenario, one testcase per
 // batch and direction, failed when the batch did not meet the expectation.
-func (r *TrafficReport) WriteJUnit(w io.Writer) error { return WriteJUnit(w, r) }
+func (r *Report) WriteJUnit(w io.Writer) error { return WriteJUnit(w, r) }
 
 // WriteJUnit writes reports as one JUnit document, one testsuite per scenario.
-func WriteJUnit(w io.Writer, reports ...*TrafficReport) error {
+func WriteJUnit(w io.Writer, reports ...*Report) error {
 	doc := junitSuites{Name: "rocebed"}
 	var total float64
 	for _, r := range reports {
@@ -656,3 +656,11 @@ func WriteJUnit(w io.Writer, reports ...*TrafficReport) error {
 	_, err := io.WriteString(w, "\n")
 	return err
 }
+
+// ExpectationError says the lab ran but the scenario's expectation did not hold. Exit code 1.
+type ExpectationError struct {
+	Lab string
+	Msg string
+}
+
+func (e *ExpectationError) Error() string { return fmt.Sprintf("lab %q: %s", e.Lab, e.Msg) }

@@ -1,9 +1,9 @@
 //go:build linux
 
-package testbed
+package traffic
 
 // Real-kernel traffic tests: the shipped scenarios brought up with Up, their traffic run with
-// RunTraffic, and Down. rxe works only in the initial network namespace, so these tests
+// Run, and Down. rxe works only in the initial network namespace, so these tests
 // change the current namespace: they run in the throwaway rocebed VM (`rocebed vm exec`,
 // `make test-vm`), or where ROCEBED_ALLOW_HOST_CHANGES=1 says the host may be changed.
 
@@ -25,16 +25,16 @@ import (
 
 // runLab brings a shipped scenario up in the current namespace, runs its traffic, and takes
 // it down again, checking that nothing of the lab is left.
-func runLab(t *testing.T, name string) *TrafficReport {
+func runLab(t *testing.T, name string) *Report {
 	t.Helper()
 	return runLabWith(t, name, nil)
 }
 
 // runLabWith is runLab with the loaded scenario changed by edit first.
-func runLabWith(t *testing.T, name string, edit func(*scenario.Scenario)) *TrafficReport {
+func runLabWith(t *testing.T, name string, edit func(*scenario.Scenario)) *Report {
 	t.Helper()
 	l := testlab.UpRXE(t, name, edit)
-	rep, err := RunTraffic(context.Background(), l.Env, l.Scenario)
+	rep, err := Run(context.Background(), l.Env, l.Scenario)
 	l.Down(t)
 	require.NoError(t, err)
 	require.NotNil(t, rep)
@@ -183,12 +183,12 @@ func BenchmarkTrafficRXESameHost(b *testing.B) {
 	require.NoError(b, err)
 	b.Cleanup(func() { assert.NoError(b, lab.Down(context.Background(), state, s.Name)) })
 	// Warm the neighbour: the first connect resolves the peer's MAC (~1 s).
-	_, err = RunTraffic(context.Background(), env, s)
+	_, err = Run(context.Background(), env, s)
 	require.NoError(b, err)
 	var rate, connect float64
 	b.ResetTimer()
 	for b.Loop() {
-		rep, err := RunTraffic(context.Background(), env, s)
+		rep, err := Run(context.Background(), env, s)
 		require.NoError(b, err)
 		require.True(b, rep.Pass, rep.Verdict)
 		rate += rep.Batches[0].MsgPerSec

@@ -1,4 +1,4 @@
-package testbed
+package traffic
 
 import (
 	"context"
@@ -62,7 +62,7 @@ func benchHealthy(b *testing.B, env *host.Env) (rate, lat pairFigure) {
 		t.Name, t.Transport, t.Direction = "bench", scenario.TransportRC, scenario.DirectionAToB
 		c.Traffic = []scenario.Traffic{t}
 		c.SetDefaults()
-		rep, err := RunTraffic(context.Background(), env, &c)
+		rep, err := Run(context.Background(), env, &c)
 		require.NoError(b, err)
 		require.True(b, rep.Pass, rep.Verdict)
 		return rep.Batches[0]
@@ -97,7 +97,7 @@ func benchBrokenPath(b *testing.B, env *host.Env) (verdict, pingpong float64) {
 	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
 	require.NoError(b, err)
 	defer func() { require.NoError(b, lab.Down(context.Background(), state, s.Name)) }()
-	rep, err := RunTraffic(context.Background(), env, s)
+	rep, err := Run(context.Background(), env, s)
 	require.NoError(b, err)
 	require.True(b, rep.ExpectationMet, rep.Verdict)
 	for _, c := range rep.Batches[0].Completions {
@@ -132,7 +132,7 @@ func benchNofix(b *testing.B, env *host.Env) float64 {
 	require.NoError(b, err)
 	defer func() { require.NoError(b, lab.Down(context.Background(), state, s.Name)) }()
 	start := time.Now()
-	rep, err := RunTraffic(context.Background(), env, s)
+	rep, err := Run(context.Background(), env, s)
 	require.NoError(b, err)
 	require.True(b, rep.ExpectationMet, rep.Verdict)
 	took := time.Since(start).Seconds()
