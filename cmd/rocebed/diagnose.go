@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/diagnose"
 	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/spf13/cobra"
 )
@@ -49,7 +49,7 @@ LAB is the name of a lab that is up, or its scenario. Exit codes: 0 a diagnosis 
 			if err != nil {
 				return err
 			}
-			d, err := testbed.Diagnose(ctx, env, s, testbed.DiagnoseOptions{Trace: trace, NoTraffic: noTraffic})
+			d, err := diagnose.Run(ctx, env, s, diagnose.Options{Trace: trace, NoTraffic: noTraffic})
 			env.Close()
 			if err != nil {
 				return err
@@ -71,9 +71,9 @@ LAB is the name of a lab that is up, or its scenario. Exit codes: 0 a diagnosis 
 				fmt.Fprintln(out, "\nnothing to fix: the lab is healthy")
 				return nil
 			}
-			res, ferr := testbed.FixLab(ctx, o.stateDir, name, d)
+			res, ferr := diagnose.FixLab(ctx, o.stateDir, name, d)
 			if res == nil {
-				res = &testbed.FixResult{Before: d}
+				res = &diagnose.FixResult{Before: d}
 			}
 			if err := writeFixResult(out, o.json, res, ferr); err != nil {
 				return err
@@ -96,11 +96,11 @@ LAB is the name of a lab that is up, or its scenario. Exit codes: 0 a diagnosis 
 
 // fixOutput is the --json document of --fix.
 type fixOutput struct {
-	*testbed.FixResult
+	*diagnose.FixResult
 	Error string `json:"error,omitempty"`
 }
 
-func writeFixResult(w io.Writer, asJSON bool, res *testbed.FixResult, ferr error) error {
+func writeFixResult(w io.Writer, asJSON bool, res *diagnose.FixResult, ferr error) error {
 	if asJSON {
 		doc := fixOutput{FixResult: res}
 		if ferr != nil {

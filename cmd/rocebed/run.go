@@ -12,6 +12,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/testbed/diagnose"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/rocebed/rocebed/testbed/traffic"
@@ -68,12 +69,12 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 				slog.Info("lab is down; the host is restored", "lab", s.Name)
 			}()
 			rep, err := traffic.Run(ctx, env, s)
-			var diag *testbed.Diagnosis
+			var diag *diagnose.Diagnosis
 			if err == nil && !rep.Pass && !noDiagnose {
 				// The traffic failed (as expected or not): say where the packets died while
 				// the lab is still up.
 				var derr error
-				if diag, derr = testbed.DiagnoseAfterRun(ctx, env, s, rep); derr != nil {
+				if diag, derr = diagnose.AfterRun(ctx, env, s, rep); derr != nil {
 					slog.Warn("diagnosis after the failed traffic did not complete", "error", derr)
 				}
 			}
@@ -89,7 +90,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 
 // reportRun prints the traffic report and, after a failed run, the diagnosis. With --json the
 // output is one object: {"traffic": ..., "diagnosis": ...}.
-func reportRun(o *options, w io.Writer, s *scenario.Scenario, rep *traffic.Report, diag *testbed.Diagnosis, runErr error, junit string) error {
+func reportRun(o *options, w io.Writer, s *scenario.Scenario, rep *traffic.Report, diag *diagnose.Diagnosis, runErr error, junit string) error {
 	if !o.json {
 		err := reportTraffic(o, w, s, rep, runErr, junit)
 		if diag != nil {

@@ -1,4 +1,4 @@
-package testbed
+package diagnose
 
 import (
 	"context"
@@ -30,13 +30,13 @@ import (
 // yet, on a NIC that is up with carrier: right after `up` the kernel may still be adding them.
 const diagnoseEndpointWait = 3 * time.Second
 
-// Diagnose explains a lab that is up: it reads the lab's configuration as the kernel has it
+// Run explains a lab that is up: it reads the lab's configuration as the kernel has it
 // (links and where they live, sysctls, rules, RDMA devices, ports and GIDs), runs the
 // scenario's traffic between two counter snapshots (with the skb:kfree_skb trace when
 // available) unless opts carries a report, asks the kernel how it routes each direction, runs
 // Probe, and applies the rules (Findings). It changes no configuration. The error is for a
 // diagnosis that could not be made (cancelled ctx).
-func Diagnose(ctx context.Context, env *host.Env, s *scenario.Scenario, opts DiagnoseOptions) (*Diagnosis, error) {
+func Run(ctx context.Context, env *host.Env, s *scenario.Scenario, opts Options) (*Diagnosis, error) {
 	ev, err := CollectEvidence(ctx, env, s, opts)
 	if err != nil {
 		return nil, err
@@ -44,14 +44,14 @@ func Diagnose(ctx context.Context, env *host.Env, s *scenario.Scenario, opts Dia
 	return Conclude(ev), nil
 }
 
-// DiagnoseAfterRun explains a failed run from its traffic report, without running traffic
+// AfterRun explains a failed run from its traffic report, without running traffic
 // again: `rocebed run` calls it before taking the lab down.
-func DiagnoseAfterRun(ctx context.Context, env *host.Env, s *scenario.Scenario, report *traffic.Report) (*Diagnosis, error) {
-	return Diagnose(ctx, env, s, DiagnoseOptions{Traffic: report})
+func AfterRun(ctx context.Context, env *host.Env, s *scenario.Scenario, report *traffic.Report) (*Diagnosis, error) {
+	return Run(ctx, env, s, Options{Traffic: report})
 }
 
-// CollectEvidence gathers what Diagnose decides on; see Diagnose.
-func CollectEvidence(ctx context.Context, env *host.Env, s *scenario.Scenario, opts DiagnoseOptions) (*Evidence, error) {
+// CollectEvidence gathers what Run decides on; see Run.
+func CollectEvidence(ctx context.Context, env *host.Env, s *scenario.Scenario, opts Options) (*Evidence, error) {
 	ev := &Evidence{Lab: s.Name, Taken: time.Now().UTC(), Netns: env.NetnsName, Fixes: s.Fixes}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {

@@ -1,4 +1,4 @@
-package testbed
+package diagnose
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// recordedCase is one file of testdata/diagnose: evidence captured by Diagnose on a real
+// recordedCase is one file of testdata: evidence captured by Run on a real
 // kernel (TestDiagnoseRXE with ROCEBED_DIAG_RECORD=1 in the VM) and the root cause the
 // kernel's behaviour calls for.
 type recordedCase struct {
@@ -29,9 +29,9 @@ type recordedCase struct {
 }
 
 func TestDiagnoseRecordedEvidence(t *testing.T) {
-	files, err := filepath.Glob("testdata/diagnose/*.json")
+	files, err := filepath.Glob("testdata/*.json")
 	require.NoError(t, err)
-	require.NotEmpty(t, files, "no recorded evidence in testdata/diagnose")
+	require.NotEmpty(t, files, "no recorded evidence in testdata")
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
 			data, err := os.ReadFile(f)
@@ -90,7 +90,7 @@ func assertWellFormed(t *testing.T, d *Diagnosis) {
 }
 
 // healthyEvidence is a same-host lab with policy routing after a passing rc-both run, as
-// Diagnose records it (values from a VM run).
+// Run records it (values from a VM run).
 func healthyEvidence() *Evidence {
 	batch := func(dir scenario.Direction, snd, sdev, rcv, rdev string) BatchEvidence {
 		return BatchEvidence{Name: "rc-both", Transport: scenario.TransportRC, Direction: dir, Messages: 100,
@@ -184,7 +184,7 @@ func TestFindingsSeedMartianSource(t *testing.T) {
 	assert.Contains(t, ev, "vA tx +30, vB rx +30")
 	assert.Contains(t, ev, "accept_local=0")
 	require.NotNil(t, f.Fix.Apply)
-	assert.Equal(t, DiagnoseFixName, f.Fix.Apply.Name)
+	assert.Equal(t, FixName, f.Fix.Apply.Name)
 	assert.Contains(t, f.Fix.Commands, "ip rule add pref 10 iif lo from 10.10.0.1 to 10.10.0.2 lookup 100")
 	assert.Contains(t, f.Fix.Commands, "ip route add 10.10.0.1 dev vB src 10.10.0.2 table 101")
 	assert.Equal(t, RoleConsequence, d.Findings[1].Role)
@@ -274,7 +274,7 @@ func TestFindingsNotOnWire(t *testing.T) {
 }
 
 // A batch the traffic judged not-on-wire from a stale counter read passes when the counters
-// Diagnose read after the run show its packets crossing; one whose packets went over lo does not.
+// Run read after the run show its packets crossing; one whose packets went over lo does not.
 func TestFindingsStaleNotOnWireIsReconciled(t *testing.T) {
 	ev := healthyEvidence()
 	b := &ev.Traffic.Batches[0]

@@ -4,7 +4,7 @@
 // test is not part of the default VM tier (where a hang costs the whole run): `make test-vm-trace`
 // builds it with -tags tracetest and runs it on its own.
 
-package testbed
+package diagnose
 
 import (
 	"strings"

@@ -1,4 +1,4 @@
-package testbed
+package diagnose
 
 import (
 	"encoding/json"
@@ -23,7 +23,7 @@ import (
 
 // Diagnosis says where a lab's packets died, why, and what to change. Evidence collection is
 // in diagnose_linux.go; everything here is pure, so the decision rules are tested on evidence
-// recorded from real kernels (testdata/diagnose/*.json).
+// recorded from real kernels (testdata/*.json).
 
 // FindingCode names a diagnosis. Codes shared with Failure have the same spelling, so a
 // scenario's expect.failure can be checked against a diagnosis.
@@ -99,7 +99,7 @@ type FindingFix struct {
 	Apply       *scenario.Fix `json:"apply,omitempty"`
 }
 
-// Diagnosis is the result of Diagnose.
+// Diagnosis is the result of Run.
 type Diagnosis struct {
 	Lab string `json:"lab"`
 	// TrafficPassed is true when the traffic ran and every batch passed.
@@ -127,7 +127,7 @@ func (d *Diagnosis) Codes() []FindingCode {
 	return out
 }
 
-// Evidence is everything Diagnose observed. It is plain data so it can be recorded as JSON
+// Evidence is everything Run observed. It is plain data so it can be recorded as JSON
 // and replayed through the rules in tests.
 type Evidence struct {
 	Lab    string    `json:"lab"`
@@ -267,11 +267,11 @@ func (r RouteAnswer) String() string {
 	return s
 }
 
-// TrafficEvidence is the traffic Diagnose ran (or was given) and the counters around it.
+// TrafficEvidence is the traffic Run ran (or was given) and the counters around it.
 type TrafficEvidence struct {
 	// Ran is false when no traffic ran; Error says why (or why it stopped).
 	Ran bool `json:"ran"`
-	// Source is "diagnose" (Diagnose ran it between two snapshots) or "run" (a report given).
+	// Source is "diagnose" (Run ran it between two snapshots) or "run" (a report given).
 	Source  string          `json:"source"`
 	Error   string          `json:"error,omitempty"`
 	Pass    bool            `json:"pass"`
@@ -452,7 +452,7 @@ func Findings(ev *Evidence) []Finding {
 // reconcile re-judges batches the traffic called not-on-wire although every completion
 // arrived: their verdict rests on one counter read right after the batch, and rdma
 // hw_counters are cached for `lifespan` ms, so that read can be stale. When the counters
-// Diagnose read after the whole run (past the lifespan) show the batch's packets crossing,
+// Run read after the whole run (past the lifespan) show the batch's packets crossing,
 // the batch passed. It returns the evidence the rules use and a note per re-judged batch.
 func reconcile(ev *Evidence) (*Evidence, []string) {
 	t := ev.Traffic
@@ -1188,12 +1188,12 @@ func (r ruler) policyRoutingFix(strict bool) *FindingFix {
 		fix.Description = "the scenario already has policy routing, so it is incomplete or overridden: compare `ip rule` and the tables with the commands below"
 		return fix
 	}
-	fix.Apply = &scenario.Fix{Name: DiagnoseFixName, Description: "added by rocebed diagnose --fix", PolicyRouting: &pr}
+	fix.Apply = &scenario.Fix{Name: FixName, Description: "added by rocebed diagnose --fix", PolicyRouting: &pr}
 	return fix
 }
 
-// DiagnoseFixName names the fix group `diagnose --fix` adds.
-const DiagnoseFixName = "diagnose-policy-routing"
+// FixName names the fix group `diagnose --fix` adds.
+const FixName = "diagnose-policy-routing"
 
 func nsCmd(ns, cmd string) string {
 	if ns == "" {
@@ -1385,9 +1385,9 @@ func atoiOr(s string) int {
 // TraceWarning is why the kfree_skb layer is opt-in.
 const TraceWarning = "--trace turns it on; off by default because on the Debian 6.1 test kernel under QEMU TCG, setting up or removing the tracefs instance soft-locked a CPU in about 1 of 5 diagnoses"
 
-// DiagnoseOptions control Diagnose.
-type DiagnoseOptions struct {
-	// Traffic is the report of traffic that already ran (a failed `run`): Diagnose then runs
+// Options control Run.
+type Options struct {
+	// Traffic is the report of traffic that already ran (a failed `run`): Run then runs
 	// none and takes the counters from the report's batches.
 	Traffic *traffic.Report
 	// NoTraffic diagnoses from configuration, routes and the probe alone.

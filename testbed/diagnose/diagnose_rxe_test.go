@@ -1,6 +1,6 @@
 //go:build linux
 
-package testbed
+package diagnose
 
 // Real-kernel diagnosis tests: shipped labs brought up with Up, one thing broken at a time,
 // diagnosed, and taken down again. rxe works only in the initial namespace, so these run in
@@ -8,7 +8,7 @@ package testbed
 // cases are subtests of one test so the matrix fits one VM boot.
 //
 // ROCEBED_DIAG_RECORD=1 prints each case's evidence as one "DIAG-EVIDENCE NAME {json}" line,
-// which is how testdata/diagnose/*.json were captured.
+// which is how testdata/*.json were captured.
 
 import (
 	"context"
@@ -86,11 +86,11 @@ func diagStrictByDefault(t *testing.T, env *host.Env) FindingCode {
 
 // diagOptions: ROCEBED_DIAG_TRACE=1 adds the kfree_skb layer (off by default: it soft-locked
 // the 6.1 guest under TCG in about 1 of 5 diagnoses); ROCEBED_DIAG_DEBUG=1 logs each stage.
-func diagOptions() DiagnoseOptions {
+func diagOptions() Options {
 	if os.Getenv("ROCEBED_DIAG_DEBUG") == "1" {
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
-	return DiagnoseOptions{Trace: os.Getenv("ROCEBED_DIAG_TRACE") == "1"}
+	return Options{Trace: os.Getenv("ROCEBED_DIAG_TRACE") == "1"}
 }
 
 func TestDiagnoseRXE(t *testing.T) {
@@ -114,7 +114,7 @@ func TestDiagnoseRXE(t *testing.T) {
 		{name: "seed-fixed-without-accept-local", scenario: "seed-fixed", edit: diagWithoutFix("accept-local"), want: CodeMartianSource},
 		// Not here: seed-fixed with rp_filter=1 (data packets dropped by the strict filter,
 		// rp-filter with IPReversePathFilter +30). Its evidence is recorded in
-		// testdata/diagnose/seed-fixed-rp_filter=1.json, but in the 6.1 guest under TCG a CPU
+		// testdata/seed-fixed-rp_filter=1.json, but in the 6.1 guest under TCG a CPU
 		// soft-locked during that case, or the one after it, in 4 of about 12 runs, at varying
 		// points (tracefs setup and teardown, right after the traffic), killing the whole VM run.
 		{name: "mtu-1280-9000", scenario: "same-host", breakLab: diagSetMTUs(1280, 9000), want: CodeMTUMismatch, check: func(t *testing.T, d *Diagnosis) {
@@ -172,7 +172,7 @@ func diagnoseLab(t *testing.T, tc diagCase) *Diagnosis {
 		tc.breakLab(t, l.Env, l.Scenario)
 	}
 	start := time.Now()
-	d, err := Diagnose(context.Background(), l.Env, l.Scenario, diagOptions())
+	d, err := Run(context.Background(), l.Env, l.Scenario, diagOptions())
 	took := time.Since(start)
 	l.Down(t)
 	require.NoError(t, err)
@@ -341,7 +341,7 @@ func diagRDMAMode(env *host.Env) string {
 
 // TestDiagnoseRXEFixSeed: on the seed lab, diagnose finds martian-source; FixLab adds the
 // suggested policy routing, the traffic then passes, and Down restores the host. A failed run's
-// report diagnosed with DiagnoseAfterRun gives the same root cause.
+// report diagnosed with AfterRun gives the same root cause.
 func TestDiagnoseRXEFixSeed(t *testing.T) {
 	testenv.RequireRXE(t)
 	l := testlab.UpRXE(t, "seed", nil)
@@ -351,12 +351,12 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	rep, err := traffic.Run(ctx, env, s)
 	require.NoError(t, err)
 	require.False(t, rep.Pass)
-	after, err := DiagnoseAfterRun(ctx, env, s, rep)
+	after, err := AfterRun(ctx, env, s, rep)
 	require.NoError(t, err)
 	assert.Equal(t, CodeMartianSource, after.FirstCode(), "after run: %v", after.Codes())
 	assert.Equal(t, "run", after.Evidence.Traffic.Source)
 
-	d, err := Diagnose(ctx, env, s, DiagnoseOptions{})
+	d, err := Run(ctx, env, s, Options{})
 	require.NoError(t, err)
 	require.Equal(t, CodeMartianSource, d.FirstCode(), "%v", d.Codes())
 	res, err := FixLab(ctx, state, s.Name, d)
@@ -378,7 +378,7 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	assert.Len(t, fixed.Fixes, len(s.Fixes)+1)
 
 	// The fixed lab diagnoses healthy.
-	d2, err := Diagnose(ctx, env, fixed, DiagnoseOptions{})
+	d2, err := Run(ctx, env, fixed, Options{})
 	require.NoError(t, err)
 	assert.Empty(t, d2.Findings, "fixed lab: %v", d2.Codes())
 
