@@ -8,8 +8,6 @@ import (
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed"
-	"github.com/rocebed/rocebed/testbed/scenario"
-	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -22,8 +20,8 @@ func TestStartSameHost(t *testing.T) {
 	before := ns.Dump(t)
 	t.Run("lab", func(t *testing.T) {
 		lab := testbed.Start(t, "same-host")
-		batches := lab.Send(context.Background(), scenario.Traffic{
-			Transport: scenario.TransportRC, Direction: scenario.DirectionAToB, Messages: 20, Size: 2048})
+		batches := lab.Send(context.Background(), testbed.Traffic{
+			Transport: testbed.TransportRC, Direction: testbed.DirectionAToB, Messages: 20, Size: 2048})
 		require.Len(t, batches, 1)
 		b := batches[0]
 		assert.True(t, b.Pass, b.Verdict)
@@ -33,9 +31,9 @@ func TestStartSameHost(t *testing.T) {
 				continue
 			}
 			switch {
-			case c.Role == traffic.RoleSender && c.Opcode == verbs.WCSend:
+			case c.Role == testbed.RoleSender && c.Opcode == verbs.WCSend:
 				sends++
-			case c.Role == traffic.RoleReceiver && c.Opcode == verbs.WCRecv:
+			case c.Role == testbed.RoleReceiver && c.Opcode == verbs.WCRecv:
 				recvs++
 				assert.EqualValues(t, 2048, c.ByteLen)
 				assert.Equal(t, "ok", c.Payload)

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/rocebed/rocebed/testbed"
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/rocebed/rocebed/testbed/traffic"
 )
@@ -41,7 +41,7 @@ func usageError(err error) error { return withExit(exitUsage, err) }
 // exitCode maps an error to its class.
 func exitCode(err error) int {
 	var ee *exitError
-	var pe *testbed.PreflightError
+	var pe *preflight.Error
 	var xe *traffic.ExpectationError
 	switch {
 	case errors.As(err, &ee):

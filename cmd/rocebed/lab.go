@@ -3,42 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/rocebed/rocebed/internal/host"
-	"github.com/rocebed/rocebed/scenarios"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
-// readScenario reads a scenario by embedded name ("same-host") or path, returning where it came
-// from and its text.
-func readScenario(ref string) (file string, src []byte, err error) {
-	if isBuiltinRef(ref) {
-		src, err := scenarios.Read(ref)
-		return "builtin:" + ref, src, err
-	}
-	src, err = os.ReadFile(ref)
-	if err != nil {
-		return "", nil, usageError(fmt.Errorf("read scenario %s: %w (built-in scenarios: %s)", ref, err, strings.Join(scenarios.Names(), ", ")))
-	}
-	return ref, src, nil
-}
-
-func isBuiltinRef(ref string) bool {
-	if strings.ContainsRune(ref, '/') || strings.HasSuffix(ref, ".yaml") || strings.HasSuffix(ref, ".yml") {
-		return false
-	}
-	_, err := scenarios.Read(ref)
-	return err == nil
-}
-
 // loadScenario reads, parses and validates a scenario with the --set overrides.
 func loadScenario(o *options, ref string) (*scenario.Scenario, []byte, error) {
-	file, src, err := readScenario(ref)
+	file, src, err := scenario.Read(ref)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, usageError(err)
 	}
 	s, err := scenario.Parse(file, src, o.sets)
 	if err != nil {
@@ -64,7 +39,7 @@ func openScenario(o *options, ref string) (*scenario.Scenario, []byte, *host.Env
 // labName turns a LAB argument (a lab name, a built-in scenario, or a scenario path) into the
 // lab's name.
 func labName(o *options, ref string) (string, error) {
-	if isBuiltinRef(ref) || (!strings.ContainsRune(ref, '/') && !strings.HasSuffix(ref, ".yaml") && !strings.HasSuffix(ref, ".yml")) {
+	if scenario.LooksLikeName(ref) {
 		return ref, nil
 	}
 	s, _, err := loadScenario(o, ref)
@@ -81,15 +56,12 @@ func openLab(ctx context.Context, o *options, ref string) (*scenario.Scenario, *
 	if err != nil {
 		return nil, nil, err
 	}
-	j, err := lab.OpenJournal(o.stateDir, name)
-	if err != nil {
+	s, h, err := lab.OpenScenario(o.stateDir, name)
+	switch {
+	case scenario.IsScenarioError(err):
+		return nil, nil, err
+	case err != nil:
 		return nil, nil, withExit(exitEnvironment, fmt.Errorf("%w: bring it up with `rocebed up %s`", err, ref))
-	}
-	h := j.Header
-	j.Close()
-	s, err := scenario.Parse(h.File, h.Source, h.Sets)
-	if err != nil {
-		return nil, nil, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", name, err)
 	}
 	env, err := host.Open(h.Netns)
 	if err != nil {

@@ -7,13 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/rocebed/rocebed/internal/host"
-	"github.com/rocebed/rocebed/testbed"
 	"github.com/rocebed/rocebed/testbed/diagnose"
 	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/runner"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/spf13/cobra"
@@ -35,7 +34,7 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 2 invalid scenario or usage, 3 something the lab needs is missing (nothing was changed),
 4 the kernel refused a change, or another error.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) (err error) {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			s, src, env, err := openScenario(o, args[0])
 			if err != nil {
@@ -46,39 +45,16 @@ Exit codes: 0 the expectation held (an expected failure that happened included),
 			if ablate {
 				return runAblation(ctx, o, env, s, opts)
 			}
-			p, err := lab.Up(ctx, env, s, opts)
-			if err != nil {
-				var pe *testbed.PreflightError
-				if errors.As(err, &pe) && (pe.Check == "rdma" || pe.Check == "rdma_rxe") {
-					// run needs the RDMA links: --skip-rdma (an up option) is no way out here.
-					pe.Hint = fmt.Sprintf("use a kernel with rdma_rxe (`modprobe rdma_rxe`), or run the scenario in a VM: `rocebed vm run %s`", args[0])
-				}
-				return classifyLabErr(err) // Up has rolled back
+			res, err := runner.Run(ctx, env, s, runner.Options{Up: opts, Keep: keep, Diagnose: !noDiagnose})
+			if res.Plan == nil {
+				// run needs the RDMA links: --skip-rdma (an up option) is no way out here.
+				return classifyLabErr(withRDMAHint(err, fmt.Sprintf("here: `rocebed vm run %s`", args[0]))) // Up has rolled back
 			}
-			slog.Info("lab is up", "lab", s.Name, "changes", len(p.Steps))
-			defer func() {
-				if keep {
-					slog.Info("lab kept up (--keep)", "lab", s.Name, "restore", "rocebed down "+s.Name)
-					return
-				}
-				// Down must run even after Ctrl-C cancelled ctx.
-				if derr := lab.Down(context.WithoutCancel(ctx), o.stateDir, s.Name); derr != nil {
-					err = errors.Join(err, withExit(exitKernel, fmt.Errorf("take the lab down: %w", derr)))
-					return
-				}
-				slog.Info("lab is down; the host is restored", "lab", s.Name)
-			}()
-			rep, err := traffic.Run(ctx, env, s)
-			var diag *diagnose.Diagnosis
-			if err == nil && !rep.Pass && !noDiagnose {
-				// The traffic failed (as expected or not): say where the packets died while
-				// the lab is still up.
-				var derr error
-				if diag, derr = diagnose.AfterRun(ctx, env, s, rep); derr != nil {
-					slog.Warn("diagnosis after the failed traffic did not complete", "error", derr)
-				}
+			var de *runner.DownError
+			if errors.As(err, &de) {
+				err = withExit(exitKernel, err)
 			}
-			return reportRun(o, cmd.OutOrStdout(), s, rep, diag, err, junit)
+			return reportRun(o, cmd.OutOrStdout(), s, res.Traffic, res.Diagnosis, err, junit)
 		},
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "leave the lab up afterwards (take it down with `rocebed down`)")
@@ -123,7 +99,7 @@ func runAblation(ctx context.Context, o *options, env *host.Env, s *scenario.Sce
 	if s.Expect.Result != scenario.ResultPass {
 		return usageError(fmt.Errorf("--ablate needs a scenario that expects pass; %s expects %s", s.Name, s.Expect.Failure))
 	}
-	rep, err := testbed.Ablate(ctx, env, s, opts)
+	rep, err := runner.Ablate(ctx, env, s, opts)
 	if err != nil {
 		return classifyLabErr(err)
 	}

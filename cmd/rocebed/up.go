@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/spf13/cobra"
@@ -33,7 +34,7 @@ func newUpCmd(o *options) *cobra.Command {
 			}
 			p, err := lab.Up(cmd.Context(), env, s, opts)
 			if err != nil {
-				return classifyLabErr(err)
+				return classifyLabErr(withRDMAHint(err, "or pass --skip-rdma to build only the network part"))
 			}
 			if o.json {
 				return writeJSON(os.Stdout, map[string]any{"lab": s.Name, "up": true, "steps": p.Steps})
@@ -51,6 +52,16 @@ func newUpCmd(o *options) *cobra.Command {
 func classifyLabErr(err error) error {
 	if errors.Is(err, lab.ErrBusy) || errors.Is(err, lab.ErrUp) {
 		return withExit(exitEnvironment, err)
+	}
+	return err
+}
+
+// withRDMAHint adds what this command offers to a missing-RDMA preflight error (exit 3): the
+// library says what the host lacks; the command knows its own ways around it.
+func withRDMAHint(err error, more string) error {
+	var pe *preflight.Error
+	if errors.As(err, &pe) && (pe.Check == "rdma" || pe.Check == "rdma_rxe") {
+		pe.Hint += ", " + more
 	}
 	return err
 }

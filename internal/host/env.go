@@ -38,7 +38,7 @@ func Open(netnsName string) (*Env, error) {
 	if netnsName != "" {
 		h, err := netns.GetFromName(netnsName)
 		if err != nil {
-			return nil, fmt.Errorf("open netns %q: %w: create it with `ip netns add %s`, or drop --netns", netnsName, err, netnsName)
+			return nil, fmt.Errorf("open netns %q: %w: create it with `ip netns add %s`, or use the current namespace", netnsName, err, netnsName)
 		}
 		e.NS = h
 	}
@@ -113,7 +113,7 @@ func (e *Env) RDMA() (*netlink.Handle, error) {
 	if err != nil {
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
 			return nil, &preflight.Error{Check: "rdma", Need: "a kernel with the RDMA core (NETLINK_RDMA)", Have: "none", Err: err,
-				Hint: "use a kernel with RDMA support and `modprobe rdma_rxe`, or run the lab in a VM with `rocebed vm run`, or pass --skip-rdma"}
+				Hint: "use a kernel with RDMA support and `modprobe rdma_rxe`, or, on a kernel without it, use `rocebed vm run`"}
 		}
 		return nil, fmt.Errorf("open rdma netlink in %s: %w", e, err)
 	}

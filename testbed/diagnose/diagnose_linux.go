@@ -545,15 +545,9 @@ func FixLab(ctx context.Context, stateDir, labName string, before *Diagnosis) (*
 	if len(fixes) == 0 {
 		return nil, fmt.Errorf("lab %q: no finding has a fix rocebed can add to the scenario: apply the fixes shown by hand", labName)
 	}
-	j, err := lab.OpenJournal(stateDir, labName)
+	s, h, err := lab.OpenScenario(stateDir, labName)
 	if err != nil {
 		return nil, err
-	}
-	h := j.Header
-	j.Close()
-	s, err := scenario.Parse(h.File, h.Source, h.Sets)
-	if err != nil {
-		return nil, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", labName, err)
 	}
 	fixed, src, err := FixedScenario(s, fixes)
 	if err != nil {

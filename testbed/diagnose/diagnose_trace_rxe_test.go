@@ -1,4 +1,4 @@
-//go:build tracetest
+//go:build linux && tracetest
 
 // The kfree_skb layer soft-locked the 6.1 guest under TCG in about 1 of 5 diagnoses, so its
 // test is not part of the default VM tier (where a hang costs the whole run): `make test-vm-trace`

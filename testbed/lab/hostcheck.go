@@ -72,7 +72,7 @@ func CheckRDMA(env *host.Env) error {
 		var me *rdma.MissingError
 		if errors.As(err, &me) {
 			return &preflight.Error{Check: me.Check, Need: me.Need, Have: me.Have, Err: me.Err,
-				Hint: me.Hint + ", or pass --skip-rdma to build only the network part"}
+				Hint: me.Hint}
 		}
 		return err
 	}

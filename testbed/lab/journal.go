@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/testbed/plan"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // The journal makes `down` possible after anything: a failed step, Ctrl-C, `kill -9`, a reboot
@@ -87,7 +88,7 @@ type Lock struct {
 func TakeLock(stateDir, lab string) (*Lock, error) {
 	dir := Dir(stateDir, lab)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create state directory %s: %w: pass --state-dir to use another", dir, err)
+		return nil, fmt.Errorf("create state directory %s: %w: choose another state directory", dir, err)
 	}
 	p := filepath.Join(dir, lockFile)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
@@ -195,6 +196,22 @@ func OpenJournal(stateDir, lab string) (*Journal, error) {
 		return nil, fmt.Errorf("journal %s is empty or unreadable: the lab was interrupted before its first change; remove %s", p, Dir(stateDir, lab))
 	}
 	return j, nil
+}
+
+// OpenScenario reads the scenario a lab that is up was brought up with — its text, file and
+// --set overrides are in the journal — and the journal's header.
+func OpenScenario(stateDir, lab string) (*scenario.Scenario, JournalHeader, error) {
+	j, err := OpenJournal(stateDir, lab)
+	if err != nil {
+		return nil, JournalHeader{}, err
+	}
+	h := j.Header
+	j.Close()
+	s, err := scenario.Parse(h.File, h.Source, h.Sets)
+	if err != nil {
+		return nil, h, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", lab, err)
+	}
+	return s, h, nil
 }
 
 func (j *Journal) append(r journalRecord) error {

@@ -20,33 +20,48 @@ import (
 // BuiltinPrefix marks an embedded scenario in Scenario.File and in a Load reference.
 const BuiltinPrefix = "builtin:"
 
-// Load reads a scenario by reference and parses it (see Parse). ref is an embedded scenario's
-// name ("same-host", or "builtin:same-host") when it has no '/', does not end in .yaml or .yml
-// and such a scenario is embedded; otherwise it is a file path. sets are --set NAME=VALUE
-// parameter overrides.
-func Load(ref string, sets []string) (*Scenario, error) {
+// LooksLikeName reports whether ref reads as a name (an embedded scenario's, or a lab's)
+// rather than a file path: no '/', and no .yaml or .yml suffix.
+func LooksLikeName(ref string) bool {
+	return !strings.Contains(ref, "/") && !strings.HasSuffix(ref, ".yaml") && !strings.HasSuffix(ref, ".yml")
+}
+
+// Read returns a scenario's text by reference, and where it came from ("builtin:NAME" for an
+// embedded one, else the path): an embedded scenario's name ("same-host", or
+// "builtin:same-host") when it LooksLikeName and such a scenario is embedded, otherwise a
+// file path.
+func Read(ref string) (file string, data []byte, err error) {
 	if name, ok := strings.CutPrefix(ref, BuiltinPrefix); ok {
 		data, err := scenarios.Read(name)
 		if err != nil {
-			return nil, fmt.Errorf("no builtin scenario %q (builtins: %s)", name, strings.Join(scenarios.Names(), ", "))
+			return "", nil, fmt.Errorf("no builtin scenario %q (builtins: %s)", name, strings.Join(scenarios.Names(), ", "))
 		}
-		return Parse(BuiltinPrefix+name, data, sets)
+		return ref, data, nil
 	}
-	looksLikeName := !strings.Contains(ref, "/") && !strings.HasSuffix(ref, ".yaml") && !strings.HasSuffix(ref, ".yml")
-	if looksLikeName {
+	if LooksLikeName(ref) {
 		if data, err := scenarios.Read(ref); err == nil {
-			return Parse(BuiltinPrefix+ref, data, sets)
+			return BuiltinPrefix + ref, data, nil
 		}
 	}
-	data, err := os.ReadFile(ref)
+	data, err = os.ReadFile(ref)
 	if err != nil {
-		if looksLikeName && errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no scenario %q: no such file and no builtin of that name (builtins: %s)",
+		if LooksLikeName(ref) && errors.Is(err, fs.ErrNotExist) {
+			return "", nil, fmt.Errorf("no scenario %q: no such file and no builtin of that name (builtins: %s)",
 				ref, strings.Join(scenarios.Names(), ", "))
 		}
-		return nil, fmt.Errorf("read scenario: %w", err)
+		return "", nil, fmt.Errorf("read scenario: %w (built-in scenarios: %s)", err, strings.Join(scenarios.Names(), ", "))
 	}
-	return Parse(ref, data, sets)
+	return ref, data, nil
+}
+
+// Load reads a scenario by reference (see Read) and parses it (see Parse). sets are
+// NAME=VALUE parameter overrides.
+func Load(ref string, sets []string) (*Scenario, error) {
+	file, data, err := Read(ref)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(file, data, sets)
 }
 
 // Parse decodes a scenario strictly (unknown keys, duplicate keys and wrong types are errors),

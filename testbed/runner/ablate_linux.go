@@ -1,15 +1,13 @@
-package testbed
+package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
-	"github.com/rocebed/rocebed/testbed/traffic"
 )
 
 // Ablate runs the scenario's traffic with every fix, then once with each fix removed in turn,
@@ -37,28 +35,20 @@ func Ablate(ctx context.Context, env *host.Env, s *scenario.Scenario, opts lab.U
 }
 
 // runOnce brings the lab up, runs its traffic and takes it down again.
-func runOnce(ctx context.Context, env *host.Env, s *scenario.Scenario, opts lab.UpOptions) (res *AblationResult, err error) {
-	if _, err := lab.Up(ctx, env, s, opts); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if derr := lab.Down(context.WithoutCancel(ctx), opts.StateDir, s.Name); derr != nil {
-			err = errors.Join(err, derr)
-		}
-	}()
-	r, err := traffic.Run(ctx, env, s)
+func runOnce(ctx context.Context, env *host.Env, s *scenario.Scenario, opts lab.UpOptions) (*AblationResult, error) {
+	r, err := Run(ctx, env, s, Options{Up: opts})
 	if err != nil {
 		return nil, err
 	}
-	res = &AblationResult{Pass: r.Pass, Report: r, Verdict: r.Verdict}
-	for _, b := range r.Batches {
+	res := &AblationResult{Pass: r.Traffic.Pass, Report: r.Traffic, Verdict: r.Traffic.Verdict}
+	for _, b := range r.Traffic.Batches {
 		if !b.Pass {
 			res.Failure = b.Class
 			res.Verdict = b.Verdict
 			break
 		}
 	}
-	if r.Pass {
+	if r.Traffic.Pass {
 		res.Verdict = "traffic passed with CQEs on both sides"
 	}
 	return res, nil

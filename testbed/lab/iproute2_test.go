@@ -1,4 +1,4 @@
-package testbed
+package lab_test
 
 import (
 	"context"

@@ -1,4 +1,6 @@
-package testbed
+//go:build linux
+
+package lab_test
 
 import (
 	"context"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/rdma"
@@ -25,21 +28,8 @@ import (
 func TestUpDownWithRXE(t *testing.T) {
 	testenv.RequireRXE(t)
 	ns := testenv.InitialNetNS(t)
-	env, err := host.Open("")
-	require.NoError(t, err)
-	defer env.Close()
-	s, err := scenario.Load("same-host", nil)
-	require.NoError(t, err)
 	before := ns.Dump(t)
-	state := t.TempDir()
-	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
-	require.NoError(t, err)
-	downed := false
-	t.Cleanup(func() {
-		if !downed {
-			_ = lab.Down(context.Background(), state, s.Name)
-		}
-	})
+	l := testlab.UpRXE(t, "same-host", nil)
 
 	sys := rdma.Sysfs{}
 	gid := map[string]int{}
@@ -71,10 +61,9 @@ func TestUpDownWithRXE(t *testing.T) {
 	assert.Greater(t, sent("rxe0"), s0+200, "rxe0 sent nothing: the clients did not use rocebed's devices")
 	assert.Greater(t, sent("rxe1"), s1+50, "rxe1 sent nothing")
 
-	require.NoError(t, lab.Down(context.Background(), state, s.Name))
-	downed = true
+	l.Down(t)
 	for _, dev := range []string{"rxe0", "rxe1"} {
-		ok, err := plan.View(env).RDMADevice(dev)
+		ok, err := plan.View(l.Env).RDMADevice(dev)
 		require.NoError(t, err)
 		assert.False(t, ok, "%s still exists after down", dev)
 	}
@@ -111,7 +100,7 @@ func TestHardwareEndpointMissing(t *testing.T) {
 	require.NoError(t, err)
 	before := ns.Dump(t)
 	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: t.TempDir()})
-	var pe *PreflightError
+	var pe *preflight.Error
 	require.ErrorAs(t, err, &pe)
 	assert.Contains(t, err.Error(), "hardware RDMA (RoCE) device on eth1")
 	testenv.SameState(t, before, ns.Dump(t))

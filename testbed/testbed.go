@@ -1,3 +1,8 @@
+// Package testbed is rocebed's Go test library: Start brings a soft-RoCE lab up for one test
+// — from a shipped scenario name or a YAML file — and Cleanup restores the host exactly; the
+// test then sends SEND-only traffic across the lab's cable and reads every completion. The
+// CLI and the packages under testbed/ (scenario, plan, lab, probe, counters, traffic,
+// diagnose, runner) are the same machinery in more detail.
 package testbed
 
 import (
@@ -7,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed/lab"
@@ -15,14 +21,46 @@ import (
 	"github.com/rocebed/rocebed/testbed/traffic"
 )
 
+// The types a test meets in Start's results, named here so a test imports only testbed.
+type (
+	// Scenario is a declared lab (testbed/scenario).
+	Scenario = scenario.Scenario
+	// Traffic is one batch of SEND-only messages, for Lab.Send.
+	Traffic = scenario.Traffic
+	// TrafficReport is what a traffic run did: every batch, the verdict, the expectation.
+	TrafficReport = traffic.Report
+	// BatchResult is one batch and direction: completions on both sides, counters, verdict.
+	BatchResult = traffic.BatchResult
+	// CompletionRecord is one completion as ibv_poll_cq returned it.
+	CompletionRecord = traffic.CompletionRecord
+	// ProbeReport is the layered path check of both directions.
+	ProbeReport = probe.Report
+	// PreflightError says what the machine lacks to host a lab, and how to get it.
+	PreflightError = preflight.Error
+)
+
+// Values of Traffic's fields and of CompletionRecord.Role.
+const (
+	TransportRC   = scenario.TransportRC
+	TransportUD   = scenario.TransportUD
+	DirectionAToB = scenario.DirectionAToB
+	DirectionBToA = scenario.DirectionBToA
+	DirectionBoth = scenario.DirectionBoth
+	RoleSender    = traffic.RoleSender
+	RoleReceiver  = traffic.RoleReceiver
+)
+
 // Lab is a lab brought up for a Go test by Start. It is taken down, and the host restored, in
 // the test's Cleanup.
 type Lab struct {
-	Scenario *scenario.Scenario
-	Env      *host.Env
-	StateDir string
+	scenario *scenario.Scenario
+	env      *host.Env
+	stateDir string
 	tb       testing.TB
 }
+
+// Scenario is the lab's scenario, defaults applied.
+func (l *Lab) Scenario() *Scenario { return l.scenario }
 
 // StartOptions change how Start builds a lab.
 type StartOptions struct {
@@ -72,7 +110,7 @@ func Start(tb testing.TB, ref string, opts ...StartOptions) *Lab {
 		env.Close()
 		tb.Fatalf("testbed.Start: up %s: %v", s.Name, err)
 	}
-	l := &Lab{Scenario: s, Env: env, StateDir: o.StateDir, tb: tb}
+	l := &Lab{scenario: s, env: env, stateDir: o.StateDir, tb: tb}
 	tb.Cleanup(func() {
 		if err := lab.Down(context.Background(), o.StateDir, s.Name); err != nil {
 			tb.Errorf("testbed.Start: down %s: %v", s.Name, err)
@@ -84,11 +122,11 @@ func Start(tb testing.TB, ref string, opts ...StartOptions) *Lab {
 
 // Traffic runs the scenario's traffic and returns the report: every completion on both
 // sides, counter deltas and the verdict. A failure to run at all fails the test.
-func (l *Lab) Traffic(ctx context.Context) *traffic.Report {
+func (l *Lab) Traffic(ctx context.Context) *TrafficReport {
 	l.tb.Helper()
-	r, err := traffic.Run(ctx, l.Env, l.Scenario)
+	r, err := traffic.Run(ctx, l.env, l.scenario)
 	if err != nil {
-		l.tb.Fatalf("traffic on lab %s: %v", l.Scenario.Name, err)
+		l.tb.Fatalf("traffic on lab %s: %v", l.scenario.Name, err)
 	}
 	return r
 }
@@ -97,31 +135,31 @@ func (l *Lab) Traffic(ctx context.Context) *traffic.Report {
 // Send(ctx, Traffic{Transport: TransportRC, Direction: DirectionAToB, Messages: 10, Size: 4096}),
 // and returns its results, one per direction: completions of both sides and the verdict.
 // Unset RC timers and deadline take the scenario defaults.
-func (l *Lab) Send(ctx context.Context, t scenario.Traffic) []*traffic.BatchResult {
+func (l *Lab) Send(ctx context.Context, t Traffic) []*BatchResult {
 	l.tb.Helper()
 	if t.Name == "" {
 		t.Name = "send"
 	}
-	s := *l.Scenario
+	s := *l.scenario
 	s.Traffic = []scenario.Traffic{t}
 	s.Expect = scenario.Expect{Result: scenario.ResultPass}
 	s.SetDefaults()
 	if err := s.Validate(); err != nil {
-		l.tb.Fatalf("send on lab %s: %v", l.Scenario.Name, err)
+		l.tb.Fatalf("send on lab %s: %v", l.scenario.Name, err)
 	}
-	r, err := traffic.Run(ctx, l.Env, &s)
+	r, err := traffic.Run(ctx, l.env, &s)
 	if err != nil {
-		l.tb.Fatalf("send on lab %s: %v", l.Scenario.Name, err)
+		l.tb.Fatalf("send on lab %s: %v", l.scenario.Name, err)
 	}
 	return r.Batches
 }
 
 // Probe runs the layered path check on the lab.
-func (l *Lab) Probe(ctx context.Context) *probe.Report {
+func (l *Lab) Probe(ctx context.Context) *ProbeReport {
 	l.tb.Helper()
-	r, err := probe.Run(ctx, l.Env, l.Scenario)
+	r, err := probe.Run(ctx, l.env, l.scenario)
 	if err != nil {
-		l.tb.Fatalf("probe lab %s: %v", l.Scenario.Name, err)
+		l.tb.Fatalf("probe lab %s: %v", l.scenario.Name, err)
 	}
 	return r
 }

@@ -1,4 +1,6 @@
-package testbed
+//go:build linux
+
+package runner
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package testbed
+package lab_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/preflight"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/testbed/lab"
@@ -192,7 +193,7 @@ expect: {result: pass}
 	require.NoError(t, err)
 	before := ns.Dump(t)
 	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
-	var pe *PreflightError
+	var pe *preflight.Error
 	require.ErrorAs(t, err, &pe)
 	assert.Contains(t, err.Error(), "vA")
 	assert.Contains(t, err.Error(), "rule priority 10")
