@@ -138,7 +138,7 @@ func (s PortState) String() string {
 	case PortActiveDefer:
 		return "ACTIVE_DEFER"
 	}
-	return fmt.Sprintf("UNKNOWN(%d)", int(s))
+	return fmt.Sprintf("PortState(%d)", int(s))
 }
 
 // Port is one port of an RDMA device as sysfs shows it.

@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/rocebed/rocebed/rdma"
 )
 
 // GRHLen is the size of the Global Routing Header that precedes every UD receive: a UD
@@ -41,37 +43,19 @@ import (
 // starts at offset GRHLen.
 const GRHLen = 40
 
-// PortState is the logical state of a port (enum ibv_port_state).
-type PortState uint32
+// PortState is the logical state of a port (enum ibv_port_state): the same enum sysfs shows in
+// ports/N/state, so it is rdma's type.
+type PortState = rdma.PortState
 
 // Port states; a port carries traffic only when PortActive.
 const (
-	PortNOP         PortState = 0
-	PortDown        PortState = 1
-	PortInit        PortState = 2
-	PortArmed       PortState = 3
-	PortActive      PortState = 4
-	PortActiveDefer PortState = 5
+	PortNOP         = rdma.PortNop
+	PortDown        = rdma.PortDown
+	PortInit        = rdma.PortInit
+	PortArmed       = rdma.PortArmed
+	PortActive      = rdma.PortActive
+	PortActiveDefer = rdma.PortActiveDefer
 )
-
-// String returns the name sysfs uses in ports/N/state ("ACTIVE").
-func (s PortState) String() string {
-	switch s {
-	case PortNOP:
-		return "NOP"
-	case PortDown:
-		return "DOWN"
-	case PortInit:
-		return "INIT"
-	case PortArmed:
-		return "ARMED"
-	case PortActive:
-		return "ACTIVE"
-	case PortActiveDefer:
-		return "ACTIVE_DEFER"
-	}
-	return "PortState(" + strconv.FormatUint(uint64(s), 10) + ")"
-}
 
 // MTU is an IB path MTU (enum ibv_mtu). RoCE uses the largest value that fits the netdev MTU
 // minus headers: 1024 on a 1500-byte veth.

@@ -140,6 +140,52 @@ func (s *Snapshot) KernelCounter(name string) (uint64, bool) {
 	return v, ok
 }
 
+// Cable names what a batch of RoCE packets should move when it crosses the lab's cable: the
+// sending and receiving RDMA devices and the NICs under them.
+type Cable struct {
+	SenderDevice, ReceiverDevice string
+	SenderNIC, ReceiverNIC       string
+}
+
+// Crossed checks that a delta shows at least n packets crossing the cable: sent by the sender
+// device and out of its NIC, into the receiving NIC and received by its device, with lo
+// moving by less than n (else they may have looped back inside the host). With acks (RC), the
+// receiver must also have answered. It returns what is missing, empty when they crossed.
+func (s *Snapshot) Crossed(c Cable, n uint64, acks bool) []string {
+	if s == nil {
+		return []string{"no counters were read"}
+	}
+	var missing []string
+	need := func(what string, v uint64, ok bool, min uint64) {
+		switch {
+		case !ok:
+			missing = append(missing, what+" unreadable")
+		case v < min:
+			missing = append(missing, fmt.Sprintf("%s +%d < %d", what, v, min))
+		}
+	}
+	v, ok := s.SentPackets(c.SenderDevice)
+	need(c.SenderDevice+" sent_pkts", v, ok, n)
+	v, ok = s.ReceivedPackets(c.ReceiverDevice)
+	need(c.ReceiverDevice+" rcvd_pkts", v, ok, n)
+	if acks {
+		v, ok = s.SentPackets(c.ReceiverDevice)
+		need(c.ReceiverDevice+" sent_pkts (ACKs)", v, ok, 1)
+		v, ok = s.ReceivedPackets(c.SenderDevice)
+		need(c.SenderDevice+" rcvd_pkts (ACKs)", v, ok, 1)
+	}
+	l, ok := s.Link(c.SenderNIC)
+	need(c.SenderNIC+" tx_packets", l.TxPackets, ok, n)
+	l, ok = s.Link(c.ReceiverNIC)
+	need(c.ReceiverNIC+" rx_packets", l.RxPackets, ok, n)
+	if lo, ok := s.Link("lo"); !ok {
+		missing = append(missing, "lo unreadable")
+	} else if lo.TxPackets >= n || lo.RxPackets >= n {
+		missing = append(missing, fmt.Sprintf("lo moved by tx +%d rx +%d (≥ %d: the packets may have looped back)", lo.TxPackets, lo.RxPackets, n))
+	}
+	return missing
+}
+
 // KernelSum sums a kernel counter over every namespace the snapshot read (the lab's own,
 // keyed NAME, and others, keyed NS/NAME); per lists the non-zero ones as "KEY +N", sorted.
 func (s *Snapshot) KernelSum(name string) (total uint64, per []string) {

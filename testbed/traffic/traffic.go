@@ -320,39 +320,11 @@ func (b *BatchResult) tally() tally {
 // receiver's received at least n packets, the sender's NIC transmitted and the receiver's NIC
 // received at least n, RC ACKs came back, and lo carried fewer than n. It returns what moved.
 func (b *BatchResult) onWire(n int) (bool, string) {
-	c := b.Counters
-	if c == nil {
+	if b.Counters == nil {
 		return false, "no counters were read"
 	}
-	var missing []string
-	need := func(what string, v uint64, ok bool, min uint64) {
-		switch {
-		case !ok:
-			missing = append(missing, what+" unreadable")
-		case v < min:
-			missing = append(missing, fmt.Sprintf("%s +%d < %d", what, v, min))
-		}
-	}
-	un := uint64(n)
-	v, ok := c.SentPackets(b.Sender.Device)
-	need(b.Sender.Device+" sent_pkts", v, ok, un)
-	v, ok = c.ReceivedPackets(b.Receiver.Device)
-	need(b.Receiver.Device+" rcvd_pkts", v, ok, un)
-	if b.Transport == scenario.TransportRC {
-		v, ok = c.SentPackets(b.Receiver.Device)
-		need(b.Receiver.Device+" sent_pkts (ACKs)", v, ok, 1)
-		v, ok = c.ReceivedPackets(b.Sender.Device)
-		need(b.Sender.Device+" rcvd_pkts (ACKs)", v, ok, 1)
-	}
-	l, ok := c.Link(b.Sender.NIC)
-	need(b.Sender.NIC+" tx_packets", l.TxPackets, ok, un)
-	l, ok = c.Link(b.Receiver.NIC)
-	need(b.Receiver.NIC+" rx_packets", l.RxPackets, ok, un)
-	if lo, ok := c.Link("lo"); !ok {
-		missing = append(missing, "lo unreadable")
-	} else if lo.TxPackets >= un || lo.RxPackets >= un {
-		missing = append(missing, fmt.Sprintf("lo moved by tx +%d rx +%d (≥ %d: the packets may have looped back)", lo.TxPackets, lo.RxPackets, n))
-	}
+	cable := counters.Cable{SenderDevice: b.Sender.Device, ReceiverDevice: b.Receiver.Device, SenderNIC: b.Sender.NIC, ReceiverNIC: b.Receiver.NIC}
+	missing := b.Counters.Crossed(cable, uint64(n), b.Transport == scenario.TransportRC)
 	if len(missing) > 0 {
 		return false, strings.Join(missing, "; ") + " (" + b.evidence(true) + ")"
 	}
