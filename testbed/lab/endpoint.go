@@ -1,11 +1,16 @@
 package lab
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/vishvananda/netlink"
 )
 
 // EndpointDevice names the RDMA device of an endpoint: its rxe link, its named device, or for
@@ -31,4 +36,109 @@ func EndpointDevice(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (
 		return "", fmt.Errorf("endpoint on %s (device: auto): %w", ep.NIC, err)
 	}
 	return dev, nil
+}
+
+// Endpoint is what a lab that is up has at one end: the NIC, the RDMA device on it, the
+// address its GID comes from, and that RoCE v2 GID. The traffic engine, the probe, `rocebed
+// env` and testbed.Lab all learn the endpoints here.
+type Endpoint struct {
+	Side   string // "a" or "b"
+	NIC    string
+	Netns  string // the NIC's named namespace; "" when it is the lab's own
+	Device string // the RDMA device
+	Addr   netip.Addr
+	GID    rdma.GID // the RoCE v2 GID of Addr on port RDMAPort
+}
+
+// RDMAPort is the RDMA port rocebed uses: rxe devices have one, port 1.
+const RDMAPort = 1
+
+// EndpointAddr is the address an endpoint's GID comes from: the scenario's (its own, or its
+// NIC's declared addresses, see scenario.EndpointAddr), else the first address the kernel has
+// on the NIC (IPv4 first) — an existing NIC the scenario gives no address.
+func EndpointAddr(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (netip.Addr, error) {
+	if a, ok := s.EndpointAddr(ep); ok {
+		return a.Unmap(), nil
+	}
+	if ep.Address != "" {
+		return netip.Addr{}, fmt.Errorf("endpoint on %s: address %q is not an IP address", ep.NIC, ep.Address)
+	}
+	nsName := ""
+	if nic, ok := s.NIC(ep.NIC); ok {
+		nsName = nic.Netns
+	}
+	h, done, err := env.NetlinkIn(nsName)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer done()
+	l, err := h.LinkByName(ep.NIC)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("endpoint on %s: %w", ep.NIC, err)
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		addrs, err := h.AddrList(l, fam)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ep.NIC, err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.IsLinkLocalUnicast() {
+				return ip.Unmap(), nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("endpoint on %s: no address: set endpoints.*.address, or give the NIC an address", ep.NIC)
+}
+
+// EndpointError says an endpoint of a lab is not ready to carry RDMA traffic.
+type EndpointError struct {
+	Side, NIC string
+	Err       error
+}
+
+func (e *EndpointError) Error() string {
+	return fmt.Sprintf("endpoint %s on %s: %v", e.Side, e.NIC, e.Err)
+}
+
+func (e *EndpointError) Unwrap() error { return e.Err }
+
+// ResolveEndpoints finds both endpoints of a lab that is up, waiting until ctx ends for each
+// port to be ACTIVE and its RoCE v2 GID to appear (both follow `up` by a moment: the port
+// follows the netdev's carrier, the GID is added by a kernel work item).
+func ResolveEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) ([2]Endpoint, error) {
+	var ends [2]Endpoint
+	sys := rdma.Sysfs{Root: env.SysfsRoot}
+	for i, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
+		e := Endpoint{Side: string(rune('a' + i)), NIC: ep.NIC}
+		if nic, ok := s.NIC(ep.NIC); ok {
+			e.Netns = nic.Netns
+		}
+		fail := func(err error) ([2]Endpoint, error) { return ends, &EndpointError{Side: e.Side, NIC: ep.NIC, Err: err} }
+		var err error
+		if e.Addr, err = EndpointAddr(env, s, ep); err != nil {
+			return fail(err)
+		}
+		if e.Device, err = EndpointDevice(env, s, ep); err != nil {
+			return fail(err)
+		}
+		if err := sys.WaitActive(ctx, e.Device, RDMAPort); err != nil {
+			return fail(err)
+		}
+		for {
+			e.GID, err = sys.FindGID(e.Device, RDMAPort, e.Addr)
+			if err == nil || !errors.Is(err, rdma.ErrNotFound) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fail(err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if err != nil {
+			return fail(err)
+		}
+		ends[i] = e
+	}
+	return ends, nil
 }

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/kernel"
+	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -81,27 +83,20 @@ func newProbeEnd(env *host.Env, s *scenario.Scenario, role string, ep scenario.E
 	if n, ok := s.NIC(ep.NIC); ok {
 		e.nns = n.Netns
 	}
-	addr := ep.Address
-	if addr == "" && env != nil {
-		// Not filled by the loader (a NIC without declared addresses): take the NIC's first
-		// IPv4 address, as the loader would have.
-		if l, err := env.NL.LinkByName(ep.NIC); err == nil {
-			if as, err := env.NL.AddrList(l, unix.AF_INET); err == nil && len(as) > 0 {
-				addr = as[0].IP.String()
-			}
-		}
+	var addr netip.Addr
+	var err error
+	switch a, ok := s.EndpointAddr(ep); {
+	case ok:
+		addr = a.Unmap()
+	case env != nil && ep.Address == "":
+		addr, err = lab.EndpointAddr(env, s, ep) // an existing NIC with no declared address
+	default:
+		err = fmt.Errorf("no address")
 	}
-	if ip, _, err := net.ParseCIDR(addr); err == nil {
-		e.addr = ip
-	} else {
-		e.addr = net.ParseIP(addr)
+	if err != nil {
+		return e, fmt.Errorf("endpoint %s: address %q is not an IP address: set endpoints.%s.address, or give NIC %s an address", role, ep.Address, role, ep.NIC)
 	}
-	if e.addr == nil {
-		return e, fmt.Errorf("endpoint %s: address %q is not an IP address: set endpoints.%s.address, or give NIC %s an address", role, addr, role, ep.NIC)
-	}
-	if v4 := e.addr.To4(); v4 != nil {
-		e.addr = v4
-	}
+	e.addr = net.IP(addr.AsSlice())
 	return e, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"syscall"
 	"time"
 
@@ -20,8 +19,10 @@ import (
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
+// RDMAPort is lab.RDMAPort, for the callers that still name it here.
+const RDMAPort = lab.RDMAPort
+
 const (
-	RDMAPort    = 1          // rxe devices have one port
 	trafficQKey = 0x11111111 // UD queue key both ends agree on
 	hopLimit    = 64
 	minRNRTimer = 12 // 0.64 ms, ibv_rc_pingpong's value
@@ -44,12 +45,9 @@ const (
 	endpointWait = 10 * time.Second
 )
 
-// trafficEnd is one endpoint resolved to its device and GID.
+// trafficEnd is one endpoint resolved to its device and GID, with the GID in verbs' form.
 type trafficEnd struct {
-	side string
-	ep   scenario.Endpoint
-	dev  string
-	gid  rdma.GID
+	lab.Endpoint
 	vgid verbs.GID
 }
 
@@ -107,56 +105,32 @@ func batchDirections(d scenario.Direction) []scenario.Direction {
 	return []scenario.Direction{scenario.DirectionAToB}
 }
 
-// resolveTrafficEnds finds each endpoint's device, waits for its port to be ACTIVE, and finds
-// the RoCE v2 GID of its address (`rdma link show`, /sys/class/infiniband/DEV/ports/1/gids).
+// resolveTrafficEnds finds both endpoints, waiting a bounded time for ports and GIDs.
 func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario) ([2]trafficEnd, error) {
 	var ends [2]trafficEnd
-	sys := rdma.Sysfs{Root: env.SysfsRoot}
 	wctx, cancel := context.WithTimeout(ctx, endpointWait)
 	defer cancel()
-	for i, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
-		side := "a"
-		if i == 1 {
-			side = "b"
+	resolved, err := lab.ResolveEndpoints(wctx, env, s)
+	if err != nil {
+		var ee *lab.EndpointError
+		if errors.As(err, &ee) {
+			return ends, labNotReady(ee)
 		}
-		dev, err := lab.EndpointDevice(env, s, ep)
-		if err != nil {
-			return ends, labNotReady(side, ep, err)
-		}
-		if err := sys.WaitActive(wctx, dev, RDMAPort); err != nil {
-			return ends, labNotReady(side, ep, err)
-		}
-		addr, err := netip.ParseAddr(ep.Address)
-		if err != nil {
-			return ends, fmt.Errorf("endpoint %s: address %q: %w", side, ep.Address, err)
-		}
-		var gid rdma.GID
-		for {
-			gid, err = sys.FindGID(dev, RDMAPort, addr)
-			if err == nil || !errors.Is(err, rdma.ErrNotFound) {
-				break
-			}
-			select {
-			case <-wctx.Done():
-				return ends, labNotReady(side, ep, err)
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		if err != nil {
-			return ends, labNotReady(side, ep, err)
-		}
-		ends[i] = trafficEnd{side: side, ep: ep, dev: dev, gid: gid, vgid: verbs.GID(gid.Addr.As16())}
+		return ends, err
+	}
+	for i, e := range resolved {
+		ends[i] = trafficEnd{Endpoint: e, vgid: verbs.GID(e.GID.Addr.As16())}
 	}
 	return ends, nil
 }
 
 // labNotReady turns "device or GID missing" into a PreflightError: the lab is not (fully) up.
-func labNotReady(side string, ep scenario.Endpoint, err error) error {
-	if errors.Is(err, rdma.ErrNotFound) || errors.Is(err, rdma.ErrNoRDMA) {
-		return &preflight.Error{Check: "endpoint " + side, Need: fmt.Sprintf("an ACTIVE RDMA device on %s with a RoCE v2 GID for %s", ep.NIC, ep.Address),
-			Have: err.Error(), Err: err, Hint: "bring the lab up with `rocebed up` (a kernel without rdma_rxe needs `rocebed vm run`)"}
+func labNotReady(e *lab.EndpointError) error {
+	if errors.Is(e, rdma.ErrNotFound) || errors.Is(e, rdma.ErrNoRDMA) {
+		return &preflight.Error{Check: "endpoint " + e.Side, Need: "an ACTIVE RDMA device on " + e.NIC + " with a RoCE v2 GID for its address",
+			Have: e.Err.Error(), Err: e, Hint: "bring the lab up with `rocebed up` (a kernel without rdma_rxe needs `rocebed vm run`)"}
 	}
-	return fmt.Errorf("endpoint %s on %s: %w", side, ep.NIC, err)
+	return e
 }
 
 // verbsSide is one end's verbs objects for one batch.
@@ -199,14 +173,14 @@ func (v *verbsSide) close() error {
 // open creates the device context, PD, one CQ for both queues, a buffer of bufBytes and a QP.
 func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin int) error {
 	var err error
-	if v.ctx, err = verbs.OpenDevice(v.end.dev); err != nil {
+	if v.ctx, err = verbs.OpenDevice(v.end.Device); err != nil {
 		if errors.Is(err, verbs.ErrNoVerbs) || errors.Is(err, verbs.ErrDeviceNotFound) {
-			return &preflight.Error{Check: "verbs", Need: "RDMA device " + v.end.dev + " usable through libibverbs", Have: err.Error(), Err: err,
+			return &preflight.Error{Check: "verbs", Need: "RDMA device " + v.end.Device + " usable through libibverbs", Have: err.Error(), Err: err,
 				Hint: "install rdma-core/libibverbs, build rocebed with cgo, and bring the lab up (`rocebed vm run` on a kernel without rdma_rxe)"}
 		}
 		return err
 	}
-	if v.attr, err = v.ctx.QueryPort(RDMAPort); err != nil {
+	if v.attr, err = v.ctx.QueryPort(lab.RDMAPort); err != nil {
 		return err
 	}
 	if v.pd, err = v.ctx.AllocPD(); err != nil {
@@ -253,8 +227,8 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	res = &BatchResult{
 		Traffic: t.Name, Transport: t.Transport, Direction: dir, Messages: t.Messages, Size: t.Size,
 		RC: t.RC, DeadlineMS: t.DeadlineMS,
-		Sender:      End{Side: sndEnd.side, Device: sndEnd.dev, NIC: sndEnd.ep.NIC, Address: sndEnd.ep.Address, GIDIndex: sndEnd.gid.Index},
-		Receiver:    End{Side: rcvEnd.side, Device: rcvEnd.dev, NIC: rcvEnd.ep.NIC, Address: rcvEnd.ep.Address, GIDIndex: rcvEnd.gid.Index},
+		Sender:      End{Side: sndEnd.Side, Device: sndEnd.Device, NIC: sndEnd.NIC, Address: sndEnd.Addr.String(), GIDIndex: sndEnd.GID.Index},
+		Receiver:    End{Side: rcvEnd.Side, Device: rcvEnd.Device, NIC: rcvEnd.NIC, Address: rcvEnd.Addr.String(), GIDIndex: rcvEnd.GID.Index},
 		Completions: []CompletionRecord{},
 	}
 	deadline := time.Duration(t.DeadlineMS) * time.Millisecond
@@ -281,7 +255,7 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	defer func() {
 		for _, v := range []*verbsSide{b.snd, b.rcv} {
 			if cerr := v.close(); cerr != nil {
-				res.Errors = append(res.Errors, "close verbs objects on "+v.end.dev+": "+cerr.Error())
+				res.Errors = append(res.Errors, "close verbs objects on "+v.end.Device+": "+cerr.Error())
 			}
 		}
 	}()
@@ -300,10 +274,10 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	b.recvWin = clampWindow(t.Messages, maxRecvWindow, b.recvSlot)
 	depth := b.sendWin + b.recvWin + 16
 	if err := b.snd.open(typ, depth, b.sendWin*t.Size, b.sendWin, b.recvWin); err != nil {
-		return res, fmt.Errorf("%s %s: set up sender %s: %w", t.Name, dir, sndEnd.dev, err)
+		return res, fmt.Errorf("%s %s: set up sender %s: %w", t.Name, dir, sndEnd.Device, err)
 	}
 	if err := b.rcv.open(typ, depth, b.recvWin*b.recvSlot, b.sendWin, b.recvWin); err != nil {
-		return res, fmt.Errorf("%s %s: set up receiver %s: %w", t.Name, dir, rcvEnd.dev, err)
+		return res, fmt.Errorf("%s %s: set up receiver %s: %w", t.Name, dir, rcvEnd.Device, err)
 	}
 	res.Sender.QPN, res.Receiver.QPN = b.snd.qp.QPN(), b.rcv.qp.QPN()
 	b.remoteQPN = b.rcv.qp.QPN()
@@ -370,13 +344,13 @@ func randomPSN() uint32 {
 func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 	sides := []*verbsSide{b.snd, b.rcv}
 	for _, v := range sides {
-		if err := v.qp.ToInit(RDMAPort, trafficQKey); err != nil {
+		if err := v.qp.ToInit(lab.RDMAPort, trafficQKey); err != nil {
 			return err
 		}
 	}
 	if t.Transport == scenario.TransportUD {
 		for _, v := range sides {
-			if err := v.qp.ToRTR(verbs.RTRConfig{Port: RDMAPort}); err != nil {
+			if err := v.qp.ToRTR(verbs.RTRConfig{Port: lab.RDMAPort}); err != nil {
 				return err
 			}
 			if err := v.qp.ToRTS(verbs.RTSConfig{PSN: randomPSN()}); err != nil {
@@ -384,10 +358,10 @@ func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 			}
 		}
 		start := time.Now()
-		ah, err := b.snd.pd.CreateAH(RDMAPort, b.rcv.end.vgid, b.snd.end.gid.Index, hopLimit)
+		ah, err := b.snd.pd.CreateAH(lab.RDMAPort, b.rcv.end.vgid, b.snd.end.GID.Index, hopLimit)
 		b.res.Sender.RTRMS = msSince(start)
 		if err != nil {
-			b.res.ConnectFailedEnd = b.snd.end.side
+			b.res.ConnectFailedEnd = b.snd.end.Side
 			return err
 		}
 		b.snd.ah = ah
@@ -405,19 +379,19 @@ func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 		p := peer[v]
 		start := time.Now()
 		err := v.qp.ToRTR(verbs.RTRConfig{
-			Port: RDMAPort, RemoteQPN: p.qp.QPN(), RemotePSN: psn[p], DestGID: p.end.vgid,
-			SGIDIndex: v.end.gid.Index, PathMTU: mtu, HopLimit: hopLimit, MinRNRTimer: minRNRTimer,
+			Port: lab.RDMAPort, RemoteQPN: p.qp.QPN(), RemotePSN: psn[p], DestGID: p.end.vgid,
+			SGIDIndex: v.end.GID.Index, PathMTU: mtu, HopLimit: hopLimit, MinRNRTimer: minRNRTimer,
 		})
 		*timing[v] = msSince(start)
 		if err != nil {
-			b.res.ConnectFailedEnd = v.end.side
+			b.res.ConnectFailedEnd = v.end.Side
 			return err
 		}
 	}
 	for _, v := range sides {
 		err := v.qp.ToRTS(verbs.RTSConfig{PSN: psn[v], Timeout: uint8(timeout), RetryCnt: uint8(retry), RNRRetry: uint8(rnr)})
 		if err != nil {
-			b.res.ConnectFailedEnd = v.end.side
+			b.res.ConnectFailedEnd = v.end.Side
 			return err
 		}
 	}
@@ -429,7 +403,7 @@ func (b *batch) postRecv() error {
 	wr := uint64(b.recvPosted)
 	slot := b.recvPosted % b.recvWin
 	if err := b.rcv.qp.PostRecv(b.rcv.mr, slot*b.recvSlot, b.recvSlot, wr); err != nil {
-		return fmt.Errorf("post receive %d on %s: %w", wr, b.rcv.end.dev, err)
+		return fmt.Errorf("post receive %d on %s: %w", wr, b.rcv.end.Device, err)
 	}
 	b.recvPosted++
 	return nil
@@ -514,7 +488,7 @@ func (b *batch) record(v *verbsSide, wc verbs.Completion) {
 		role = RoleReceiver
 	}
 	c := CompletionRecord{
-		Side: v.end.side, Role: role, Device: v.end.dev, WRID: wc.WRID, Status: wc.Status, Opcode: wc.Opcode,
+		Side: v.end.Side, Role: role, Device: v.end.Device, WRID: wc.WRID, Status: wc.Status, Opcode: wc.Opcode,
 		ByteLen: wc.ByteLen, QPN: wc.QPN, SrcQP: wc.SrcQP, WCFlags: uint32(wc.Flags), VendorErr: wc.VendorErr,
 		AtMS: float64(at.Nanoseconds()) / 1e6,
 	}
