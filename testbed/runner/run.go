@@ -1,7 +1,6 @@
-// Package runner runs whole labs: up → traffic → (diagnosis) → down as one call (Run), the
-// same with each fix left out in turn (Ablate), and — the shared sequence behind the CLI's
-// `run`, the Go library and ablation — always brings the lab down and restores the host,
-// unless asked to keep it.
+// Package runner runs whole labs. Run is up → traffic → (diagnosis) → down in one call: the
+// sequence behind the CLI's `run` and behind ablation. Ablate repeats it with each fix left
+// out in turn. The lab always comes down and the host is restored, unless asked to keep it.
 package runner
 
 import (

@@ -2,7 +2,7 @@ package scenario
 
 // This file holds the scenario format v1: the YAML a user writes. The types carry no behaviour
 // beyond small accessors; loading is in load.go, checking in validate.go, and turning a scenario
-// into host changes in plan.go.
+// into host changes in package plan.
 
 // Scenario is one declared lab: two NICs of one host (created as a veth "cable", or existing),
 // the RDMA endpoint on each, the fixes that let traffic between them cross the cable, the
