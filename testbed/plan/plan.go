@@ -239,6 +239,18 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority, IIF: "lo", From: hostPrefix(a.String()), To: hostPrefix(b.String()), Table: pr.TableA})
 			addRoute(f.Name, RouteSpec{To: hostPrefix(a.String()), Dev: s.Endpoints.B.NIC, Src: b.String(), Table: pr.TableB})
 			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority + 1, IIF: "lo", From: hostPrefix(b.String()), To: hostPrefix(a.String()), Table: pr.TableB})
+			// A client that binds no source (most rdma_cm software) looks the route up with
+			// source 0.0.0.0 (::): without these it gets the local table's route through lo,
+			// and rdma_cm picks the device that owns the destination, so the traffic loops
+			// inside one device instead of crossing the cable. The unspecified source as a /32
+			// (/128) matches only such lookups, so traffic bound to a local address still goes
+			// through lo.
+			unspec := netip.IPv4Unspecified()
+			if fam == kernel.AFInet6 {
+				unspec = netip.IPv6Unspecified()
+			}
+			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority + 2, IIF: "lo", From: hostPrefix(unspec.String()), To: hostPrefix(b.String()), Table: pr.TableA})
+			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority + 3, IIF: "lo", From: hostPrefix(unspec.String()), To: hostPrefix(a.String()), Table: pr.TableB})
 		}
 	}
 

@@ -120,8 +120,13 @@ type Fix struct {
 	Routes []Route `yaml:"routes,omitempty" json:"routes,omitempty"`
 }
 
+// PolicyRoutingRules is how many rule priorities the policy-routing fix takes from
+// RulePriority on: per direction, one rule for traffic bound to the endpoint's address and one
+// for traffic with no source yet (a client that binds none, as most rdma_cm software).
+const PolicyRoutingRules = 4
+
 // PolicyRouting holds the knobs of the generated policy-routing fix. The zero value is the
-// measured recipe: local rule at 100, pair rules at 10 and 11, tables 100 and 101.
+// measured recipe: local rule at 100, rules at 10 to 13, tables 100 and 101.
 type PolicyRouting struct {
 	LocalRulePriority int `yaml:"local_rule_priority,omitempty" json:"local_rule_priority,omitempty"`
 	RulePriority      int `yaml:"rule_priority,omitempty" json:"rule_priority,omitempty"`

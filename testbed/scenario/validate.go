@@ -404,18 +404,19 @@ func (v *validator) policyRouting(p string, pr PolicyRouting) {
 		v.add(p+".local_rule_priority", "local_rule_priority %d out of range: want 1..%d", pr.LocalRulePriority, maxRulePrio)
 		ok = false
 	}
-	if pr.RulePriority < 1 || pr.RulePriority > maxRulePrio-1 {
-		v.add(p+".rule_priority", "rule_priority %d out of range: want 1..%d (the fix uses it and the next one)", pr.RulePriority, maxRulePrio-1)
+	if pr.RulePriority < 1 || pr.RulePriority > maxRulePrio-(PolicyRoutingRules-1) {
+		v.add(p+".rule_priority", "rule_priority %d out of range: want 1..%d (the fix uses it and the next %d)", pr.RulePriority, maxRulePrio-(PolicyRoutingRules-1), PolicyRoutingRules-1)
 		ok = false
 	}
-	if ok && pr.RulePriority+1 >= pr.LocalRulePriority {
-		v.add(p+".rule_priority", "rules %d and %d must come before local_rule_priority %d: the per-endpoint rules must win over the local table",
-			pr.RulePriority, pr.RulePriority+1, pr.LocalRulePriority)
+	if last := pr.RulePriority + PolicyRoutingRules - 1; ok && last >= pr.LocalRulePriority {
+		v.add(p+".rule_priority", "rules %d to %d must come before local_rule_priority %d: the per-endpoint rules must win over the local table",
+			pr.RulePriority, last, pr.LocalRulePriority)
 		ok = false
 	}
 	if ok {
-		v.claimPrio(p+".rule_priority", pr.RulePriority)
-		v.claimPrio(p+".rule_priority", pr.RulePriority+1)
+		for i := range PolicyRoutingRules {
+			v.claimPrio(p+".rule_priority", pr.RulePriority+i)
+		}
 		v.claimPrio(p+".local_rule_priority", pr.LocalRulePriority)
 	}
 	if !validTable(pr.TableA) {

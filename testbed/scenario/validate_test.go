@@ -165,8 +165,8 @@ func TestValidate(t *testing.T) {
 		{"move local rule clash", func(s *Scenario) { s.Fixes[0].PolicyRouting = nil; s.Fixes[0].MoveLocalRule = 50 }, []string{
 			"fixes[2].rules[0].priority: rule priority 50 is already used by fixes[0].move_local_rule"}},
 		{"pr local range", fix(0, func(f *Fix) { f.PolicyRouting.LocalRulePriority = 32766 }), []string{"fixes[0].policy_routing.local_rule_priority: local_rule_priority 32766 out of range: want 1..32765"}},
-		{"pr rule range", fix(0, func(f *Fix) { f.PolicyRouting.RulePriority = -5 }), []string{"fixes[0].policy_routing.rule_priority: rule_priority -5 out of range: want 1..32764 (the fix uses it and the next one)"}},
-		{"pr order", fix(0, func(f *Fix) { f.PolicyRouting.RulePriority = 99 }), []string{"fixes[0].policy_routing.rule_priority: rules 99 and 100 must come before local_rule_priority 100: the per-endpoint rules must win over the local table"}},
+		{"pr rule range", fix(0, func(f *Fix) { f.PolicyRouting.RulePriority = -5 }), []string{"fixes[0].policy_routing.rule_priority: rule_priority -5 out of range: want 1..32762 (the fix uses it and the next 3)"}},
+		{"pr order", fix(0, func(f *Fix) { f.PolicyRouting.RulePriority = 99 }), []string{"fixes[0].policy_routing.rule_priority: rules 99 to 102 must come before local_rule_priority 100: the per-endpoint rules must win over the local table"}},
 		{"pr rule clash", fix(0, func(f *Fix) { f.PolicyRouting.RulePriority = 49 }), []string{"fixes[2].rules[0].priority: rule priority 50 is already used by fixes[0].policy_routing.rule_priority"}},
 		{"pr table", fix(0, func(f *Fix) { f.PolicyRouting.TableA = 254 }), []string{"fixes[0].policy_routing.table_a: table_a 254: want 1..252 or 256..4294967295 (253 default, 254 main and 255 local belong to the kernel)"}},
 		{"pr tables equal", fix(0, func(f *Fix) { f.PolicyRouting.TableB = 100 }), []string{"fixes[0].policy_routing.table_b: table_b 100 equals table_a: each endpoint needs a table of its own"}},
