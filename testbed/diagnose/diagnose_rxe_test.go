@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/rdma"
@@ -78,7 +79,7 @@ func diagStrictByDefault(t *testing.T, env *host.Env) FindingCode {
 	require.NoError(t, err)
 	def, err := env.GetSysctl("net.ipv4.conf.default.rp_filter")
 	require.NoError(t, err)
-	if max(atoiOr(all), atoiOr(def)) == 1 {
+	if max(kernel.ParseSysctlInt(strings.TrimSpace(all)), kernel.ParseSysctlInt(strings.TrimSpace(def))) == 1 {
 		return CodeRPFilter
 	}
 	return ""
@@ -100,9 +101,9 @@ func TestDiagnoseRXE(t *testing.T) {
 			assert.True(t, d.TrafficPassed)
 			for _, dir := range d.Evidence.Directions {
 				assert.True(t, dir.Neighbor.Usable(), "%s neighbour %s", dir.Name, dir.Neighbor.State)
-				assert.Equal(t, "unicast", dir.RouteOut.Type, dir.RouteOut.String())
+				assert.Equal(t, RouteUnicast, dir.RouteOut.Type, dir.RouteOut.String())
 				assert.Equal(t, dir.SrcNIC, dir.RouteOut.Dev)
-				assert.Equal(t, "local", dir.RouteIn.Type, dir.RouteIn.String())
+				assert.Equal(t, RouteLocal, dir.RouteIn.Type, dir.RouteIn.String())
 			}
 		}},
 		{name: "seed", scenario: "seed", want: CodeMartianSource, check: diagCheckSeed},
@@ -200,8 +201,8 @@ func diagCheckSeed(t *testing.T, d *Diagnosis) {
 	require.NotNil(t, d.Evidence.Traffic)
 	require.NotEmpty(t, d.Evidence.Traffic.Batches)
 	b := d.Evidence.Traffic.Batches[0]
-	sent, _ := b.Counters.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
-	rcvd, _ := b.Counters.RDMACounter(b.ReceiverDevice, counters.CounterRXEHWRcvdPkts)
+	sent, _ := b.Counters.RDMACounter(b.Sender.Device, counters.CounterRXEHWSentPkts)
+	rcvd, _ := b.Counters.RDMACounter(b.Receiver.Device, counters.CounterRXEHWRcvdPkts)
 	m, _ := b.Counters.KernelCounter(counters.CounterMartianSrc)
 	assert.Positive(t, sent)
 	assert.Zero(t, rcvd)
@@ -229,7 +230,7 @@ func diagCheckNeighborMartian(t *testing.T, d *Diagnosis) {
 	assert.Positive(t, unresolved, "a neighbour must be unresolved")
 	for _, b := range d.Evidence.Traffic.Batches {
 		assert.Equal(t, traffic.ClassConnectTimeout, b.Class, b.Verdict)
-		sent, _ := b.Counters.RDMACounter(b.SenderDevice, counters.CounterRXEHWSentPkts)
+		sent, _ := b.Counters.RDMACounter(b.Sender.Device, counters.CounterRXEHWSentPkts)
 		assert.Zero(t, sent, "no RoCE packet leaves before RTR")
 	}
 }
@@ -354,7 +355,7 @@ func TestDiagnoseRXEFixSeed(t *testing.T) {
 	after, err := AfterRun(ctx, env, s, rep)
 	require.NoError(t, err)
 	assert.Equal(t, CodeMartianSource, after.FirstCode(), "after run: %v", after.Codes())
-	assert.Equal(t, "run", after.Evidence.Traffic.Source)
+	assert.Equal(t, SourceRun, after.Evidence.Traffic.Source)
 
 	d, err := Run(ctx, env, s, Options{})
 	require.NoError(t, err)

@@ -8,12 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/rocebed/rocebed/testbed/traffic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // recordedCase is one file of testdata: evidence captured by Run on a real
@@ -93,29 +96,29 @@ func assertWellFormed(t *testing.T, d *Diagnosis) {
 // Run records it (values from a VM run).
 func healthyEvidence() *Evidence {
 	batch := func(dir scenario.Direction, snd, sdev, rcv, rdev string) BatchEvidence {
-		return BatchEvidence{Name: "rc-both", Transport: scenario.TransportRC, Direction: dir, Messages: 100,
-			SenderDevice: sdev, SenderNIC: snd, ReceiverDevice: rdev, ReceiverNIC: rcv, Pass: true,
-			SenderCompletions: 100, SenderOK: 100, ReceiverCompletions: 100, ReceiverOK: 100, Verdict: "ok",
+		return BatchEvidence{BatchResult: traffic.BatchResult{Traffic: "rc-both", Transport: scenario.TransportRC, Direction: dir, Messages: 100,
+			Sender: traffic.End{Device: sdev, NIC: snd}, Receiver: traffic.End{Device: rdev, NIC: rcv}, Pass: true, Verdict: "ok",
 			Counters: &counters.Snapshot{
 				RDMA:   map[string]rdma.Counters{sdev: {"sent_pkts": 100, "rcvd_pkts": 100}, rdev: {"sent_pkts": 100, "rcvd_pkts": 100}},
 				Links:  map[string]counters.LinkCounters{snd: {TxPackets: 100, RxPackets: 100}, rcv: {TxPackets: 100, RxPackets: 100}, "lo": {}},
 				Kernel: map[string]uint64{counters.CounterMartianSrc: 0, counters.CounterUDPNoPorts: 0, counters.CounterRPFilter: 0},
-			}}
+			}},
+			Tally: CompletionTally{SenderCompletions: 100, SenderOK: 100, ReceiverCompletions: 100, ReceiverOK: 100}}
 	}
 	nic := func(name, mac, addr string) NICEvidence {
 		return NICEvidence{Name: name, Found: true, Up: true, Carrier: true, OperState: "up", MTU: 1500, MAC: mac,
 			Addresses: []string{addr}, Sysctls: map[string]string{"rp_filter": "0", "accept_local": "0"}, RPFilter: 0, AcceptLocal: 0}
 	}
-	dir := func(name, s, d, sa, da, dmac string) DirectionEvidence {
+	dir := func(name scenario.Direction, s, d, sa, da, dmac string) DirectionEvidence {
 		return DirectionEvidence{Name: name, SrcNIC: s, DstNIC: d, SrcAddr: sa, DstAddr: da,
-			Neighbor:    NeighborEvidence{State: "REACHABLE", LLAddr: dmac, PeerMAC: dmac},
-			RouteOut:    RouteAnswer{Query: "out", Type: "unicast", Dev: s, Src: sa, Table: "100"},
-			RouteIn:     RouteAnswer{Query: "in", Type: "local", Dev: "lo", Table: "local"},
-			RouteBack:   RouteAnswer{Query: "back", Type: "unicast", Dev: d, Table: "101"},
+			Neighbor:    NeighborEvidence{State: NeighborEntryState(kernel.NUDReachable), LLAddr: dmac, PeerMAC: dmac},
+			RouteOut:    RouteAnswer{Query: "out", Type: RouteUnicast, Dev: s, Src: sa, Table: "100"},
+			RouteIn:     RouteAnswer{Query: "in", Type: RouteLocal, Dev: "lo", Table: "local"},
+			RouteBack:   RouteAnswer{Query: "back", Type: RouteUnicast, Dev: d, Table: "101"},
 			ProbePassed: true}
 	}
 	pr := scenario.PolicyRouting{}.WithDefaults()
-	te := &TrafficEvidence{Ran: true, Source: "diagnose", Pass: true, Batches: []BatchEvidence{
+	te := &TrafficEvidence{Ran: true, Source: SourceDiagnose, Pass: true, Batches: []BatchEvidence{
 		batch(scenario.DirectionAToB, "vA", "rxe0", "vB", "rxe1"), batch(scenario.DirectionBToA, "vB", "rxe1", "vA", "rxe0")}}
 	for _, b := range te.Batches {
 		te.Delta = addSnapshots(te.Delta, b.Counters)
@@ -125,12 +128,12 @@ func healthyEvidence() *Evidence {
 		Fixes: []scenario.Fix{{Name: "policy-routing", PolicyRouting: &pr}},
 		NICs:  []NICEvidence{nic("vA", "02:00:00:00:00:0a", "10.10.0.1/24"), nic("vB", "02:00:00:00:00:0b", "10.10.0.2/24")},
 		Endpoints: []EndpointEvidence{
-			{Side: "a", NIC: "vA", Address: "10.10.0.1", Device: "rxe0", DevicePresent: true, PortNetdev: "vA", PortState: "ACTIVE", ActiveMTU: 1024, GID: "1 10.10.0.1 (RoCE v2) on vA"},
-			{Side: "b", NIC: "vB", Address: "10.10.0.2", Device: "rxe1", DevicePresent: true, PortNetdev: "vB", PortState: "ACTIVE", ActiveMTU: 1024, GID: "1 10.10.0.2 (RoCE v2) on vB"},
+			{Side: SideA, NIC: "vA", Address: "10.10.0.1", Device: "rxe0", DevicePresent: true, PortNetdev: "vA", PortState: PortStateOf(rdma.PortActive), ActiveMTU: 1024, GID: "1 10.10.0.1 (RoCE v2) on vA"},
+			{Side: SideB, NIC: "vB", Address: "10.10.0.2", Device: "rxe1", DevicePresent: true, PortNetdev: "vB", PortState: PortStateOf(rdma.PortActive), ActiveMTU: 1024, GID: "1 10.10.0.2 (RoCE v2) on vB"},
 		},
 		Directions: []DirectionEvidence{
-			dir("a->b", "vA", "vB", "10.10.0.1", "10.10.0.2", "02:00:00:00:00:0b"),
-			dir("b->a", "vB", "vA", "10.10.0.2", "10.10.0.1", "02:00:00:00:00:0a"),
+			dir(scenario.DirectionAToB, "vA", "vB", "10.10.0.1", "10.10.0.2", "02:00:00:00:00:0b"),
+			dir(scenario.DirectionBToA, "vB", "vA", "10.10.0.2", "10.10.0.1", "02:00:00:00:00:0a"),
 		},
 		Traffic: te,
 		Trace:   &TraceEvidence{Reason: "no tracefs"},
@@ -143,16 +146,16 @@ func seedLike(ev *Evidence, martian uint64) *Evidence {
 	ev.Fixes = nil
 	for i := range ev.Directions {
 		d := &ev.Directions[i]
-		d.Neighbor.State = "PERMANENT"
-		d.RouteOut = RouteAnswer{Query: "out", Type: "unicast", Dev: d.SrcNIC, Src: d.SrcAddr, Table: "main"}
-		d.RouteIn = RouteAnswer{Query: "in", Errno: "EINVAL", Error: "invalid argument"}
-		d.RouteBack = RouteAnswer{Query: "back", Type: "local", Dev: "lo", Table: "local"}
+		d.Neighbor.State = NeighborEntryState(kernel.NUDPermanent)
+		d.RouteOut = RouteAnswer{Query: "out", Type: RouteUnicast, Dev: d.SrcNIC, Src: d.SrcAddr, Table: "main"}
+		d.RouteIn = RouteAnswer{Query: "in", Errno: Errno(unix.EINVAL), Error: "invalid argument"}
+		d.RouteBack = RouteAnswer{Query: "back", Type: RouteLocal, Dev: "lo", Table: "local"}
 		d.ProbePassed = false
 	}
 	b := &ev.Traffic.Batches[0]
 	b.Pass, b.Class = false, traffic.ClassRetryExceeded
-	b.FirstError, b.FirstErrorMS = "IBV_WC_RETRY_EXC_ERR", 58
-	b.SenderOK, b.ReceiverCompletions, b.ReceiverOK = 0, 0, 0
+	b.Tally.FirstError, b.Tally.FirstErrorMS = CompletionStatus(verbs.WCRetryExcErr), 58
+	b.Tally.SenderOK, b.Tally.ReceiverCompletions, b.Tally.ReceiverOK = 0, 0, 0
 	b.Counters = &counters.Snapshot{
 		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 30, "rcvd_pkts": 0, "completer_retry_err": 3}, "rxe1": {"sent_pkts": 0, "rcvd_pkts": 0}},
 		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 30}, "vB": {RxPackets: 30}, "lo": {}},
@@ -233,9 +236,9 @@ func TestFindingsLinkDownComesFirst(t *testing.T) {
 	ev.NICs[1].Up, ev.NICs[1].Carrier, ev.NICs[1].OperState = false, false, "down"
 	ev.NICs[0].Carrier, ev.NICs[0].OperState = false, "lowerlayerdown"
 	ev.NICs[0].Peer, ev.NICs[1].Peer = "vB", "vA"
-	ev.Endpoints[1].PortState, ev.Endpoints[1].GID = "DOWN", ""
+	ev.Endpoints[1].PortState, ev.Endpoints[1].GID = PortStateOf(rdma.PortDown), ""
 	ev.Endpoints[1].GIDError = "no RoCE v2 gid"
-	ev.Traffic = &TrafficEvidence{Source: "diagnose", Error: "skipped: vB is down"}
+	ev.Traffic = &TrafficEvidence{Source: SourceDiagnose, Error: "skipped: vB is down"}
 	d := Conclude(ev)
 	assert.Equal(t, []FindingCode{CodeLinkDown, CodeGIDMissing}, d.Codes())
 	assertWellFormed(t, d)
@@ -248,7 +251,7 @@ func TestFindingsNoListenerInOtherNamespace(t *testing.T) {
 	ev := healthyEvidence()
 	ev.NICs[1].Netns = "peer"
 	b := &ev.Traffic.Batches[0]
-	b.Pass, b.Class, b.FirstError = false, traffic.ClassRetryExceeded, "IBV_WC_RETRY_EXC_ERR"
+	b.Pass, b.Class, b.Tally.FirstError = false, traffic.ClassRetryExceeded, CompletionStatus(verbs.WCRetryExcErr)
 	b.Counters = &counters.Snapshot{
 		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 30}, "rxe1": {"rcvd_pkts": 0}},
 		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 30}, "vB": {RxPackets: 30}},
@@ -267,7 +270,7 @@ func TestFindingsNoListenerInOtherNamespace(t *testing.T) {
 
 func TestFindingsNotOnWire(t *testing.T) {
 	ev := healthyEvidence()
-	ev.Directions[0].RouteOut = RouteAnswer{Query: "ip route get 10.10.0.2 from 10.10.0.1 oif vA", Type: "local", Dev: "lo", Table: "local"}
+	ev.Directions[0].RouteOut = RouteAnswer{Query: "ip route get 10.10.0.2 from 10.10.0.1 oif vA", Type: RouteLocal, Dev: "lo", Table: "local"}
 	d := Conclude(ev)
 	assert.Equal(t, []FindingCode{CodeNotOnWire}, d.Codes())
 	assert.Equal(t, SeverityWarning, d.Findings[0].Severity)
@@ -375,7 +378,7 @@ func TestTraceParsing(t *testing.T) {
 	})
 	require.Len(t, g, 2)
 	assert.Equal(t, TraceDrop{Protocol: "IPv4", Location: "ip_rcv_finish_core+0x1a0|0xffffffff9a8b1c20", Reason: "NOT_SPECIFIED", Count: 2}, g[0])
-	assert.Equal(t, "ARP", g[1].Protocol)
+	assert.Equal(t, TraceARP, g[1].Protocol)
 	assert.Len(t, traceLines(trace, 2), 2)
 	assert.True(t, TraceDrop{Location: "rxe_responder+0xb22"}.ByRXE(), "rxe frees what it processed with kfree_skb")
 	assert.False(t, g[0].ByRXE())

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,10 +19,7 @@ import (
 // by freeing function and are the martian drops in input routing.
 func TestDiagnoseRXETrace(t *testing.T) {
 	testenv.RequireRXE(t)
-	env, err := host.Open("")
-	require.NoError(t, err)
-	t.Cleanup(env.Close)
-	d := diagnoseLab(t, env, diagCase{name: "seed-trace", scenario: "seed"})
+	d := diagnoseLab(t, diagCase{name: "seed-trace", scenario: "seed"})
 	require.Equal(t, CodeMartianSource, d.FirstCode(), "%v", d.Codes())
 	require.NotNil(t, d.Evidence.Trace)
 	require.True(t, d.Evidence.Trace.Available, d.Evidence.Trace.Reason)

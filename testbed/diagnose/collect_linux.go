@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
@@ -29,26 +27,6 @@ import (
 // diagnoseEndpointWait bounds waiting for a port that is not ACTIVE yet, or a GID not added
 // yet, on a NIC that is up with carrier: right after `up` the kernel may still be adding them.
 const diagnoseEndpointWait = 3 * time.Second
-
-// Run explains a lab that is up: it reads the lab's configuration as the kernel has it
-// (links and where they live, sysctls, rules, RDMA devices, ports and GIDs), runs the
-// scenario's traffic between two counter snapshots (with the skb:kfree_skb trace when
-// available) unless opts carries a report, asks the kernel how it routes each direction, runs
-// Probe, and applies the rules (Findings). It changes no configuration. The error is for a
-// diagnosis that could not be made (cancelled ctx).
-func Run(ctx context.Context, env *host.Env, s *scenario.Scenario, opts Options) (*Diagnosis, error) {
-	ev, err := CollectEvidence(ctx, env, s, opts)
-	if err != nil {
-		return nil, err
-	}
-	return Conclude(ev), nil
-}
-
-// AfterRun explains a failed run from its traffic report, without running traffic
-// again: `rocebed run` calls it before taking the lab down.
-func AfterRun(ctx context.Context, env *host.Env, s *scenario.Scenario, report *traffic.Report) (*Diagnosis, error) {
-	return Run(ctx, env, s, Options{Traffic: report})
-}
 
 // CollectEvidence gathers what Run decides on; see Run.
 func CollectEvidence(ctx context.Context, env *host.Env, s *scenario.Scenario, opts Options) (*Evidence, error) {
@@ -75,16 +53,16 @@ func CollectEvidence(ctx context.Context, env *host.Env, s *scenario.Scenario, o
 
 	switch {
 	case opts.Traffic != nil:
-		ev.Traffic = TrafficEvidenceOf(opts.Traffic, "run")
+		ev.Traffic = TrafficEvidenceOf(opts.Traffic, SourceRun)
 		if opts.Trace {
 			ev.Trace = &TraceEvidence{Reason: "the traffic ran before diagnose (a failed `run`): nothing to trace"}
 		}
 	case opts.NoTraffic:
 	case len(s.Traffic) == 0:
-		ev.Traffic = &TrafficEvidence{Source: "diagnose", Error: "the scenario declares no traffic"}
+		ev.Traffic = &TrafficEvidence{Source: SourceDiagnose, Error: "the scenario declares no traffic"}
 	default:
 		if why := c.unusable(); why != "" {
-			ev.Traffic = &TrafficEvidence{Source: "diagnose", Error: "skipped: " + why}
+			ev.Traffic = &TrafficEvidence{Source: SourceDiagnose, Error: "skipped: " + why}
 			if opts.Trace {
 				ev.Trace = &TraceEvidence{Reason: "no traffic ran"}
 			}
@@ -139,7 +117,8 @@ func (c *collector) note(format string, args ...any) {
 var sysctlKeys = []string{"rp_filter", "accept_local", "arp_ignore", "arp_announce", "arp_filter", "log_martians"}
 
 // collectNICs finds each NIC (in the lab's namespace, else in any named one), its state,
-// MTU, addresses and sysctls (`ip -d addr show`, `sysctl net.ipv4.conf.{all,NIC}`).
+// MTU, addresses and sysctls (`ip -d addr show`, `sysctl net.ipv4.conf.{all,NIC}`), and the
+// rp_filter and accept_local the kernel applies on it.
 func (c *collector) collectNICs() {
 	allByNS := map[string]map[string]string{}
 	all := func(ns string) map[string]string {
@@ -191,18 +170,20 @@ func (c *collector) collectNICs() {
 				}
 			}
 			al := all(ns)
-			if x, y := atoiOr(al["rp_filter"]), atoiOr(ne.Sysctls["rp_filter"]); x >= 0 && y >= 0 {
-				ne.RPFilter = max(x, y)
-			}
-			if x, y := atoiOr(al["accept_local"]), atoiOr(ne.Sysctls["accept_local"]); x >= 0 && y >= 0 {
-				ne.AcceptLocal = 0
-				if x > 0 || y > 0 {
-					ne.AcceptLocal = 1
-				}
-			}
+			ne.RPFilter = kernel.EffectiveRPFilter(sysctlInt(al, "rp_filter"), sysctlInt(ne.Sysctls, "rp_filter"))
+			ne.AcceptLocal = kernel.EffectiveAcceptLocal(sysctlInt(al, "accept_local"), sysctlInt(ne.Sysctls, "accept_local"))
 		}
 		c.ev.NICs = append(c.ev.NICs, ne)
 	}
+}
+
+// sysctlInt is sysctl k of m as a number, -1 when it was not read or is not one.
+func sysctlInt(m map[string]string, k string) int {
+	v, ok := m[k]
+	if !ok {
+		return -1
+	}
+	return kernel.ParseSysctlInt(v)
 }
 
 func (c *collector) getSysctl(ns, key string) (string, error) {
@@ -266,7 +247,7 @@ func (c *collector) locate(name, declared string) (string, netlink.Link, error) 
 func (c *collector) collectEndpoints(ctx context.Context) error {
 	sys := rdma.Sysfs{Root: c.env.SysfsRoot}
 	for i, ep := range []scenario.Endpoint{c.s.Endpoints.A, c.s.Endpoints.B} {
-		side := [2]string{"a", "b"}[i]
+		side := [2]Side{SideA, SideB}[i]
 		ee := EndpointEvidence{Side: side, NIC: ep.NIC, Address: ep.Address, Device: ep.RXE, RXE: ep.RXE != ""}
 		if ee.Device == "" {
 			ee.Device = ep.Device
@@ -282,7 +263,7 @@ func (c *collector) collectEndpoints(ctx context.Context) error {
 		deadline := time.Now().Add(diagnoseEndpointWait)
 		for {
 			c.readEndpoint(sys, &ee)
-			ready := !ee.DevicePresent || (ee.PortState == "ACTIVE" && ee.GID != "")
+			ready := !ee.DevicePresent || (ee.PortState.Active() && ee.GID != "")
 			linkOK := nic != nil && nic.Found && nic.Up && nic.Carrier
 			if ready || !linkOK || time.Now().After(deadline) {
 				break
@@ -300,7 +281,7 @@ func (c *collector) collectEndpoints(ctx context.Context) error {
 
 func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 	// RXE is kept; the rest is read again.
-	ee.DevicePresent, ee.PortNetdev, ee.PortState, ee.ActiveMTU, ee.GID, ee.GIDError = false, "", "", 0, "", ""
+	ee.DevicePresent, ee.PortNetdev, ee.PortState, ee.ActiveMTU, ee.GID, ee.GIDError = false, "", PortState{}, 0, "", ""
 	st, err := sys.PortState(ee.Device, traffic.RDMAPort)
 	if err != nil {
 		if !errors.Is(err, rdma.ErrNotFound) {
@@ -310,7 +291,7 @@ func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 		return
 	}
 	ee.DevicePresent = true
-	ee.PortState = st.String()
+	ee.PortState = PortStateOf(st)
 	if nd, err := sys.PortNetdev(ee.Device, traffic.RDMAPort); err == nil {
 		ee.PortNetdev = nd
 	}
@@ -383,7 +364,7 @@ func (c *collector) unusable() string {
 		switch {
 		case !e.DevicePresent:
 			return fmt.Sprintf("endpoint %s has no RDMA device %s", e.Side, e.Device)
-		case e.PortState != "ACTIVE":
+		case !e.PortState.Active():
 			return fmt.Sprintf("%s port 1 is %s", e.Device, e.PortState)
 		case e.GID == "":
 			return fmt.Sprintf("%s has no RoCE v2 GID for %s", e.Device, e.Address)
@@ -396,18 +377,18 @@ func (c *collector) unusable() string {
 func (c *collector) runTraffic(ctx context.Context, eff *scenario.Scenario) (*TrafficEvidence, error) {
 	before, err := counters.TakeSnapshot(c.env, eff)
 	if err != nil {
-		return &TrafficEvidence{Source: "diagnose", Error: "counters: " + err.Error()}, nil
+		return &TrafficEvidence{Source: SourceDiagnose, Error: "counters: " + err.Error()}, nil
 	}
 	rep, rerr := traffic.Run(ctx, c.env, eff)
 	// The last batch read the hw_counters just now; the kernel serves reads within the
 	// counters' lifespan from a cache, so wait it out for a fresh read.
 	select {
 	case <-ctx.Done():
-		return TrafficEvidenceOf(rep, "diagnose"), ctx.Err()
+		return TrafficEvidenceOf(rep, SourceDiagnose), ctx.Err()
 	case <-time.After(c.counterLifespan()):
 	}
 	after, err := counters.TakeSnapshot(c.env, eff)
-	te := TrafficEvidenceOf(rep, "diagnose")
+	te := TrafficEvidenceOf(rep, SourceDiagnose)
 	if err == nil {
 		te.Delta = after.Delta(before)
 	}
@@ -419,159 +400,6 @@ func (c *collector) runTraffic(ctx context.Context, eff *scenario.Scenario) (*Tr
 		slog.Warn("diagnose: traffic did not complete", "lab", c.s.Name, "error", rerr)
 	}
 	return te, nil
-}
-
-// collectDirections asks the kernel, for a->b and b->a, for the neighbour entry and the
-// output, input and reverse routes (`ip neigh`, `ip route get ... oif|iif`, `ip route get
-// fibmatch`), and adds the probe's first failing layer.
-func (c *collector) collectDirections() {
-	for _, d := range []struct {
-		name     string
-		src, dst scenario.Endpoint
-	}{{"a->b", c.s.Endpoints.A, c.s.Endpoints.B}, {"b->a", c.s.Endpoints.B, c.s.Endpoints.A}} {
-		de := DirectionEvidence{Name: d.name, SrcNIC: d.src.NIC, DstNIC: d.dst.NIC, SrcAddr: d.src.Address, DstAddr: d.dst.Address}
-		if c.probe != nil {
-			for _, pd := range c.probe.Directions {
-				if pd.Name != d.name {
-					continue
-				}
-				if l := pd.FirstFailure(); l != nil {
-					lc := *l
-					de.Probe = &lc
-				}
-				de.ProbePassed = pd.Passed()
-			}
-		}
-		c.direction(&de)
-		c.ev.Directions = append(c.ev.Directions, de)
-	}
-}
-
-func (c *collector) direction(de *DirectionEvidence) {
-	src, dst := net.ParseIP(de.SrcAddr), net.ParseIP(de.DstAddr)
-	if src == nil || dst == nil {
-		c.note("%s: endpoint addresses %q, %q are not IP addresses", de.Name, de.SrcAddr, de.DstAddr)
-		return
-	}
-	sn, dn := c.nicEvidence(de.SrcNIC), c.nicEvidence(de.DstNIC)
-	if dn != nil {
-		de.Neighbor.PeerMAC = dn.MAC
-	}
-	de.Neighbor.State = "unknown"
-	de.RouteOut.Query = fmt.Sprintf("ip route get %s from %s oif %s", dst, src, de.SrcNIC)
-	de.RouteIn.Query = fmt.Sprintf("ip route get %s from %s iif %s", dst, src, de.DstNIC)
-	de.RouteBack.Query = fmt.Sprintf("ip route get fibmatch %s from %s", src, dst)
-	if sn != nil && sn.Found {
-		h, closeH, err := c.env.NetlinkIn(sn.Netns)
-		if err == nil {
-			if l, err := h.LinkByName(de.SrcNIC); err == nil {
-				de.Neighbor = neighborOf(h, l, dst, de.Neighbor.PeerMAC)
-				rs, err := h.RouteGetWithOptions(dst, &netlink.RouteGetOptions{SrcAddr: src, OifIndex: l.Attrs().Index})
-				de.RouteOut = routeAnswer(h, de.RouteOut.Query, rs, err)
-			}
-			closeH()
-		}
-	}
-	if dn != nil && dn.Found {
-		h, closeH, err := c.env.NetlinkIn(dn.Netns)
-		if err == nil {
-			if l, err := h.LinkByName(de.DstNIC); err == nil {
-				rs, err := h.RouteGetWithOptions(dst, &netlink.RouteGetOptions{SrcAddr: src, IifIndex: l.Attrs().Index})
-				de.RouteIn = routeAnswer(h, de.RouteIn.Query, rs, err)
-			}
-			rs, err := h.RouteGetWithOptions(src, &netlink.RouteGetOptions{SrcAddr: dst, FIBMatch: true})
-			de.RouteBack = routeAnswer(h, de.RouteBack.Query, rs, err)
-			closeH()
-		}
-	}
-}
-
-func neighborOf(h *netlink.Handle, l netlink.Link, ip net.IP, peerMAC string) NeighborEvidence {
-	n := NeighborEvidence{State: "absent", PeerMAC: peerMAC}
-	list, err := h.NeighList(l.Attrs().Index, kernel.FamilyOf(ip))
-	if err != nil {
-		n.State = "unreadable: " + err.Error()
-		return n
-	}
-	for _, x := range list {
-		if x.IP.Equal(ip) {
-			n.State = kernel.NeighStateName(x.State)
-			if len(x.HardwareAddr) > 0 {
-				n.LLAddr = x.HardwareAddr.String()
-			}
-		}
-	}
-	return n
-}
-
-func routeAnswer(h *netlink.Handle, query string, rs []netlink.Route, err error) RouteAnswer {
-	a := RouteAnswer{Query: query}
-	if err != nil {
-		a.Error = err.Error()
-		var en syscall.Errno
-		if errors.As(err, &en) {
-			a.Errno = unix.ErrnoName(en)
-		}
-		return a
-	}
-	if len(rs) == 0 {
-		a.Error = "no route returned"
-		return a
-	}
-	r := rs[0]
-	a.Type = kernel.RouteTypeName(r.Type)
-	if r.LinkIndex > 0 {
-		if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
-			a.Dev = l.Attrs().Name
-		} else {
-			a.Dev = fmt.Sprintf("ifindex %d", r.LinkIndex)
-		}
-	}
-	if r.Src != nil {
-		a.Src = r.Src.String()
-	}
-	if r.Table > 0 {
-		a.Table = kernel.TableName(r.Table)
-	}
-	return a
-}
-
-// FixLab is `diagnose --fix`: it takes the lab down (restoring the host), adds the fix groups
-// the diagnosis suggests to the scenario the lab was brought up with, brings it up again from
-// that scenario (journaled, so `down` restores the host exactly) and reruns the traffic. The
-// lab stays up with the fix. It fails when no finding has a fix that can be added.
-func FixLab(ctx context.Context, stateDir, labName string, before *Diagnosis) (*FixResult, error) {
-	fixes := before.Fixes()
-	if len(fixes) == 0 {
-		return nil, fmt.Errorf("lab %q: no finding has a fix rocebed can add to the scenario: apply the fixes shown by hand", labName)
-	}
-	s, h, err := lab.OpenScenario(stateDir, labName)
-	if err != nil {
-		return nil, err
-	}
-	fixed, src, err := FixedScenario(s, fixes)
-	if err != nil {
-		return nil, err
-	}
-	if err := lab.Down(ctx, stateDir, labName); err != nil {
-		return nil, fmt.Errorf("take lab %q down before fixing it: %w", labName, err)
-	}
-	env, err := host.Open(h.Netns)
-	if err != nil {
-		return nil, err
-	}
-	defer env.Close()
-	if _, err := lab.Up(ctx, env, fixed, lab.UpOptions{StateDir: stateDir, Source: src, SkipRDMA: h.SkipRDMA}); err != nil {
-		return nil, fmt.Errorf("bring lab %q up with the fix (it is down now; the host is restored): %w", labName, err)
-	}
-	res := &FixResult{Applied: fixes, Before: before, Source: string(src)}
-	rep, err := traffic.Run(ctx, env, fixed)
-	res.After = rep
-	res.Passed = rep != nil && rep.Pass
-	if err != nil {
-		return res, fmt.Errorf("traffic after the fix: %w", err)
-	}
-	return res, nil
 }
 
 // counterLifespan is how long the RDMA core caches the endpoints' hw_counters after a read.

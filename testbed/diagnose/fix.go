@@ -1,0 +1,92 @@
+package diagnose
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	yaml "github.com/goccy/go-yaml"
+
+	"github.com/rocebed/rocebed/testbed/scenario"
+	"github.com/rocebed/rocebed/testbed/traffic"
+)
+
+// hasPolicyRouting reports whether the scenario already routes each endpoint's traffic
+// through its own NIC (a generated or written-out fix that moves the local rule).
+func (r ruler) hasPolicyRouting() bool {
+	for _, f := range r.ev.Fixes {
+		if f.PolicyRouting != nil || f.MoveLocalRule != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// policyRoutingFix is the remedy for the same-host martian drops: the measured policy-routing
+// recipe (works with any rp_filter), with the sysctl alternative among the commands.
+func (r ruler) policyRoutingFix(strict bool) *FindingFix {
+	a, b := r.endpoint(SideA), r.endpoint(SideB)
+	if a == nil || b == nil {
+		return nil
+	}
+	pr := scenario.PolicyRouting{}.WithDefaults()
+	cmds := []string{
+		fmt.Sprintf("ip rule add pref %d lookup local", pr.LocalRulePriority),
+		"ip rule del pref 0",
+		fmt.Sprintf("ip route add %s dev %s src %s table %d", b.Address, a.NIC, a.Address, pr.TableA),
+		fmt.Sprintf("ip rule add pref %d iif lo from %s to %s lookup %d", pr.RulePriority, a.Address, b.Address, pr.TableA),
+		fmt.Sprintf("ip route add %s dev %s src %s table %d", a.Address, b.NIC, b.Address, pr.TableB),
+		fmt.Sprintf("ip rule add pref %d iif lo from %s to %s lookup %d", pr.RulePriority+1, b.Address, a.Address, pr.TableB),
+	}
+	var alt string
+	if strict {
+		alt = fmt.Sprintf("# or keep accept_local and loosen the filter: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.%s.rp_filter=2 net.ipv4.conf.%s.rp_filter=2", a.NIC, b.NIC)
+	} else {
+		alt = fmt.Sprintf("# or: sysctl -w net.ipv4.conf.{all,%s,%s}.accept_local=1 with rp_filter 0 or 2 on all, %s and %s", a.NIC, b.NIC, a.NIC, b.NIC)
+	}
+	cmds = append(cmds, alt)
+	fix := &FindingFix{
+		Description: "route each endpoint's traffic out of its own NIC (policy routing), so the receiving NIC's source check finds a unicast route back through itself; it works with any rp_filter",
+		Scenario:    "fixes:\n  - name: policy-routing\n    policy_routing: {}",
+		Commands:    cmds,
+	}
+	if r.hasPolicyRouting() {
+		fix.Description = "the scenario already has policy routing, so it is incomplete or overridden: compare `ip rule` and the tables with the commands below"
+		return fix
+	}
+	fix.Apply = &scenario.Fix{Name: FixName, Description: "added by rocebed diagnose --fix", PolicyRouting: &pr}
+	return fix
+}
+
+// FixName names the fix group `diagnose --fix` adds.
+const FixName = "diagnose-policy-routing"
+
+// FixResult is what `diagnose --fix` did: the fix groups it added, the scenario the lab now
+// runs, and the traffic before (in Before) and after.
+type FixResult struct {
+	Applied []scenario.Fix  `json:"applied"`
+	Before  *Diagnosis      `json:"before"`
+	After   *traffic.Report `json:"after,omitempty"`
+	// Source is the scenario text the lab was brought up again with (kept in its journal).
+	Source string `json:"source"`
+	// Passed is true when the traffic passed after the fix.
+	Passed bool `json:"passed"`
+}
+
+// FixedScenario returns s with fixes added and its expectation set to pass, re-parsed from
+// the YAML it returns, so the journal of the fixed lab holds a scenario that loads again.
+func FixedScenario(s *scenario.Scenario, fixes []scenario.Fix) (*scenario.Scenario, []byte, error) {
+	fx := *s
+	fx.Fixes = append(slices.Clone(s.Fixes), fixes...)
+	fx.Expect = scenario.Expect{Result: scenario.ResultPass}
+	fx.Description = strings.TrimSpace(s.Description + " (with rocebed diagnose --fix)")
+	src, err := yaml.Marshal(&fx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("write the fixed scenario: %w", err)
+	}
+	out, err := scenario.Parse(s.File, src, nil)
+	if err != nil {
+		return nil, src, fmt.Errorf("the fixed scenario does not validate: %w", err)
+	}
+	return out, src, nil
+}
