@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/preflight"
@@ -37,6 +38,8 @@ type (
 	ProbeReport = probe.Report
 	// PreflightError says what the machine lacks to host a lab, and how to get it.
 	PreflightError = preflight.Error
+	// Endpoint is what the lab has at one end: NIC, RDMA device, address, RoCE v2 GID.
+	Endpoint = lab.Endpoint
 )
 
 // Values of Traffic's fields and of CompletionRecord.Role.
@@ -61,6 +64,28 @@ type Lab struct {
 
 // Scenario is the lab's scenario, defaults applied.
 func (l *Lab) Scenario() *Scenario { return l.scenario }
+
+// Endpoints are the lab's two ends, a then b: what your own RDMA software needs to use the
+// lab (`-d DEVICE`, the GID index, the address to bind). It waits briefly for the ports and
+// GIDs, which follow `up` by a moment.
+func (l *Lab) Endpoints(ctx context.Context) [2]Endpoint {
+	l.tb.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ends, err := lab.ResolveEndpoints(ctx, l.env, l.scenario)
+	if err != nil {
+		l.tb.Fatalf("endpoints of lab %s: %v", l.scenario.Name, err)
+	}
+	return ends
+}
+
+// Env is the lab as environment variables, the ones `rocebed run SCENARIO -- CMD` gives its
+// command (ROCEBED_LAB, ROCEBED_A_DEVICE, ROCEBED_A_GID_INDEX, …): append it to an
+// exec.Cmd's Env to run your own client on the lab.
+func (l *Lab) Env(ctx context.Context) []string {
+	l.tb.Helper()
+	return lab.EnvVars(l.scenario.Name, l.Endpoints(ctx))
+}
 
 // StartOptions change how Start builds a lab.
 type StartOptions struct {

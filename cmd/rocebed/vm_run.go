@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,14 +15,26 @@ import (
 func newVMRunCmd(o *options) *cobra.Command {
 	var f vmFlags
 	var junit string
+	var loopbackOK bool
 	c := &cobra.Command{
-		Use:   "run SCENARIO",
-		Short: "Run a scenario with this rocebed binary in the guest, where rdma_rxe exists",
+		Use:   "run SCENARIO [-- CMD [ARGS...]]",
+		Short: "Run a scenario (or your command on its lab) with this rocebed binary in the guest, where rdma_rxe exists",
 		Long: `run boots the guest and runs the scenario there with the current rocebed binary (copied into the
-work directory when the guest cannot see it). --json, --set and --log-level pass through;
---junit FILE is written in the guest and copied back to FILE.`,
-		Args: cobra.ExactArgs(1),
+work directory when the guest cannot see it): ` + "`rocebed run SCENARIO [-- CMD [ARGS...]]`" + ` in the guest.
+The guest sees this machine's root read-only, so CMD can be any program installed here.
+--json, --set, --log-level and --loopback-ok pass through; --junit FILE is written in the guest
+and copied back to FILE.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var argv []string
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				if dash != 1 || len(args) == 1 {
+					return usageError(errors.New("want `vm run SCENARIO -- CMD [ARGS...]`"))
+				}
+				argv = args[1:]
+			} else if len(args) != 1 {
+				return usageError(fmt.Errorf("vm run takes one SCENARIO (a command goes after --), got %q", args))
+			}
 			e, err := f.execOptions(cmd)
 			if err != nil {
 				return err
@@ -51,6 +64,12 @@ work directory when the guest cannot see it). --json, --set and --log-level pass
 				guestJUnit = filepath.Join(work, "junit.xml")
 			}
 			e.Argv = guestScenarioArgv(cmd.Root(), exe, scenario, o, guestJUnit)
+			if argv != nil {
+				if loopbackOK {
+					e.Argv = append(e.Argv[:len(e.Argv)-1], "--loopback-ok", scenario)
+				}
+				e.Argv = append(append(e.Argv, "--"), argv...)
+			}
 			res, err := vm.Exec(cmd.Context(), e)
 			if guestJUnit != "" {
 				if cerr := copyFile(guestJUnit, junit); cerr != nil && err == nil && res.ExitCode == 0 {
@@ -62,6 +81,7 @@ work directory when the guest cannot see it). --json, --set and --log-level pass
 	}
 	f.register(c.Flags(), 10*time.Minute)
 	c.Flags().StringVar(&junit, "junit", "", "write a JUnit XML report to FILE (needs `rocebed run`)")
+	c.Flags().BoolVar(&loopbackOK, "loopback-ok", false, "with a command: accept traffic that looped inside one device")
 	return c
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
@@ -141,4 +142,21 @@ func ResolveEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) 
 		ends[i] = e
 	}
 	return ends, nil
+}
+
+// EnvVars describes a lab that is up to a command run on it, as environment variables:
+// ROCEBED_LAB, and per endpoint X (A, B) ROCEBED_X_DEVICE, ROCEBED_X_NIC, ROCEBED_X_ADDR and
+// ROCEBED_X_GID_INDEX — what a client needs for `-d DEV -x GID`, `-I ADDR` and the like.
+func EnvVars(labName string, ends [2]Endpoint) []string {
+	vars := []string{"ROCEBED_LAB=" + labName}
+	for i, e := range ends {
+		x := "ROCEBED_" + string(rune('A'+i)) + "_"
+		vars = append(vars,
+			x+"DEVICE="+e.Device,
+			x+"NIC="+e.NIC,
+			x+"ADDR="+e.Addr.String(),
+			x+"GID_INDEX="+strconv.Itoa(e.GID.Index),
+		)
+	}
+	return vars
 }

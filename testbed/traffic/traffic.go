@@ -5,6 +5,8 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -617,6 +619,49 @@ func WriteJUnit(w io.Writer, reports ...*Report) error {
 		doc.Suites = append(doc.Suites, s)
 	}
 	doc.Time = junitSeconds(total)
+	return writeJUnitDoc(w, doc)
+}
+
+// JUnitCase is a testcase that is not a traffic batch: a lab that did not come up, or a
+// user's command run on a lab. Failure empty means it passed.
+type JUnitCase struct {
+	Lab, Name  string
+	MS         float64
+	Failure    string // the failure's type, e.g. "up", "local-loopback"
+	Message    string
+	Output     string // system-out
+	Properties map[string]string
+}
+
+// WriteJUnitCases writes cases as one JUnit document, one testsuite per lab, so a CI job has a
+// report to read whatever happened.
+func WriteJUnitCases(w io.Writer, cases ...JUnitCase) error {
+	doc := junitSuites{Name: "rocebed"}
+	var total float64
+	for _, jc := range cases {
+		s := junitSuite{Name: jc.Lab, Tests: 1, Time: junitSeconds(jc.MS)}
+		for _, k := range slices.Sorted(maps.Keys(jc.Properties)) {
+			s.Properties = append(s.Properties, junitProperty{k, jc.Properties[k]})
+		}
+		c := junitCase{Name: jc.Name, Classname: "rocebed." + jc.Lab, Time: junitSeconds(jc.MS)}
+		if jc.Output != "" {
+			c.SystemOut = &junitText{jc.Output}
+		}
+		if jc.Failure != "" {
+			c.Failure = &junitFailure{Message: jc.Message, Type: jc.Failure, Text: jc.Message}
+			s.Failures = 1
+		}
+		s.Cases = []junitCase{c}
+		doc.Tests++
+		doc.Failures += s.Failures
+		total += jc.MS
+		doc.Suites = append(doc.Suites, s)
+	}
+	doc.Time = junitSeconds(total)
+	return writeJUnitDoc(w, doc)
+}
+
+func writeJUnitDoc(w io.Writer, doc junitSuites) error {
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
 	}
