@@ -69,7 +69,7 @@ bench: bench-host bench-vm ## benchmarks and reports: host (up+down vs shell), V
 
 .PHONY: bench-host
 bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysctl commands (ratio)
-	$(GO) test -run '^$$' -bench 'UpDownVsShell' -benchtime 1x -count 1 ./testbed/
+	$(GO) test -run '^$$' -bench 'UpDownVsShell' -benchtime 1x -count 1 ./testbed/lab/
 
 # ---- VM tier (see vm/) ----
 # Real-kernel tests run in a QEMU guest booted with Debian's own kernel (it has rdma_rxe): one
@@ -89,11 +89,11 @@ test-vm: vm-prepare ## the harness's own QEMU tests, then real-kernel tests in o
 
 .PHONY: test-vm-trace
 test-vm-trace: vm-prepare build ## opt-in: diagnose's kfree_skb trace layer in the guest (it can soft-lock a TCG guest)
-	@mkdir -p bin && $(GO) test -c -tags tracetest -o bin/testbed-trace.test ./testbed/
-	cd testbed && ROCEBED_DIAG_TRACE=1 ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1 $(CURDIR)/$(BIN) vm exec --timeout 5m -- $(CURDIR)/bin/testbed-trace.test -test.v -test.run 'TestDiagnoseRXETrace'
+	@mkdir -p bin && $(GO) test -c -tags tracetest -o bin/testbed-trace.test ./testbed/diagnose/
+	cd testbed/diagnose && ROCEBED_DIAG_TRACE=1 ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1 $(CURDIR)/$(BIN) vm exec --timeout 5m -- $(CURDIR)/bin/testbed-trace.test -test.v -test.run 'TestDiagnoseRXETrace'
 
 .PHONY: bench-vm
 bench-vm: vm-prepare build ## guest boot-to-first-command and whole `vm exec -- true` times
 	ROCEBED_VM_TESTS=1 $(GO) test -run '^$$' -bench BenchmarkExecTrue -benchtime 3x -count 1 ./vm/
-	@mkdir -p bin && $(GO) test -c -o bin/testbed.test ./testbed/
-	cd testbed && $(CURDIR)/$(BIN) vm exec --timeout 10m -- $(CURDIR)/bin/testbed.test -test.run '^$$' -test.bench 'VersusPerftest|TrafficRXE' -test.benchtime 1x
+	@mkdir -p bin && $(GO) test -c -o bin/traffic.test ./testbed/traffic/
+	cd testbed/traffic && $(CURDIR)/$(BIN) vm exec --timeout 10m -- $(CURDIR)/bin/traffic.test -test.run '^$$' -test.bench 'VersusPerftest|TrafficRXE' -test.benchtime 1x

@@ -186,6 +186,42 @@ func (s *Snapshot) Crossed(c Cable, n uint64, acks bool) []string {
 	return missing
 }
 
+// Sum adds delta b into a (a new one when a is nil) and returns it: the counters of several
+// batches as one.
+func Sum(a, b *Snapshot) *Snapshot {
+	if b == nil {
+		return a
+	}
+	if a == nil {
+		a = &Snapshot{Taken: b.Taken, RDMA: map[string]rdma.Counters{}, Links: map[string]LinkCounters{}, Kernel: map[string]uint64{}}
+	}
+	for dev, c := range b.RDMA {
+		if a.RDMA[dev] == nil {
+			a.RDMA[dev] = rdma.Counters{}
+		}
+		for k, v := range c {
+			a.RDMA[dev][k] += v
+		}
+	}
+	for n, l := range b.Links {
+		x := a.Links[n]
+		x.RxPackets += l.RxPackets
+		x.TxPackets += l.TxPackets
+		x.RxBytes += l.RxBytes
+		x.TxBytes += l.TxBytes
+		x.RxDropped += l.RxDropped
+		x.TxDropped += l.TxDropped
+		x.RxErrors += l.RxErrors
+		x.TxErrors += l.TxErrors
+		a.Links[n] = x
+	}
+	for k, v := range b.Kernel {
+		a.Kernel[k] += v
+	}
+	a.Errors = append(a.Errors, b.Errors...)
+	return a
+}
+
 // KernelSum sums a kernel counter over every namespace the snapshot read (the lab's own,
 // keyed NAME, and others, keyed NS/NAME); per lists the non-zero ones as "KEY +N", sorted.
 func (s *Snapshot) KernelSum(name string) (total uint64, per []string) {

@@ -282,7 +282,7 @@ func (c *collector) collectEndpoints(ctx context.Context) error {
 func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 	// RXE is kept; the rest is read again.
 	ee.DevicePresent, ee.PortNetdev, ee.PortState, ee.ActiveMTU, ee.GID, ee.GIDError = false, "", PortState{}, 0, "", ""
-	st, err := sys.PortState(ee.Device, traffic.RDMAPort)
+	st, err := sys.PortState(ee.Device, lab.RDMAPort)
 	if err != nil {
 		if !errors.Is(err, rdma.ErrNotFound) {
 			c.note("%s: %v", ee.Device, err)
@@ -292,7 +292,7 @@ func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 	}
 	ee.DevicePresent = true
 	ee.PortState = PortStateOf(st)
-	if nd, err := sys.PortNetdev(ee.Device, traffic.RDMAPort); err == nil {
+	if nd, err := sys.PortNetdev(ee.Device, lab.RDMAPort); err == nil {
 		ee.PortNetdev = nd
 	}
 	// sysfs has no active_mtu; an rxe port derives it from its netdev's MTU, as rxe does.
@@ -305,7 +305,7 @@ func (c *collector) readEndpoint(sys rdma.Sysfs, ee *EndpointEvidence) {
 		ee.GIDError = fmt.Sprintf("endpoint address %q: %v", ee.Address, err)
 		return
 	}
-	g, err := sys.FindGID(ee.Device, traffic.RDMAPort, addr)
+	g, err := sys.FindGID(ee.Device, lab.RDMAPort, addr)
 	if err != nil {
 		ee.GIDError = err.Error()
 		return

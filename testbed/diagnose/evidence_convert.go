@@ -1,7 +1,6 @@
 package diagnose
 
 import (
-	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
 	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/traffic"
@@ -17,7 +16,7 @@ func TrafficEvidenceOf(r *traffic.Report, source TrafficSource) *TrafficEvidence
 	te.Pass = r.Pass && len(r.Batches) > 0
 	for _, b := range r.Batches {
 		te.Batches = append(te.Batches, BatchEvidenceOf(b))
-		te.Delta = addSnapshots(te.Delta, b.Counters)
+		te.Delta = counters.Sum(te.Delta, b.Counters)
 	}
 	return te
 }
@@ -49,39 +48,4 @@ func TallyCompletions(cs []traffic.CompletionRecord) CompletionTally {
 		t.FirstErrorMS = cs[first].AtMS
 	}
 	return t
-}
-
-// addSnapshots adds counter deltas.
-func addSnapshots(a, b *counters.Snapshot) *counters.Snapshot {
-	if b == nil {
-		return a
-	}
-	if a == nil {
-		a = &counters.Snapshot{Taken: b.Taken, RDMA: map[string]rdma.Counters{}, Links: map[string]counters.LinkCounters{}, Kernel: map[string]uint64{}}
-	}
-	for dev, c := range b.RDMA {
-		if a.RDMA[dev] == nil {
-			a.RDMA[dev] = rdma.Counters{}
-		}
-		for k, v := range c {
-			a.RDMA[dev][k] += v
-		}
-	}
-	for n, l := range b.Links {
-		x := a.Links[n]
-		x.RxPackets += l.RxPackets
-		x.TxPackets += l.TxPackets
-		x.RxBytes += l.RxBytes
-		x.TxBytes += l.TxBytes
-		x.RxDropped += l.RxDropped
-		x.TxDropped += l.TxDropped
-		x.RxErrors += l.RxErrors
-		x.TxErrors += l.TxErrors
-		a.Links[n] = x
-	}
-	for k, v := range b.Kernel {
-		a.Kernel[k] += v
-	}
-	a.Errors = append(a.Errors, b.Errors...)
-	return a
 }

@@ -2,11 +2,13 @@ package diagnose
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
 	yaml "github.com/goccy/go-yaml"
 
+	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/rocebed/rocebed/testbed/traffic"
 )
@@ -30,13 +32,14 @@ func (r ruler) policyRoutingFix(strict bool) *FindingFix {
 		return nil
 	}
 	pr := scenario.PolicyRouting{}.WithDefaults()
-	cmds := []string{
-		fmt.Sprintf("ip rule add pref %d lookup local", pr.LocalRulePriority),
-		"ip rule del pref 0",
-		fmt.Sprintf("ip route add %s dev %s src %s table %d", b.Address, a.NIC, a.Address, pr.TableA),
-		fmt.Sprintf("ip rule add pref %d iif lo from %s to %s lookup %d", pr.RulePriority, a.Address, b.Address, pr.TableA),
-		fmt.Sprintf("ip route add %s dev %s src %s table %d", a.Address, b.NIC, b.Address, pr.TableB),
-		fmt.Sprintf("ip rule add pref %d iif lo from %s to %s lookup %d", pr.RulePriority+1, b.Address, a.Address, pr.TableB),
+	addrA, errA := netip.ParseAddr(a.Address)
+	addrB, errB := netip.ParseAddr(b.Address)
+	if errA != nil || errB != nil {
+		return nil
+	}
+	var cmds []string
+	for _, c := range plan.PolicyRoutingChanges(addrA, addrB, a.NIC, b.NIC, pr) {
+		cmds = append(cmds, c.Command())
 	}
 	var alt string
 	if strict {

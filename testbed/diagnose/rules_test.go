@@ -44,7 +44,7 @@ func healthyEvidence() *Evidence {
 	te := &TrafficEvidence{Ran: true, Source: SourceDiagnose, Pass: true, Batches: []BatchEvidence{
 		batch(scenario.DirectionAToB, "vA", "rxe0", "vB", "rxe1"), batch(scenario.DirectionBToA, "vB", "rxe1", "vA", "rxe0")}}
 	for _, b := range te.Batches {
-		te.Delta = addSnapshots(te.Delta, b.Counters)
+		te.Delta = counters.Sum(te.Delta, b.Counters)
 	}
 	return &Evidence{
 		Lab: "same-host", Kernel: "6.1.0-56-amd64", RDMANetnsMode: "shared",
@@ -86,7 +86,7 @@ func seedLike(ev *Evidence, martian uint64) *Evidence {
 	}
 	ev.Traffic.Batches = ev.Traffic.Batches[:1]
 	ev.Traffic.Pass = false
-	ev.Traffic.Delta = addSnapshots(nil, b.Counters)
+	ev.Traffic.Delta = counters.Sum(nil, b.Counters)
 	return ev
 }
 
@@ -111,8 +111,8 @@ func TestFindingsSeedMartianSource(t *testing.T) {
 	assert.Contains(t, ev, "accept_local=0")
 	require.NotNil(t, f.Fix.Apply)
 	assert.Equal(t, FixName, f.Fix.Apply.Name)
-	assert.Contains(t, f.Fix.Commands, "ip rule add pref 10 iif lo from 10.10.0.1 to 10.10.0.2 lookup 100")
-	assert.Contains(t, f.Fix.Commands, "ip route add 10.10.0.1 dev vB src 10.10.0.2 table 101")
+	assert.Contains(t, f.Fix.Commands, "ip rule add pref 10 iif lo from 10.10.0.1/32 to 10.10.0.2/32 lookup 100")
+	assert.Contains(t, f.Fix.Commands, "ip route add 10.10.0.1/32 dev vB src 10.10.0.2 table 101")
 	assert.Equal(t, RoleConsequence, d.Findings[1].Role)
 	assert.Len(t, d.Fixes(), 1)
 }

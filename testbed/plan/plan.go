@@ -172,9 +172,9 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 		rules[r.Family] = append(rules[r.Family], r)
 		add(Step{Fix: fix, Change: &RuleAdd{Rule: &r}})
 	}
-	moveLocal := func(fix string, family, prio int) {
+	// moveLocal deletes the kernel's `0: from all lookup local` rule, as it is.
+	moveLocal := func(fix string, family int) {
 		local0 := RuleSpec{Family: family, Priority: 0, Table: kernel.TableLocal}
-		addRule(fix, RuleSpec{Family: family, Priority: prio, Table: kernel.TableLocal})
 		for _, e := range rules[family] {
 			if SameRule(e, local0) {
 				add(Step{Fix: fix, Change: &RuleDel{Rule: &e}}) // e keeps the kernel's protocol
@@ -203,7 +203,8 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 		if f.MoveLocalRule != 0 {
 			fams := familiesOf(s)
 			for _, fam := range fams {
-				moveLocal(f.Name, fam, f.MoveLocalRule)
+				addRule(f.Name, RuleSpec{Family: fam, Priority: f.MoveLocalRule, Table: kernel.TableLocal})
+				moveLocal(f.Name, fam)
 			}
 		}
 		for _, r := range f.Routes {
@@ -230,27 +231,16 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 				errs = append(errs, s.FieldErr("fixes", "policy_routing needs an address on both endpoint NICs"))
 				continue
 			}
-			fam := kernel.AFInet
-			if a.Is6() && !a.Is4In6() {
-				fam = kernel.AFInet6
+			for _, c := range PolicyRoutingChanges(a, b, s.Endpoints.A.NIC, s.Endpoints.B.NIC, *pr) {
+				switch c := c.(type) {
+				case *RuleAdd:
+					addRule(f.Name, *c.Rule)
+				case *RuleDel:
+					moveLocal(f.Name, c.Rule.Family) // the kernel's own rule, protocol included
+				case *Route:
+					addRoute(f.Name, *c.Route)
+				}
 			}
-			moveLocal(f.Name, fam, pr.LocalRulePriority)
-			addRoute(f.Name, RouteSpec{To: hostPrefix(b.String()), Dev: s.Endpoints.A.NIC, Src: a.String(), Table: pr.TableA})
-			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority, IIF: "lo", From: hostPrefix(a.String()), To: hostPrefix(b.String()), Table: pr.TableA})
-			addRoute(f.Name, RouteSpec{To: hostPrefix(a.String()), Dev: s.Endpoints.B.NIC, Src: b.String(), Table: pr.TableB})
-			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority + 1, IIF: "lo", From: hostPrefix(b.String()), To: hostPrefix(a.String()), Table: pr.TableB})
-			// A client that binds no source (most rdma_cm software) looks the route up with
-			// source 0.0.0.0 (::): without these it gets the local table's route through lo,
-			// and rdma_cm picks the device that owns the destination, so the traffic loops
-			// inside one device instead of crossing the cable. The unspecified source as a /32
-			// (/128) matches only such lookups, so traffic bound to a local address still goes
-			// through lo.
-			unspec := netip.IPv4Unspecified()
-			if fam == kernel.AFInet6 {
-				unspec = netip.IPv6Unspecified()
-			}
-			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority + 2, IIF: "lo", From: hostPrefix(unspec.String()), To: hostPrefix(b.String()), Table: pr.TableA})
-			addRule(f.Name, RuleSpec{Family: fam, Priority: pr.RulePriority + 3, IIF: "lo", From: hostPrefix(unspec.String()), To: hostPrefix(a.String()), Table: pr.TableB})
 		}
 	}
 
@@ -276,6 +266,37 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 		return nil, err
 	}
 	return p, nil
+}
+
+// PolicyRoutingChanges is the policy-routing fix for endpoints with addresses a (on nicA) and b
+// (on nicB), in the order it is made: the local table's rule moved from priority 0 to
+// pr.LocalRulePriority, then per direction a route out of the sender's NIC in its own table
+// and the rules that send the host's traffic to the other endpoint through it — traffic from
+// the endpoint's address, and traffic with no source yet (see scenario.PolicyRoutingRules).
+// It is what `up` makes (MakePlan fits it to the host's rules) and what diagnose prints.
+func PolicyRoutingChanges(a, b netip.Addr, nicA, nicB string, pr scenario.PolicyRouting) []Change {
+	pr = pr.WithDefaults()
+	fam, unspec := kernel.AFInet, netip.IPv4Unspecified()
+	if a.Is6() && !a.Is4In6() {
+		fam, unspec = kernel.AFInet6, netip.IPv6Unspecified()
+	}
+	host := func(x netip.Addr) string { return hostPrefix(x.String()) }
+	return []Change{
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.LocalRulePriority, Table: kernel.TableLocal}},
+		&RuleDel{Rule: &RuleSpec{Family: fam, Priority: 0, Table: kernel.TableLocal}},
+		&Route{Route: &RouteSpec{To: host(b), Dev: nicA, Src: a.String(), Table: pr.TableA}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority, IIF: "lo", From: host(a), To: host(b), Table: pr.TableA}},
+		&Route{Route: &RouteSpec{To: host(a), Dev: nicB, Src: b.String(), Table: pr.TableB}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 1, IIF: "lo", From: host(b), To: host(a), Table: pr.TableB}},
+		// A client that binds no source (most rdma_cm software) looks the route up with
+		// source 0.0.0.0 (::): without these it gets the local table's route through lo,
+		// and rdma_cm picks the device that owns the destination, so the traffic loops
+		// inside one device instead of crossing the cable. The unspecified source as a /32
+		// (/128) matches only such lookups, so traffic bound to a local address still goes
+		// through lo.
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 2, IIF: "lo", From: host(unspec), To: host(b), Table: pr.TableA}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 3, IIF: "lo", From: host(unspec), To: host(a), Table: pr.TableB}},
+	}
 }
 
 // vethMTU is the MTU of a veth pair: a cable has one MTU, so both ends must agree; validation

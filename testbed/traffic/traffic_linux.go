@@ -19,9 +19,6 @@ import (
 	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
-// RDMAPort is lab.RDMAPort, for the callers that still name it here.
-const RDMAPort = lab.RDMAPort
-
 const (
 	trafficQKey = 0x11111111 // UD queue key both ends agree on
 	hopLimit    = 64

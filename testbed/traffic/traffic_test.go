@@ -401,28 +401,3 @@ func TestWriteText(t *testing.T) {
 	assert.Contains(t, out, "connect-timeout")
 	assert.Contains(t, out, "EXPECTATION FAILED")
 }
-
-func TestSnapshotDelta(t *testing.T) {
-	before := &counters.Snapshot{
-		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 10, "rcvd_pkts": 5}},
-		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 100, RxPackets: 50}},
-		Kernel: map[string]uint64{counters.CounterMartianSrc: 7},
-		Errors: []string{"before: x"},
-	}
-	after := &counters.Snapshot{
-		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 25, "rcvd_pkts": 5}, "rxe1": {"sent_pkts": 3}},
-		Links:  map[string]counters.LinkCounters{"vA": {TxPackets: 130, RxPackets: 40}, "lo": {TxPackets: 2}},
-		Kernel: map[string]uint64{counters.CounterMartianSrc: 10},
-	}
-	d := after.Delta(before)
-	assert.Equal(t, rdma.Counters{"sent_pkts": 15, "rcvd_pkts": 0}, d.RDMA["rxe0"])
-	assert.Equal(t, rdma.Counters{"sent_pkts": 3}, d.RDMA["rxe1"], "a new device counts from zero")
-	assert.Equal(t, counters.LinkCounters{TxPackets: 30, RxPackets: 40}, d.Links["vA"], "a counter that went down reports its value")
-	assert.Equal(t, counters.LinkCounters{TxPackets: 2}, d.Links["lo"])
-	assert.Equal(t, uint64(3), d.Kernel[counters.CounterMartianSrc])
-	assert.Equal(t, []string{"before: x"}, d.Errors)
-	s := d.String()
-	assert.Contains(t, s, "rxe0: sent_pkts=15")
-	assert.Contains(t, s, "vA: tx 30 rx 40 packets")
-	assert.Contains(t, s, "kernel: rt_cache.in_martian_src=3")
-}
