@@ -45,7 +45,7 @@ func (r ruler) policyRoutingFix(strict bool) *FindingFix {
 	if strict {
 		alt = fmt.Sprintf("# or keep accept_local and loosen the filter: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.%s.rp_filter=2 net.ipv4.conf.%s.rp_filter=2", a.NIC, b.NIC)
 	} else {
-		alt = fmt.Sprintf("# or: sysctl -w net.ipv4.conf.{all,%s,%s}.accept_local=1 with rp_filter 0 or 2 on all, %s and %s", a.NIC, b.NIC, a.NIC, b.NIC)
+		alt = fmt.Sprintf("# or: sysctl -w net.ipv4.conf.{all,%s,%s}.accept_local=1 with rp_filter 0 or 2 on all, %s and %s (only for clients that bind their address: one that binds none still loops inside one device)", a.NIC, b.NIC, a.NIC, b.NIC)
 	}
 	cmds = append(cmds, alt)
 	fix := &FindingFix{
