@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultRoot is where the kernel exposes its parameters.
@@ -21,45 +23,138 @@ type Sysctl struct {
 	Root string
 }
 
-// ifaceSections are the key prefixes whose fourth component is an interface name, which may
+// ifaceSections are the key prefixes whose next component is an interface name, which may
 // itself contain dots (VLAN names like "eth0.100").
 var ifaceSections = []string{"net.ipv4.conf.", "net.ipv6.conf.", "net.ipv4.neigh.", "net.ipv6.neigh."}
 
-// Split breaks a dotted key into its path components, keeping an interface name with dots in
-// one piece: "net.ipv4.conf.eth0.100.rp_filter" → [net ipv4 conf eth0.100 rp_filter].
-func Split(key string) ([]string, error) {
-	if key == "" || strings.ContainsAny(key, "/\x00 \t\n") || strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") {
-		return nil, fmt.Errorf("invalid sysctl key %q", key)
+// maxIfName is the longest interface name the kernel accepts (IFNAMSIZ - 1).
+const maxIfName = 15
+
+// KeyError says why a string is not a sysctl key rocebed can read or write.
+type KeyError struct {
+	Key string
+	Msg string
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("sysctl %q %s", e.Key, e.Msg) }
+
+// Key is a parsed sysctl key.
+type Key struct {
+	// Parts are the path components under /proc/sys.
+	Parts []string
+	// Iface is the interface a per-interface key configures ("" for other keys), with the
+	// dots of its name restored.
+	Iface string
+	// Section is the per-interface prefix ("net.ipv4.conf"), "" for other keys.
+	Section string
+}
+
+// ParseKey is the one reading of a dotted sysctl key in rocebed: the scenario validator, the
+// planner and the writer all use it, so the key validation accepts is the file that gets
+// written.
+//
+// In the per-interface sections (net.ipv4.conf, net.ipv6.conf, net.ipv4.neigh and
+// net.ipv6.neigh) the interface is everything between the section and the last dot, because
+// interface names may contain dots ("eth0.100") and the parameters there never do; sysctl(8)'s
+// spelling with '/' for such a dot (net.ipv4.conf.eth0/100.rp_filter) means the same. The
+// interface must be a name the kernel could have (not "." or "..", at most 15 bytes). Every
+// other component is letters, digits, '_' and '-'.
+func ParseKey(key string) (Key, error) {
+	bad := func(format string, args ...any) (Key, error) {
+		return Key{}, &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if key == "" {
+		return bad("is empty")
+	}
+	for _, r := range key {
+		if r <= ' ' || r == 0x7f || r == utf8.RuneError || !unicode.IsPrint(r) {
+			return bad("contains %q: a key is letters, digits, '_', '-' and dots", r)
+		}
 	}
 	for _, p := range ifaceSections {
-		if rest, ok := strings.CutPrefix(key, p); ok {
-			i := strings.LastIndexByte(rest, '.')
-			if i <= 0 {
-				return nil, fmt.Errorf("invalid sysctl key %q: want %sIFACE.PARAM", key, p)
-			}
-			return append(strings.Split(strings.TrimSuffix(p, "."), "."), rest[:i], rest[i+1:]), nil
+		rest, ok := strings.CutPrefix(key, p)
+		if !ok {
+			continue
 		}
+		section := strings.TrimSuffix(p, ".")
+		i := strings.LastIndexByte(rest, '.')
+		if i <= 0 {
+			return bad("is incomplete: want %s.INTERFACE.NAME", section)
+		}
+		ifc, param := strings.ReplaceAll(rest[:i], "/", "."), rest[i+1:]
+		switch {
+		case ifc == "." || ifc == ".." || len(ifc) > maxIfName:
+			return bad("names interface %q, which no interface can be called", ifc)
+		case !validPart(param):
+			return bad("has a bad component %q: want letters, digits, '_' and '-' between dots", param)
+		}
+		return Key{Parts: append(strings.Split(section, "."), ifc, param), Iface: ifc, Section: section}, nil
 	}
 	parts := strings.Split(key, ".")
 	for _, s := range parts {
-		if s == "" || s == ".." {
-			return nil, fmt.Errorf("invalid sysctl key %q", key)
+		if !validPart(s) {
+			return bad("has a bad component %q: want letters, digits, '_' and '-' between dots", s)
 		}
 	}
-	return parts, nil
+	return Key{Parts: parts}, nil
 }
 
-// Interface returns the interface a key configures ("vA" for net.ipv4.conf.vA.rp_filter), or
-// "" for keys that are not per interface.
-func Interface(key string) string {
-	for _, p := range ifaceSections {
-		if rest, ok := strings.CutPrefix(key, p); ok {
-			if i := strings.LastIndexByte(rest, '.'); i > 0 {
-				return rest[:i]
-			}
+// validPart reports whether s is a plain key component: [A-Za-z0-9_-]+.
+func validPart(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
 		}
 	}
-	return ""
+	return true
+}
+
+// String is the key in its canonical dotted form: an interface name keeps its own dots.
+func (k Key) String() string { return strings.Join(k.Parts, ".") }
+
+// WithIface is the same parameter of another interface ("default", say); k must be a
+// per-interface key.
+func (k Key) WithIface(ifc string) Key {
+	parts := append(strings.Split(k.Section, "."), ifc, k.Parts[len(k.Parts)-1])
+	return Key{Parts: parts, Iface: ifc, Section: k.Section}
+}
+
+// IfaceKey builds the per-interface key SECTION.IFACE.PARAM ("net.ipv4.conf", "vA",
+// "arp_ignore").
+func IfaceKey(section, ifc, param string) string { return section + "." + ifc + "." + param }
+
+// Split breaks a dotted key into its path components (see ParseKey):
+// "net.ipv4.conf.eth0.100.rp_filter" → [net ipv4 conf eth0.100 rp_filter].
+func Split(key string) ([]string, error) {
+	k, err := ParseKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return k.Parts, nil
+}
+
+// Canonical returns key in its canonical form (see Key.String).
+func Canonical(key string) (string, error) {
+	k, err := ParseKey(key)
+	if err != nil {
+		return "", err
+	}
+	return k.String(), nil
+}
+
+// Interface returns the interface a key configures ("vA" for net.ipv4.conf.vA.rp_filter,
+// "eth0.100" for net.ipv4.conf.eth0/100.rp_filter), or "" for keys that are not per
+// interface or not keys at all.
+func Interface(key string) string {
+	k, err := ParseKey(key)
+	if err != nil {
+		return ""
+	}
+	return k.Iface
 }
 
 // Param returns the parameter a key names, its last component ("rp_filter" for

@@ -1,6 +1,11 @@
 package scenario
 
-import "net/netip"
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/rocebed/rocebed/sysctl"
+)
 
 // Defaults a scenario may leave out. Parse applies them before validation (SetDefaults), so
 // the planner and the traffic runner never see a zero that means "default".
@@ -33,6 +38,15 @@ const (
 // Parse calls it; call it on a scenario built in Go before Validate.
 func (s *Scenario) SetDefaults() {
 	for i := range s.Fixes {
+		// Sysctl keys in their canonical form (net.ipv4.conf.eth0/100.x → net.ipv4.conf.eth0.100.x),
+		// the one the planner and the journal use; a key that does not parse is left for Validate.
+		for j, kv := range s.Fixes[i].Sysctls {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				if c, err := sysctl.Canonical(k); err == nil {
+					s.Fixes[i].Sysctls[j] = c + "=" + v
+				}
+			}
+		}
 		if pr := s.Fixes[i].PolicyRouting; pr != nil {
 			*pr = pr.WithDefaults()
 		}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/rocebed/rocebed/sysctl"
 )
 
 // This file holds the semantic checks of a scenario: everything that can be decided from the
@@ -26,7 +28,6 @@ var (
 
 // Limits of the format.
 const (
-	maxIfNameLen   = 15 // IFNAMSIZ - 1
 	maxRulePrio    = 32765
 	maxMessages    = 1000000
 	maxSize        = 1 << 30
@@ -39,19 +40,18 @@ const (
 	minIPv6MTU     = 1280
 )
 
-var (
-	labNameRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	fixNameRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-	rdmaNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
-	netnsRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-	sysctlPart = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-)
+var fixNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
 // Validate checks the scenario's meaning and returns every problem at once, each a
 // *FieldError located at its field (errors.Join), or nil. Fields that SetDefaults fills are
 // accepted at zero. It looks only at the scenario, never at the host.
 func (s *Scenario) Validate() error {
-	v := &validator{s: s, sysctls: map[string]string{}, prios: map[int]string{}}
+	v := &validator{s: s, sysctls: map[string]string{}, prios: map[int]string{}, nicByName: map[string]*NIC{}}
+	for i := range s.NICs {
+		if _, dup := v.nicByName[s.NICs[i].Name]; !dup {
+			v.nicByName[s.NICs[i].Name] = &s.NICs[i]
+		}
+	}
 	v.top()
 	v.params()
 	v.nics()
@@ -63,22 +63,35 @@ func (s *Scenario) Validate() error {
 }
 
 type validator struct {
-	s       *Scenario
-	errs    []error
-	sysctls map[string]string // canonical sysctl key → path of the first setting
-	prios   map[int]string    // rule priority → path of the first user
+	s         *Scenario
+	errs      []error
+	sysctls   map[string]string // canonical sysctl key → path of the first setting
+	prios     map[int]string    // rule priority → path of the first user
+	nicByName map[string]*NIC   // the first NIC of each name, as s.NIC finds it
 }
 
+// add records a problem; after MaxErrors it records that it stopped, then nothing.
 func (v *validator) add(path, format string, args ...any) {
-	v.errs = append(v.errs, v.s.FieldErr(path, format, args...))
+	switch {
+	case len(v.errs) < MaxErrors:
+		v.errs = append(v.errs, v.s.FieldErr(path, format, args...))
+	case len(v.errs) == MaxErrors:
+		v.errs = append(v.errs, v.s.FieldErr(path, "more than %d problems: stopped looking", MaxErrors))
+	}
+}
+
+// nic is s.NIC in constant time.
+func (v *validator) nic(name string) (*NIC, bool) {
+	n, ok := v.nicByName[name]
+	return n, ok
 }
 
 func (v *validator) top() {
 	if v.s.Version != 1 {
 		v.add("version", "unsupported version %d: this rocebed reads version 1", v.s.Version)
 	}
-	if !labNameRe.MatchString(v.s.Name) {
-		v.add("name", "%q is not a lab name: want 1 to 32 lowercase letters, digits and '-', starting with a letter or digit", v.s.Name)
+	if msg := LabNameProblem(v.s.Name); msg != "" {
+		v.add("name", "%s", msg)
 	}
 }
 
@@ -100,10 +113,17 @@ func (v *validator) params() {
 // nicNames lists the declared NIC names for messages.
 func (v *validator) nicNames() string {
 	var names []string
+	seen := map[string]bool{}
 	for _, n := range v.s.NICs {
-		if n.Name != "" && !slices.Contains(names, n.Name) {
-			names = append(names, n.Name)
+		if n.Name == "" || seen[n.Name] || IfNameProblem(n.Name) != "" {
+			continue
 		}
+		if len(names) == 16 {
+			names = append(names, "…")
+			break
+		}
+		seen[n.Name] = true
+		names = append(names, n.Name)
 	}
 	if len(names) == 0 {
 		return "none are declared"
@@ -117,31 +137,11 @@ func (v *validator) declaredNIC(path, field, name string) (*NIC, bool) {
 		v.add(path, "%s is required: name a declared NIC (%s)", field, v.nicNames())
 		return nil, false
 	}
-	nic, ok := v.s.NIC(name)
+	nic, ok := v.nic(name)
 	if !ok {
 		v.add(path, "%s %q is not a declared NIC (%s)", field, name, v.nicNames())
 	}
 	return nic, ok
-}
-
-// ifNameProblem says what is wrong with an interface name, as the kernel's dev_valid_name
-// judges it, or "".
-func ifNameProblem(name string) string {
-	switch {
-	case name == "":
-		return "name is required"
-	case len(name) > maxIfNameLen:
-		return fmt.Sprintf("%q is %d bytes: interface names are at most %d", name, len(name), maxIfNameLen)
-	case name == "." || name == "..":
-		return fmt.Sprintf("%q is not a usable interface name", name)
-	}
-	for _, c := range []byte(name) {
-		switch c {
-		case '/', ':', ' ', '\t', '\n', '\v', '\f', '\r':
-			return fmt.Sprintf("%q contains %q: interface names cannot contain '/', ':' or whitespace", name, c)
-		}
-	}
-	return ""
 }
 
 func (v *validator) nics() {
@@ -150,8 +150,10 @@ func (v *validator) nics() {
 	for i := range v.s.NICs {
 		n := &v.s.NICs[i]
 		p := fmt.Sprintf("nics[%d]", i)
-		if msg := ifNameProblem(n.Name); msg != "" {
+		if msg := IfNameProblem(n.Name); msg != "" {
 			v.add(p+".name", "%s", msg)
+		} else if n.Name == "lo" {
+			v.add(p+".name", "lo cannot be a lab NIC: a lab's NICs are the ends of its cable, and rocebed never changes the loopback device")
 		} else if first, dup := names[n.Name]; dup {
 			v.add(p+".name", "NIC %q is already declared at %s", n.Name, first)
 		} else {
@@ -179,8 +181,10 @@ func (v *validator) nics() {
 				v.add(p+".mac", "%s", msg)
 			}
 		}
-		if n.Netns != "" && (!netnsRe.MatchString(n.Netns) || n.Netns == "." || n.Netns == "..") {
-			v.add(p+".netns", "%q is not a namespace name: want 1 to 64 letters, digits, '_', '.' and '-'", n.Netns)
+		if n.Netns != "" {
+			if msg := NetnsNameProblem(n.Netns); msg != "" {
+				v.add(p+".netns", "%s", msg)
+			}
 		}
 
 		var v6 string
@@ -230,7 +234,7 @@ func (v *validator) vethPeer(p string, n *NIC) {
 		v.add(p+".peer", "a veth cannot be its own peer")
 		return
 	}
-	peer, ok := v.s.NIC(n.Peer)
+	peer, ok := v.nic(n.Peer)
 	switch {
 	case !ok:
 		v.add(p+".peer", "peer %q is not a declared NIC (%s)", n.Peer, v.nicNames())
@@ -238,6 +242,9 @@ func (v *validator) vethPeer(p string, n *NIC) {
 		v.add(p+".peer", "peer %q is kind %q: both ends of a cable are kind veth", n.Peer, peer.Kind)
 	case peer.Peer != n.Name:
 		v.add(p+".peer", "peer %q names %q as its peer, not %q: both ends must name each other", n.Peer, peer.Peer, n.Name)
+	case n.MTU != 0 && peer.MTU != 0 && n.MTU != peer.MTU && n.Name > n.Peer:
+		// Reported once per cable, at the end whose name sorts last.
+		v.add(p+".mtu", "mtu %d differs from peer %q's mtu %d: a cable has one MTU, so set the same on both ends (or on one)", n.MTU, n.Peer, peer.MTU)
 	}
 }
 
@@ -281,11 +288,11 @@ func (v *validator) endpoints() {
 		case e.ep.RXE == "" && e.ep.Device == "":
 			v.add(p, "set exactly one of rxe (a soft-RoCE device rocebed adds) and device (an RDMA device the host has, or auto)")
 		case e.ep.RXE != "":
-			if !rdmaNameRe.MatchString(e.ep.RXE) || e.ep.RXE == "." || e.ep.RXE == ".." {
-				v.add(p+".rxe", "%q is not an RDMA device name: want 1 to 63 letters, digits, '_', '.' and '-'", e.ep.RXE)
+			if msg := RDMANameProblem(e.ep.RXE); msg != "" {
+				v.add(p+".rxe", "%s", msg)
 			}
 		default:
-			if !rdmaNameRe.MatchString(e.ep.Device) || e.ep.Device == "." || e.ep.Device == ".." {
+			if msg := RDMANameProblem(e.ep.Device); msg != "" {
 				v.add(p+".device", "%q is not an RDMA device name: want auto, or 1 to 63 letters, digits, '_', '.' and '-'", e.ep.Device)
 			}
 		}
@@ -449,8 +456,21 @@ func (v *validator) sysctl(p, kv string) {
 	case strings.ContainsAny(value, " \t\n\r\v\f"):
 		v.add(p, "value %q of %s contains whitespace", value, key)
 		return
+	case !printableASCII(value):
+		v.add(p, "value %q of %s: want printable ASCII", value, key)
+		return
 	}
 	v.claimSysctl(p, canon)
+}
+
+// printableASCII reports whether s is all printable ASCII (0x21 to 0x7e).
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) claimSysctl(p, canon string) {
@@ -461,55 +481,34 @@ func (v *validator) claimSysctl(p, canon string) {
 	v.sysctls[canon] = p
 }
 
-// sysctlKey checks a dotted sysctl name and returns its canonical form (interface names with
-// '.' written with '/', as sysctl(8) does), or a message.
+// sysctlKey checks a dotted sysctl name and returns its canonical form, or a message. It
+// reads the key exactly as the writer does (sysctl.ParseKey): an interface name is
+// everything between net.ipv4.conf (or .neigh, or ipv6) and the last dot, and may be spelt
+// with '/' for its dots, as sysctl(8) does.
 func (v *validator) sysctlKey(key string) (string, string) {
 	parts := strings.Split(key, ".")
 	if len(parts) < 3 || parts[0] != "net" || (parts[1] != "ipv4" && parts[1] != "ipv6" && parts[1] != "core") {
 		return "", fmt.Sprintf("sysctl %q is outside net.ipv4, net.ipv6 and net.core: rocebed sets only network sysctls", key)
 	}
-	iface := -1
-	if (parts[1] == "ipv4" || parts[1] == "ipv6") && (parts[2] == "conf" || parts[2] == "neigh") {
-		if len(parts) < 5 {
-			return "", fmt.Sprintf("sysctl %q is incomplete: want net.%s.%s.INTERFACE.NAME", key, parts[1], parts[2])
-		}
-		iface = 3
+	k, err := sysctl.ParseKey(key)
+	if err != nil {
+		return "", err.Error()
 	}
-	for i, part := range parts {
-		if i == iface {
-			continue
-		}
-		if !sysctlPart.MatchString(part) {
-			return "", fmt.Sprintf("sysctl %q has a bad component %q: want letters, digits, '_' and '-' between dots", key, part)
-		}
-	}
-	if iface < 0 {
-		return key, ""
-	}
-	name := strings.ReplaceAll(parts[iface], "/", ".")
-	switch {
+	switch name := k.Iface; {
+	case k.Section == "":
 	case name == "all" || name == "default":
-	case name == "lo" && parts[2] == "conf":
+	case name == "lo" && strings.HasSuffix(k.Section, ".conf"):
 	default:
-		if _, ok := v.s.NIC(name); !ok {
+		if _, ok := v.nic(name); !ok {
 			also := "all, default"
-			if parts[2] == "conf" {
+			if strings.HasSuffix(k.Section, ".conf") {
 				also += ", lo"
 			}
-			msg := fmt.Sprintf("sysctl %s names interface %q, which is not a declared NIC: rocebed touches only the lab's NICs (%s; or %s)",
+			return "", fmt.Sprintf("sysctl %s names interface %q, which is not a declared NIC: rocebed touches only the lab's NICs (%s; or %s)",
 				key, name, v.nicNames(), also)
-			for i := iface + 1; i < len(parts)-1; i++ {
-				dotted := strings.Join(parts[iface:i+1], ".")
-				if _, ok := v.s.NIC(dotted); ok {
-					slashed := strings.Join(append(append(parts[:iface:iface], strings.ReplaceAll(dotted, ".", "/")), parts[i+1:]...), ".")
-					msg += fmt.Sprintf("; a name with '.' is written with '/': %s", slashed)
-					break
-				}
-			}
-			return "", msg
 		}
 	}
-	return key, ""
+	return k.String(), ""
 }
 
 func (v *validator) arp(p string, a ARPSetting) {
@@ -531,7 +530,7 @@ func (v *validator) arp(p string, a ARPSetting) {
 			continue
 		}
 		if ok {
-			v.claimSysctl(p+"."+k.field, fmt.Sprintf("net.ipv4.conf.%s.arp_%s", strings.ReplaceAll(a.NIC, ".", "/"), k.field))
+			v.claimSysctl(p+"."+k.field, sysctl.IfaceKey("net.ipv4.conf", a.NIC, "arp_"+k.field))
 		}
 	}
 }
@@ -571,7 +570,7 @@ func (v *validator) ifaceOrLo(p, field, name string) {
 	if name == "" || name == "lo" {
 		return
 	}
-	if _, ok := v.s.NIC(name); !ok {
+	if _, ok := v.nic(name); !ok {
 		v.add(p, "%s %q is not a declared NIC or lo (%s)", field, name, v.nicNames())
 	}
 }

@@ -79,10 +79,10 @@ func TestValidate(t *testing.T) {
 		{"nic name empty", nic(2, func(n *NIC) { n.Name = "" }), []string{"nics[2].name: name is required"}},
 		{"nic name 16", nic(2, func(n *NIC) { n.Name = "a234567890123456" }), []string{`nics[2].name: "a234567890123456" is 16 bytes: interface names are at most 15`}},
 		{"nic name 15 ok", nic(2, func(n *NIC) { n.Name = "a23456789012345" }), nil},
-		{"nic name slash", nic(2, func(n *NIC) { n.Name = "a/b" }), []string{`nics[2].name: "a/b" contains '/': interface names cannot contain '/', ':' or whitespace`}},
-		{"nic name colon", nic(2, func(n *NIC) { n.Name = "eth0:1" }), []string{`nics[2].name: "eth0:1" contains ':': interface names cannot contain '/', ':' or whitespace`}},
-		{"nic name space", nic(2, func(n *NIC) { n.Name = "a b" }), []string{`nics[2].name: "a b" contains ' ': interface names cannot contain '/', ':' or whitespace`}},
-		{"nic name tab", nic(2, func(n *NIC) { n.Name = "a\tb" }), []string{`nics[2].name: "a\tb" contains '\t': interface names cannot contain '/', ':' or whitespace`}},
+		{"nic name slash", nic(2, func(n *NIC) { n.Name = "a/b" }), []string{`nics[2].name: "a/b" contains '/': interface names are printable ASCII without '/', ':', '%' or whitespace (the kernel refuses or rewrites them)`}},
+		{"nic name colon", nic(2, func(n *NIC) { n.Name = "eth0:1" }), []string{`nics[2].name: "eth0:1" contains ':': interface names are printable ASCII without '/', ':', '%' or whitespace (the kernel refuses or rewrites them)`}},
+		{"nic name space", nic(2, func(n *NIC) { n.Name = "a b" }), []string{`nics[2].name: "a b" contains ' ': interface names are printable ASCII without '/', ':', '%' or whitespace (the kernel refuses or rewrites them)`}},
+		{"nic name tab", nic(2, func(n *NIC) { n.Name = "a\tb" }), []string{`nics[2].name: "a\tb" contains '\t': interface names are printable ASCII without '/', ':', '%' or whitespace (the kernel refuses or rewrites them)`}},
 		{"nic name dot", nic(2, func(n *NIC) { n.Name = "." }), []string{`nics[2].name: "." is not a usable interface name`}},
 		{"nic name dotdot", nic(2, func(n *NIC) { n.Name = ".." }), []string{`nics[2].name: ".." is not a usable interface name`}},
 		{"nic name dup", nic(2, func(n *NIC) { n.Name = "vA" }), []string{`nics[2].name: NIC "vA" is already declared at nics[0]`}},
@@ -175,7 +175,7 @@ func TestValidate(t *testing.T) {
 		{"sysctl other net", fix(1, func(f *Fix) { f.Sysctls[0] = "net.netfilter.nf_conntrack_max=1" }), []string{`fixes[1].sysctls[0]: sysctl "net.netfilter.nf_conntrack_max" is outside net.ipv4, net.ipv6 and net.core: rocebed sets only network sysctls`}},
 		{"sysctl slash form", fix(1, func(f *Fix) { f.Sysctls[0] = "net/ipv4/ip_forward=1" }), []string{`fixes[1].sysctls[0]: sysctl "net/ipv4/ip_forward" is outside net.ipv4, net.ipv6 and net.core: rocebed sets only network sysctls`}},
 		{"sysctl bad part", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4..ip_forward=1" }), []string{`fixes[1].sysctls[0]: sysctl "net.ipv4..ip_forward" has a bad component "": want letters, digits, '_' and '-' between dots`}},
-		{"sysctl traversal", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.conf.all.x/../y=1" }), []string{`fixes[1].sysctls[0]: sysctl "net.ipv4.conf.all.x/../y" has a bad component "x/": want letters, digits, '_' and '-' between dots`}},
+		{"sysctl traversal", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.conf.all.x/../y=1" }), []string{`fixes[1].sysctls[0]: sysctl "net.ipv4.conf.all.x/../y" has a bad component "/y": want letters, digits, '_' and '-' between dots`}},
 		{"sysctl incomplete", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.conf.vA=1" }), []string{`fixes[1].sysctls[0]: sysctl "net.ipv4.conf.vA" is incomplete: want net.ipv4.conf.INTERFACE.NAME`}},
 		{"sysctl undeclared iface", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv6.conf.eth0.disable_ipv6=1" }), []string{
 			`fixes[1].sysctls[0]: sysctl net.ipv6.conf.eth0.disable_ipv6 names interface "eth0", which is not a declared NIC: rocebed touches only the lab's NICs (declared: vA, vB, eth9; or all, default, lo)`}},
@@ -187,7 +187,15 @@ func TestValidate(t *testing.T) {
 		{"sysctl dotted iface", func(s *Scenario) {
 			s.NICs[2].Name = "eth9.100"
 			s.Fixes[1].Sysctls = []string{"net.ipv4.conf.eth9/100.rp_filter=0", "net.ipv4.conf.eth9.100.rp_filter=0"}
-		}, []string{`fixes[1].sysctls[1]: sysctl net.ipv4.conf.eth9.100.rp_filter names interface "eth9", which is not a declared NIC: rocebed touches only the lab's NICs (declared: vA, vB, eth9.100; or all, default, lo); a name with '.' is written with '/': net.ipv4.conf.eth9/100.rp_filter`}},
+		}, []string{`fixes[1].sysctls[1]: sysctl net.ipv4.conf.eth9.100.rp_filter is already set by fixes[1].sysctls[0]: set each key once`}},
+		{"sysctl dotted iface either spelling", func(s *Scenario) {
+			s.NICs[2].Name = "eth9.100"
+			s.Fixes[1].Sysctls = []string{"net.ipv4.conf.eth9/100.rp_filter=0", "net.ipv6.conf.eth9.100.disable_ipv6=0"}
+		}, nil},
+		{"sysctl iface with a dot is the whole name", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.conf.vA.100.rp_filter=2" }), []string{
+			`fixes[1].sysctls[0]: sysctl net.ipv4.conf.vA.100.rp_filter names interface "vA.100", which is not a declared NIC: rocebed touches only the lab's NICs (declared: vA, vB, eth9; or all, default, lo)`}},
+		{"sysctl iface dotdot", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.conf.//.rp_filter=2" }), []string{
+			`fixes[1].sysctls[0]: sysctl "net.ipv4.conf.//.rp_filter" names interface "..", which no interface can be called`}},
 		{"sysctl empty value", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.ip_forward=" }), []string{"fixes[1].sysctls[0]: net.ipv4.ip_forward has an empty value"}},
 		{"sysctl whitespace", fix(1, func(f *Fix) { f.Sysctls[0] = "net.ipv4.ip_forward=1\n" }), []string{`fixes[1].sysctls[0]: value "1\n" of net.ipv4.ip_forward contains whitespace`}},
 		{"sysctl twice", func(s *Scenario) { s.Fixes[2].Sysctls = []string{"net.ipv4.conf.all.rp_filter=0"} }, []string{
