@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/token"
@@ -29,8 +30,16 @@ type decoder struct {
 }
 
 func (d *decoder) errAt(at Position, path, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{File: d.file, Pos: at, Path: path, Msg: fmt.Sprintf(format, args...)})
+	switch {
+	case len(d.errs) < MaxErrors:
+		d.errs = append(d.errs, &FieldError{File: d.file, Pos: at, Path: path, Msg: fmt.Sprintf(format, args...)})
+	case len(d.errs) == MaxErrors:
+		d.errs = append(d.errs, &FieldError{File: d.file, Pos: at, Path: path, Msg: fmt.Sprintf("more than %d problems: stopped looking", MaxErrors)})
+	}
 }
+
+// full reports whether the decoder has stopped collecting problems; the walk stops too.
+func (d *decoder) full() bool { return len(d.errs) > MaxErrors }
 
 // joinPath builds "parent.key"; the document itself is "".
 func joinPath(parent, key string) string {
@@ -96,17 +105,25 @@ func kindName(n ast.Node) string {
 	return n.Type().String()
 }
 
-// unwrap strips anchors and tags, which carry no meaning in a scenario, and reports whether
-// an explicit !!str tag asked for the value as text.
+// unwrap strips anchors, which carry no meaning in a scenario, and a !!str tag, reporting
+// that it asked for the value as text; any other tag is an error.
 func (d *decoder) unwrap(path string, n ast.Node) (node ast.Node, forceString, ok bool) {
 	for {
 		switch v := n.(type) {
 		case *ast.AnchorNode:
 			n = v.Value
 		case *ast.TagNode:
-			if v.Start != nil && v.Start.Value == "!!str" {
-				forceString = true
+			tag := ""
+			if v.Start != nil {
+				tag = v.Start.Value
 			}
+			if tag != "!!str" {
+				// A tag the decoder would drop silently changes nothing the user can see but
+				// means something to them: refuse it rather than guess.
+				d.errAt(tokenPos(v), path, "tag %s is not supported in scenarios: write the value without it (only !!str, to take a value as text, is)", strconv.Quote(tag))
+				return nil, false, false
+			}
+			forceString = true
 			n = v.Value
 		case *ast.AliasNode:
 			d.errAt(tokenPos(v), path, "aliases (*name) are not supported in scenarios: write the value out")
@@ -155,6 +172,9 @@ func (d *decoder) value(path string, n ast.Node, v reflect.Value) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(seq.Values), len(seq.Values))
 		for i, item := range seq.Values {
+			if d.full() {
+				break
+			}
 			d.value(fmt.Sprintf("%s[%d]", path, i), item, s.Index(i))
 		}
 		v.Set(s)
@@ -242,6 +262,9 @@ func (d *decoder) structure(path string, m *ast.MappingNode, v reflect.Value) {
 	fields := fieldsOf(v.Type())
 	seen := map[string]Position{}
 	for _, kv := range m.Values {
+		if d.full() {
+			return
+		}
 		if kv == nil || kv.Key == nil {
 			continue
 		}
@@ -263,7 +286,7 @@ func (d *decoder) structure(path string, m *ast.MappingNode, v reflect.Value) {
 		}
 		kpath := joinPath(path, key)
 		if first, dup := seen[key]; dup {
-			d.errAt(keyPos, kpath, "duplicate key %q (first at line %d column %d)", key, first.Line, first.Column)
+			d.errAt(keyPos, kpath, "duplicate key %s (first at line %d column %d)", quoteShort(key), first.Line, first.Column)
 			continue
 		}
 		seen[key] = keyPos
@@ -296,9 +319,12 @@ func (d *decoder) structure(path string, m *ast.MappingNode, v reflect.Value) {
 // unknownKeyMsg names the unknown key, the closest known one if it looks misspelt, and all
 // known keys.
 func unknownKeyMsg(key string, known []string) string {
-	msg := fmt.Sprintf("unknown key %q", key)
+	msg := fmt.Sprintf("unknown key %s", quoteShort(key))
 	best, bestDist := "", -1
 	for _, k := range known {
+		if len(key) > 2*len(k)+2 {
+			continue // too long to be a misspelling of k
+		}
 		if dist := editDistance(strings.ToLower(key), k); bestDist < 0 || dist < bestDist {
 			best, bestDist = k, dist
 		}
@@ -307,6 +333,20 @@ func unknownKeyMsg(key string, known []string) string {
 		msg += fmt.Sprintf(", did you mean %q?", best)
 	}
 	return msg + " (known keys: " + strings.Join(known, ", ") + ")"
+}
+
+// quoteShort quotes s for a message, cut to its first 64 bytes: a message names a value, it
+// does not repeat a hostile megabyte of it.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // editDistance is the Levenshtein distance between a and b, for spelling suggestions.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -12,6 +11,7 @@ import (
 
 	yaml "github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 
 	"github.com/rocebed/rocebed/scenarios"
@@ -43,7 +43,7 @@ func Read(ref string) (file string, data []byte, err error) {
 			return BuiltinPrefix + ref, data, nil
 		}
 	}
-	data, err = os.ReadFile(ref)
+	data, err = ReadFile(ref)
 	if err != nil {
 		if LooksLikeName(ref) && errors.Is(err, fs.ErrNotExist) {
 			return "", nil, fmt.Errorf("no scenario %q: no such file and no builtin of that name (builtins: %s)",
@@ -95,13 +95,21 @@ func Parse(file string, data []byte, sets []string) (*Scenario, error) {
 	d.pos[""] = nodePos(root)
 	values, setErrs := paramValues(s, d.pos, sets)
 	d.errs = append(d.errs, setErrs...)
+	expanded := 0 // bytes substitution added, all strings together
 	d.subst = func(path string, at Position, text string) string {
 		if path == "params" || strings.HasPrefix(path, "params[") {
 			return text // parameters do not refer to each other
 		}
-		out, err := substitute(text, values)
+		if expanded > maxExpanded {
+			return text // reported once, below
+		}
+		out, err := substitute(text, values, maxExpanded-expanded)
 		if err != nil {
 			d.errAt(at, path, "%s", err.Msg(s.Params))
+			return text
+		}
+		if expanded += len(out) - len(text); expanded > maxExpanded {
+			d.errAt(at, path, "substituting parameters makes the scenario more than %d bytes larger: a scenario is at most 1 MiB", maxExpanded)
 		}
 		return out
 	}
@@ -118,7 +126,8 @@ func Parse(file string, data []byte, sets []string) (*Scenario, error) {
 	return s, nil
 }
 
-// parseDocument runs the YAML parser and returns the one document's body.
+// parseDocument checks the text against the format's limits (checkText, checkTokens), runs
+// the YAML parser and returns the one document's body.
 func parseDocument(file string, data []byte) (body ast.Node, err error) {
 	defer func() {
 		// The YAML library must not take the CLI down on hostile input; report it as the
@@ -127,7 +136,14 @@ func parseDocument(file string, data []byte) (body ast.Node, err error) {
 			body, err = nil, &FieldError{File: file, Pos: Position{Line: 1, Column: 1}, Msg: fmt.Sprintf("yaml parser failed on this input: %v", r)}
 		}
 	}()
-	f, perr := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	if fe := checkText(file, data); fe != nil {
+		return nil, fe
+	}
+	tokens := lexer.Tokenize(string(data))
+	if fe := checkTokens(file, tokens); fe != nil {
+		return nil, fe
+	}
+	f, perr := parser.Parse(tokens, 0, parser.AllowDuplicateMapKey())
 	if perr != nil {
 		fe := &FieldError{File: file, Pos: Position{Line: 1, Column: 1}, Msg: "yaml syntax error: " + perr.Error()}
 		var ye yaml.Error
@@ -234,8 +250,9 @@ func (e *substError) Msg(params []Param) string {
 }
 
 // substitute replaces every ${name} in text with its value; $${ stands for a literal ${. On a
-// bad reference it returns the text unchanged and the first problem.
-func substitute(text string, values map[string]string) (string, *substError) {
+// bad reference it returns the text unchanged and the first problem. It stops once the result
+// is room bytes longer than text (the caller reports that).
+func substitute(text string, values map[string]string, room int) (string, *substError) {
 	if !strings.Contains(text, "${") {
 		return text, nil
 	}
@@ -265,5 +282,8 @@ func substitute(text string, values map[string]string) (string, *substError) {
 		}
 		b.WriteString(v)
 		rest = rest[i+end+1:]
+		if b.Len()-len(text) > room {
+			return b.String(), nil
+		}
 	}
 }

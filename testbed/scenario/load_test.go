@@ -213,7 +213,7 @@ func TestSubstitute(t *testing.T) {
 		{"${}", "${}", ""},
 		{"${a", "${a", "}"},
 	} {
-		out, err := substitute(tc.in, vals)
+		out, err := substitute(tc.in, vals, MaxSize)
 		switch {
 		case tc.in == "${}":
 			require.NotNil(t, err, tc.in)
