@@ -85,7 +85,7 @@ vm-prepare: ## fetch Debian's kernel and build the guest image (cached: a no-op 
 .PHONY: test-vm
 test-vm: vm-prepare ## the harness's own QEMU tests, then real-kernel tests in one guest with rdma_rxe
 	ROCEBED_VM_TESTS=1 $(GO) test -p 1 -count=1 -v -run '^(TestHarness|TestVMExec)' ./vm/ ./cmd/rocebed/
-	$(VM_ROCEBED) vm test --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
+	$(VM_ROCEBED) vm test --nics 2 --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
 
 .PHONY: test-vm-trace
 test-vm-trace: vm-prepare build ## opt-in: diagnose's kfree_skb trace layer in the guest (it can soft-lock a TCG guest)

@@ -33,6 +33,9 @@ type ExecOptions struct {
 	Stderr    io.Writer
 	Console   io.Writer // kernel console, live (nil: kept only for error reports)
 	Log       io.Writer // harness notes: accelerator, boot time (nil: discarded)
+	// NICs are virtio-net NICs the guest gets, renamed to their names before the command runs
+	// (see CableNICs). None by default: the guest has no network but what the command makes.
+	NICs []NIC
 }
 
 // hiddenPrefixes are host paths the guest replaces with fresh mounts.
@@ -69,13 +72,14 @@ func shQuote(s string) string {
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // commandScript is the guest's .vm/cmd.sh: environment, working directory, then exec of argv.
-func commandScript(argv, env []string, dir, work string) (string, error) {
+func commandScript(argv, env []string, dir, work string, nics []NIC) (string, error) {
 	if len(argv) == 0 {
 		return "", fmt.Errorf("no command to run in the guest")
 	}
 	have := map[string]bool{}
 	var b strings.Builder
 	b.WriteString("# written by rocebed vm: every word is quoted, nothing is expanded\n")
+	b.WriteString(nicRenameScript(nics))
 	for _, kv := range env {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || !envName.MatchString(k) {
@@ -137,7 +141,7 @@ func qemuArgs(img *Image, o *ExecOptions, accel, work string) []string {
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap,id=hostroot",
 		"-virtfs", "local,path="+qemuEscape(work)+",mount_tag=work,security_model=none,id=work",
 	)
-	return args
+	return append(args, nicArgs(o.NICs)...)
 }
 
 // consoleTail keeps the last lines of the console and what the harness's markers said.

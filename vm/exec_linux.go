@@ -77,7 +77,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 		fmt.Fprintf(o.Log, "vm: %s is not visible in the guest; the command runs in %s\n", dir, work)
 		dir = ""
 	}
-	script, err := commandScript(o.Argv, o.Env, dir, work)
+	script, err := commandScript(o.Argv, o.Env, dir, work, o.NICs)
 	if err != nil {
 		return nil, err
 	}

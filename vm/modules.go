@@ -25,6 +25,7 @@ var DefaultModules = []ModuleSpec{
 	{Name: "crc32_generic"},
 	{Name: "crc32_pclmul"},
 	{Name: "virtio_pci"},
+	{Name: "virtio_net"},
 	{Name: "9pnet_virtio", Required: true},
 	{Name: "9p", Required: true},
 	{Name: "rdma_rxe", Required: true},

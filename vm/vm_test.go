@@ -41,7 +41,7 @@ func TestShQuoteRoundTrip(t *testing.T) {
 }
 
 func TestCommandScript(t *testing.T) {
-	s, err := commandScript([]string{"echo", "a b"}, []string{"ROCEBED_X=1 2"}, "/work/main", "/tmp/w")
+	s, err := commandScript([]string{"echo", "a b"}, []string{"ROCEBED_X=1 2"}, "/work/main", "/tmp/w", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,10 +56,10 @@ func TestCommandScript(t *testing.T) {
 			t.Errorf("script lacks %q:\n%s", want, s)
 		}
 	}
-	if _, err := commandScript([]string{"true"}, []string{"BAD NAME=1"}, "", "/w"); err == nil {
+	if _, err := commandScript([]string{"true"}, []string{"BAD NAME=1"}, "", "/w", nil); err == nil {
 		t.Error("an environment entry with a space in its name was accepted")
 	}
-	if _, err := commandScript(nil, nil, "", "/w"); err == nil {
+	if _, err := commandScript(nil, nil, "", "/w", nil); err == nil {
 		t.Error("an empty command was accepted")
 	}
 }
@@ -391,5 +391,36 @@ func TestCopyTreeKeepsLayoutAndLinks(t *testing.T) {
 	root, err := moduleRoot(filepath.Join(src, "pkg/testdata"))
 	if err != nil || root != src {
 		t.Errorf("moduleRoot = %q, %v; want %q", root, err, src)
+	}
+}
+
+func TestCableNICs(t *testing.T) {
+	nics, err := CableNICs(4, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nics) != 4 || nics[0].Name != "eth1" || nics[3].Name != "eth4" || nics[1].MAC.String() != "52:54:00:ab:07:02" {
+		t.Fatalf("nics = %+v", nics)
+	}
+	for i := 0; i < 4; i += 2 {
+		a, b := nics[i], nics[i+1]
+		if a.LocalPort == 0 || a.LocalPort != b.RemotePort || b.LocalPort != a.RemotePort {
+			t.Errorf("%s and %s are not cabled to each other: %+v %+v", a.Name, b.Name, a, b)
+		}
+	}
+	args := strings.Join(nicArgs(nics[:1]), " ")
+	for _, want := range []string{"dgram,id=nic0,local.type=inet,local.host=127.0.0.1", "remote.host=127.0.0.1", "virtio-net-pci,netdev=nic0,mac=52:54:00:ab:07:01"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("QEMU args %q lack %q", args, want)
+		}
+	}
+	script := nicRenameScript(nics[:2])
+	if !strings.Contains(script, "52:54:00:ab:07:01) ip link set dev \"${d##*/}\" name rocebednic0") || !strings.Contains(script, "ip link set dev rocebednic1 name 'eth2'") {
+		t.Errorf("rename script:\n%s", script)
+	}
+	for _, n := range []int{3, -2, 18} {
+		if _, err := CableNICs(n, 0); err == nil {
+			t.Errorf("CableNICs(%d) accepted", n)
+		}
 	}
 }

@@ -42,6 +42,7 @@ type vmFlags struct {
 	mem      int
 	accel    string
 	cacheDir string
+	nics     int
 }
 
 func (f *vmFlags) register(fs *pflag.FlagSet, timeout time.Duration) {
@@ -51,6 +52,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet, timeout time.Duration) {
 	fs.IntVar(&f.mem, "mem", 1024, "guest memory in MiB")
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto (KVM when it can run the guest, else TCG), kvm or tcg")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "image cache (default $XDG_CACHE_HOME/rocebed, /var/cache/rocebed for root)")
+	fs.IntVar(&f.nics, "nics", 0, "give the guest N virtio-net NICs (N even), eth1…ethN, cabled in pairs (eth1–eth2, …) over UDP on 127.0.0.1")
 }
 
 // execOptions turns the flags into ExecOptions for cmd: the current image, ROCEBED_* from the
@@ -59,6 +61,10 @@ func (f *vmFlags) execOptions(cmd *cobra.Command) (vm.ExecOptions, error) {
 	if f.accel != "auto" && f.accel != "kvm" && f.accel != "tcg" {
 		return vm.ExecOptions{}, usageError(fmt.Errorf("--accel %q: want auto, kvm or tcg", f.accel))
 	}
+	nics, err := vm.CableNICs(f.nics, 0)
+	if err != nil {
+		return vm.ExecOptions{}, usageError(err)
+	}
 	img, err := vm.CurrentImage(f.cacheDir)
 	if err != nil {
 		return vm.ExecOptions{}, err
@@ -66,7 +72,7 @@ func (f *vmFlags) execOptions(cmd *cobra.Command) (vm.ExecOptions, error) {
 	e := vm.ExecOptions{
 		Image: img, Timeout: f.timeout, SMP: f.smp, MemMB: f.mem, Accel: f.accel,
 		Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(), Log: cmd.ErrOrStderr(),
-		Env: guestEnv(),
+		Env: guestEnv(), NICs: nics,
 	}
 	if f.verbose {
 		e.Console = cmd.ErrOrStderr()

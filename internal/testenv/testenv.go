@@ -52,3 +52,17 @@ func InVM() bool {
 	b, err := os.ReadFile("/proc/cmdline")
 	return err == nil && strings.Contains(string(b), "rocebed.work=")
 }
+
+// RequireCabledNICs skips (or fails under ROCEBED_REQUIRE_RXE=1) unless the machine has the
+// named existing NICs, which the test takes to be cabled to each other: rocebed's VM gives
+// the guest such a pair with --nics 2 (eth1–eth2; `make test-vm` does). It implies RequireRXE.
+func RequireCabledNICs(t testing.TB, names ...string) {
+	t.Helper()
+	RequireRXE(t)
+	for _, n := range names {
+		if _, err := os.Stat("/sys/class/net/" + n); err != nil {
+			SkipOrFail(t, "ROCEBED_REQUIRE_RXE", "needs NICs "+strings.Join(names, " and ")+" cabled together (no "+n+"): run it in the VM with `rocebed vm test --nics 2` (`make test-vm` does)")
+			return
+		}
+	}
+}

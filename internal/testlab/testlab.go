@@ -48,22 +48,25 @@ func MustParse(t testing.TB, text string) *scenario.Scenario {
 // existing NICs, with one address already on eth1. Both have been up once, like a host's NICs:
 // the first `up` of a link attaches its default qdisc (noop → noqueue), which the kernel keeps
 // after `down`, so a never-up link cannot be restored byte-for-byte (see README, known limits).
-func ExistingPair(t testing.TB, ns *testenv.NetNS) {
+func ExistingPair(t testing.TB, ns *testenv.NetNS) { ExistingPairNamed(t, ns, "eth1", "eth2") }
+
+// ExistingPairNamed is ExistingPair with other names (a gets the address).
+func ExistingPairNamed(t testing.TB, ns *testenv.NetNS, a, b string) {
 	t.Helper()
 	la := netlink.NewLinkAttrs()
-	la.Name = "eth1"
-	require.NoError(t, ns.NL.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "eth2", PeerTxQLen: -1}))
-	for _, name := range []string{"eth1", "eth2"} {
+	la.Name = a
+	require.NoError(t, ns.NL.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: b, PeerTxQLen: -1}))
+	for _, name := range []string{a, b} {
 		l, err := ns.NL.LinkByName(name)
 		require.NoError(t, err)
 		require.NoError(t, ns.NL.LinkSetUp(l))
 		require.NoError(t, ns.NL.LinkSetDown(l))
 	}
-	l, err := ns.NL.LinkByName("eth1")
+	l, err := ns.NL.LinkByName(a)
 	require.NoError(t, err)
-	a, err := netlink.ParseAddr("10.10.0.1/24")
+	addr, err := netlink.ParseAddr("10.10.0.1/24")
 	require.NoError(t, err)
-	require.NoError(t, ns.NL.AddrAdd(l, a))
+	require.NoError(t, ns.NL.AddrAdd(l, addr))
 }
 
 // Lab is a lab a real-kernel test brought up with its rxe devices in the initial namespace.

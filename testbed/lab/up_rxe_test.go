@@ -87,21 +87,22 @@ func pair(t *testing.T, tool string, serverArgs, clientArgs []string) {
 func TestHardwareEndpointMissing(t *testing.T) {
 	testenv.RequireRXE(t)
 	ns := testenv.InitialNetNS(t)
-	testlab.ExistingPair(t, ns)
+	// Not eth1/eth2: the guest's own NICs may have those names.
+	testlab.ExistingPairNamed(t, ns, "hwtest1", "hwtest2")
 	t.Cleanup(func() {
-		if l, err := ns.NL.LinkByName("eth1"); err == nil {
+		if l, err := ns.NL.LinkByName("hwtest1"); err == nil {
 			_ = ns.NL.LinkDel(l)
 		}
 	})
 	env, err := host.Open("")
 	require.NoError(t, err)
 	defer env.Close()
-	s, err := scenario.Load("hw-to-rxe", []string{"hw_nic=eth1", "rxe_nic=eth2"})
+	s, err := scenario.Load("hw-to-rxe", []string{"hw_nic=hwtest1", "rxe_nic=hwtest2"})
 	require.NoError(t, err)
 	before := ns.Dump(t)
 	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: t.TempDir()})
 	var pe *preflight.Error
 	require.ErrorAs(t, err, &pe)
-	assert.Contains(t, err.Error(), "hardware RDMA (RoCE) device on eth1")
+	assert.Contains(t, err.Error(), "hardware RDMA (RoCE) device on hwtest1")
 	testenv.SameState(t, before, ns.Dump(t))
 }

@@ -1,0 +1,93 @@
+package vm
+
+import (
+	"fmt"
+	"net"
+	"strings"
+)
+
+// NIC is one virtio-net NIC of a guest. Its cable is a UDP datagram socket pair on the host's
+// loopback (QEMU's dgram netdev): the NIC sends to RemotePort and receives on LocalPort, so two
+// NICs whose ports are crossed are cabled back to back — in one guest or across two — and
+// nothing leaves 127.0.0.1.
+type NIC struct {
+	Name       string // the name the guest gives it ("eth1")
+	MAC        net.HardwareAddr
+	LocalPort  int
+	RemotePort int
+}
+
+// CableNICs returns n NICs (n even) named eth1…ethN, cabled in pairs: eth1–eth2, eth3–eth4, …
+// guest distinguishes the MACs of guests that run at once (0–255).
+func CableNICs(n int, guest byte) ([]NIC, error) {
+	if n < 0 || n%2 != 0 || n > 16 {
+		return nil, fmt.Errorf("--nics %d: want an even number up to 16 (NICs are cabled in pairs)", n)
+	}
+	nics := make([]NIC, n)
+	for i := range nics {
+		nics[i] = NIC{Name: fmt.Sprintf("eth%d", i+1), MAC: net.HardwareAddr{0x52, 0x54, 0x00, 0xab, guest, byte(i + 1)}}
+	}
+	for i := 0; i < n; i += 2 {
+		if err := Cable(&nics[i], &nics[i+1]); err != nil {
+			return nil, err
+		}
+	}
+	return nics, nil
+}
+
+// Cable gives a and b a UDP port each on 127.0.0.1 and points each at the other's.
+func Cable(a, b *NIC) error {
+	pa, err := freeUDPPort()
+	if err != nil {
+		return err
+	}
+	pb, err := freeUDPPort()
+	if err != nil {
+		return err
+	}
+	a.LocalPort, a.RemotePort = pa, pb
+	b.LocalPort, b.RemotePort = pb, pa
+	return nil
+}
+
+// freeUDPPort asks the kernel for a free UDP port on 127.0.0.1. QEMU binds it a moment later;
+// another process could take it in between, and QEMU then fails to start, saying so.
+func freeUDPPort() (int, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return 0, fmt.Errorf("find a free UDP port on 127.0.0.1 for a guest NIC: %w", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+// nicArgs are the QEMU options for the guest's NICs.
+func nicArgs(nics []NIC) []string {
+	var args []string
+	for i, n := range nics {
+		id := fmt.Sprintf("nic%d", i)
+		args = append(args,
+			"-netdev", fmt.Sprintf("dgram,id=%s,local.type=inet,local.host=127.0.0.1,local.port=%d,remote.type=inet,remote.host=127.0.0.1,remote.port=%d", id, n.LocalPort, n.RemotePort),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s", id, n.MAC))
+	}
+	return args
+}
+
+// nicRenameScript renames the guest's NICs, found by MAC, to their names: first all to a
+// temporary name, so that ethN → ethN+1 cannot collide with a NIC the kernel already named so.
+func nicRenameScript(nics []NIC) string {
+	if len(nics) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("# the guest's NICs, named by MAC\n")
+	b.WriteString("for d in /sys/class/net/*; do\n  case \"$(cat $d/address)\" in\n")
+	for i, n := range nics {
+		fmt.Fprintf(&b, "  %s) ip link set dev \"${d##*/}\" name rocebednic%d ;;\n", n.MAC, i)
+	}
+	b.WriteString("  esac\ndone\n")
+	for i, n := range nics {
+		fmt.Fprintf(&b, "ip link set dev rocebednic%d name %s\n", i, shQuote(n.Name))
+	}
+	return b.String()
+}
