@@ -65,9 +65,8 @@ func (s *Scenario) SetDefaults() {
 			t.DeadlineMS = DefaultDeadlineMS
 		}
 	}
-	for _, ep := range []*Endpoint{&s.Endpoints.A, &s.Endpoints.B} {
-		ep.Address = s.endpointAddress(*ep)
-	}
+	s.Endpoints.A.Address = s.endpointAddress("a", s.Endpoints.A)
+	s.Endpoints.B.Address = s.endpointAddress("b", s.Endpoints.B)
 }
 
 func setIntDefault(p **int, v int) {
@@ -110,6 +109,11 @@ func (s *Scenario) EndpointAddr(ep Endpoint) (addr netip.Addr, ok bool) {
 	if !ok {
 		return netip.Addr{}, false
 	}
+	return firstAddr(nic)
+}
+
+// firstAddr is a NIC's first declared IPv4 address, else its first address.
+func firstAddr(nic *NIC) (netip.Addr, bool) {
 	var first netip.Addr
 	for _, a := range nic.Addresses {
 		p, err := netip.ParsePrefix(a)
@@ -126,12 +130,17 @@ func (s *Scenario) EndpointAddr(ep Endpoint) (addr netip.Addr, ok bool) {
 	return first, first.IsValid()
 }
 
-// endpointAddress is EndpointAddr as text, "" when there is none.
-func (s *Scenario) endpointAddress(ep Endpoint) string {
+// endpointAddress is EndpointAddr of endpoint side as text, "" when there is none; in a
+// two-host lab the NIC is the one on the endpoint's own host.
+func (s *Scenario) endpointAddress(side string, ep Endpoint) string {
 	if ep.Address != "" {
 		return ep.Address
 	}
-	if a, ok := s.EndpointAddr(ep); ok {
+	nic, ok := s.nicOn(side, ep.NIC)
+	if !ok {
+		return ""
+	}
+	if a, ok := firstAddr(nic); ok {
 		return a.String()
 	}
 	return ""

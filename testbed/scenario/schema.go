@@ -19,6 +19,7 @@ func enumValues() map[reflect.Type][]string {
 		reflect.TypeFor[Direction](): strs(directions),
 		reflect.TypeFor[Result]():    strs(results),
 		reflect.TypeFor[Failure]():   strs(KnownFailures),
+		reflect.TypeFor[HostName]():  strs(hostNames),
 	}
 }
 
@@ -117,7 +118,7 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 
 // typeDocs are short descriptions for editors that show them.
 var typeDocs = map[string]string{
-	"Scenario":      "A lab: two NICs of one host, an RDMA endpoint on each, fixes, traffic and the expected verdict.",
+	"Scenario":      "A lab: two NICs of one host (or one on each of two hosts), an RDMA endpoint on each, fixes, traffic and the expected verdict.",
 	"Param":         "A named value referred to as ${name} in any string; --set name=value overrides the default.",
 	"NIC":           "A network interface of the lab: a veth end rocebed creates, or an existing NIC.",
 	"Endpoints":     "The two RDMA ends of the lab; traffic directions are named after them (a->b).",

@@ -32,8 +32,13 @@ type Scenario struct {
 	// File is where the scenario came from ("builtin:same-host" for embedded ones); set by the
 	// loader, used in error messages.
 	File string `yaml:"-" json:"file,omitempty"`
+	// Host is, in a two-host lab, the host this process works on ("a" or "b"), set by ForHost,
+	// which also leaves out the other host's NIC; empty for a one-host lab (see hosts.go).
+	Host HostName `yaml:"-" json:"host,omitempty"`
 	// positions maps a field path ("nics[1].addresses[0]") to where it stands in File.
 	positions map[string]Position
+	// fingerprint is the whole lab's Fingerprint, kept by ForHost.
+	fingerprint string
 }
 
 // Param is one named scenario parameter.
@@ -73,6 +78,9 @@ type NIC struct {
 	// (and removes) if it does not exist. rxe on kernels up to 6.12 works only in the initial
 	// namespace, so this exists to reproduce that failure, not to build working labs.
 	Netns string `yaml:"netns,omitempty" json:"netns,omitempty"`
+	// Host, set on every NIC or on none, makes the lab a two-host lab: the NIC is on host a
+	// (which carries endpoint a) or host b. NIC names are unique per host. See hosts.go.
+	Host HostName `yaml:"host,omitempty" json:"host,omitempty"`
 }
 
 // Endpoints are the two RDMA ends of the lab. Traffic directions are named after them: a->b.

@@ -55,6 +55,7 @@ func (s *Scenario) Validate() error {
 	v.top()
 	v.params()
 	v.nics()
+	v.hosts()
 	v.endpoints()
 	v.fixes()
 	v.traffic()
@@ -154,10 +155,10 @@ func (v *validator) nics() {
 			v.add(p+".name", "%s", msg)
 		} else if n.Name == "lo" {
 			v.add(p+".name", "lo cannot be a lab NIC: a lab's NICs are the ends of its cable, and rocebed never changes the loopback device")
-		} else if first, dup := names[n.Name]; dup {
+		} else if first, dup := names[string(n.Host)+"/"+n.Name]; dup { // a two-host lab's names are per host
 			v.add(p+".name", "NIC %q is already declared at %s", n.Name, first)
 		} else {
-			names[n.Name] = p
+			names[string(n.Host)+"/"+n.Name] = p
 		}
 
 		switch n.Kind {
@@ -281,7 +282,7 @@ func (v *validator) endpoints() {
 	var ips [2]netip.Addr
 	for i, e := range eps {
 		p := "endpoints." + e.side
-		nic, ok := v.declaredNIC(p+".nic", "nic", e.ep.NIC)
+		nic, ok := v.endpointNIC(e.side, p+".nic", e.ep.NIC)
 		switch {
 		case e.ep.RXE != "" && e.ep.Device != "":
 			v.add(p+".rxe", "set exactly one of rxe (a soft-RoCE device rocebed adds) and device (an RDMA device the host has)")
@@ -299,7 +300,7 @@ func (v *validator) endpoints() {
 		if !ok {
 			continue
 		}
-		addr := v.s.endpointAddress(e.ep)
+		addr := v.s.endpointAddress(e.side, e.ep)
 		if addr == "" {
 			if len(nic.Addresses) == 0 { // otherwise its addresses are all bad, reported above
 				v.add(p+".nic", "nic %q has no address: the endpoint needs one for its RoCE v2 GID", e.ep.NIC)
@@ -318,13 +319,14 @@ func (v *validator) endpoints() {
 		ips[i] = ip
 	}
 	a, b := v.s.Endpoints.A, v.s.Endpoints.B
-	if a.NIC != "" && a.NIC == b.NIC {
+	two := v.s.TwoHost() // on two hosts, one NIC or device name may be on both
+	if a.NIC != "" && a.NIC == b.NIC && !two {
 		v.add("endpoints.b.nic", "a and b are both on nic %q: the lab needs two NICs", a.NIC)
 	}
-	if a.RXE != "" && a.RXE == b.RXE {
+	if a.RXE != "" && a.RXE == b.RXE && !two {
 		v.add("endpoints.b.rxe", "rxe %q is already endpoint a's: the two devices need distinct names", a.RXE)
 	}
-	if a.Device != "" && a.Device != "auto" && a.Device == b.Device {
+	if a.Device != "" && a.Device != "auto" && a.Device == b.Device && !two {
 		v.add("endpoints.b.device", "device %q is already endpoint a's", a.Device)
 	}
 	if ips[0].IsValid() && ips[1].IsValid() && ips[0].Is4() != ips[1].Is4() {
