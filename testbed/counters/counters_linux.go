@@ -62,8 +62,8 @@ func TakeSnapshot(env *host.Env, s *scenario.Scenario) (*Snapshot, error) {
 	fail := func(err error) { snap.Errors = append(snap.Errors, err.Error()) }
 
 	sys := rdma.Sysfs{Root: env.SysfsRoot}
-	for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
-		dev, err := lab.EndpointDevice(env, s, ep)
+	for _, ep := range s.LocalEndpoints() {
+		dev, err := lab.EndpointDevice(env, s, ep.Endpoint)
 		if err != nil {
 			fail(err)
 			continue

@@ -105,43 +105,69 @@ func (e *EndpointError) Unwrap() error { return e.Err }
 
 // ResolveEndpoints finds both endpoints of a lab that is up, waiting until ctx ends for each
 // port to be ACTIVE and its RoCE v2 GID to appear (both follow `up` by a moment: the port
-// follows the netdev's carrier, the GID is added by a kernel work item).
+// follows the netdev's carrier, the GID is added by a kernel work item). A two-host lab has
+// one endpoint here: ResolveLocalEndpoints finds it.
 func ResolveEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) ([2]Endpoint, error) {
 	var ends [2]Endpoint
-	sys := rdma.Sysfs{Root: env.SysfsRoot}
-	for i, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
-		e := Endpoint{Side: string(rune('a' + i)), NIC: ep.NIC}
-		if nic, ok := s.NIC(ep.NIC); ok {
-			e.Netns = nic.Netns
-		}
-		fail := func(err error) ([2]Endpoint, error) { return ends, &EndpointError{Side: e.Side, NIC: ep.NIC, Err: err} }
-		var err error
-		if e.Addr, err = EndpointAddr(env, s, ep); err != nil {
-			return fail(err)
-		}
-		if e.Device, err = EndpointDevice(env, s, ep); err != nil {
-			return fail(err)
-		}
-		if err := sys.WaitActive(ctx, e.Device, RDMAPort); err != nil {
-			return fail(err)
-		}
-		for {
-			e.GID, err = sys.FindGID(e.Device, RDMAPort, e.Addr)
-			if err == nil || !errors.Is(err, rdma.ErrNotFound) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fail(err)
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+	if s.TwoHost() {
+		return ends, fmt.Errorf("lab %s spans two hosts: this host has endpoint %s only, the other is on host %s", s.Name, s.Host, s.Host.Other())
+	}
+	local, err := ResolveLocalEndpoints(ctx, env, s)
+	if err != nil {
+		return ends, err
+	}
+	copy(ends[:], local)
+	return ends, nil
+}
+
+// ResolveLocalEndpoints finds the endpoints this host has (scenario.LocalEndpoints): both of a
+// one-host lab, one of a two-host lab, as ResolveEndpoints does.
+func ResolveLocalEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) ([]Endpoint, error) {
+	var ends []Endpoint
+	for _, ep := range s.LocalEndpoints() {
+		e, err := resolveEndpoint(ctx, env, s, ep.Side, ep.Endpoint)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
-		ends[i] = e
+		ends = append(ends, e)
 	}
 	return ends, nil
+}
+
+func resolveEndpoint(ctx context.Context, env *host.Env, s *scenario.Scenario, side string, ep scenario.Endpoint) (Endpoint, error) {
+	sys := rdma.Sysfs{Root: env.SysfsRoot}
+	e := Endpoint{Side: side, NIC: ep.NIC}
+	if nic, ok := s.NIC(ep.NIC); ok {
+		e.Netns = nic.Netns
+	}
+	fail := func(err error) (Endpoint, error) {
+		return Endpoint{}, &EndpointError{Side: e.Side, NIC: ep.NIC, Err: err}
+	}
+	var err error
+	if e.Addr, err = EndpointAddr(env, s, ep); err != nil {
+		return fail(err)
+	}
+	if e.Device, err = EndpointDevice(env, s, ep); err != nil {
+		return fail(err)
+	}
+	if err := sys.WaitActive(ctx, e.Device, RDMAPort); err != nil {
+		return fail(err)
+	}
+	for {
+		e.GID, err = sys.FindGID(e.Device, RDMAPort, e.Addr)
+		if err == nil || !errors.Is(err, rdma.ErrNotFound) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fail(err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return e, nil
 }
 
 // EnvVars describes a lab that is up to a command run on it, as environment variables:

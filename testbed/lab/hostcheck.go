@@ -27,9 +27,9 @@ func checkHost(env *host.Env, s *scenario.Scenario, p *plan.Plan, skipRDMA bool)
 		return nil
 	}
 	var errs []error
-	for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
+	for _, ep := range s.LocalEndpoints() {
 		if ep.Device != "" {
-			if err := hardwareDevicePreflight(env, ep); err != nil {
+			if err := hardwareDevicePreflight(env, ep.Endpoint); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -43,6 +43,7 @@ type JournalHeader struct {
 	Sets     []string  `json:"sets,omitempty"`  // --set overrides used
 	Netns    string    `json:"netns,omitempty"` // named namespace the lab lives in ("" = the tool's own)
 	SkipRDMA bool      `json:"skip_rdma"`       // up --skip-rdma
+	Side     string    `json:"side,omitempty"`  // --side: the host of a two-host lab this is
 	PID      int       `json:"pid"`             // the process that brought it up
 	Started  time.Time `json:"started"`
 }
@@ -210,6 +211,9 @@ func OpenScenario(stateDir, lab string) (*scenario.Scenario, JournalHeader, erro
 	s, err := scenario.Parse(h.File, h.Source, h.Sets)
 	if err != nil {
 		return nil, h, fmt.Errorf("lab %q: the journal's scenario no longer parses: %w", lab, err)
+	}
+	if s, err = s.ForHost(scenario.HostName(h.Side)); err != nil {
+		return nil, h, fmt.Errorf("lab %q: %w", lab, err)
 	}
 	return s, h, nil
 }

@@ -71,7 +71,7 @@ func Up(ctx context.Context, env *host.Env, s *scenario.Scenario, opts UpOptions
 	}
 	j, err := createJournal(stateDir, JournalHeader{
 		Lab: s.Name, File: s.File, Source: opts.Source, Sets: opts.Sets, Netns: env.NetnsName,
-		SkipRDMA: opts.SkipRDMA, PID: os.Getpid(), Started: time.Now().UTC(),
+		SkipRDMA: opts.SkipRDMA, Side: string(s.Host), PID: os.Getpid(), Started: time.Now().UTC(),
 	})
 	if err != nil {
 		return nil, err

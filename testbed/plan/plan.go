@@ -231,7 +231,11 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 				errs = append(errs, s.FieldErr("fixes", "policy_routing needs an address on both endpoint NICs"))
 				continue
 			}
-			for _, c := range PolicyRoutingChanges(a, b, s.Endpoints.A.NIC, s.Endpoints.B.NIC, *pr) {
+			changes := PolicyRoutingChanges(a, b, s.Endpoints.A.NIC, s.Endpoints.B.NIC, *pr)
+			if s.Host != "" {
+				changes = PolicyRoutingHalf(changes, s.Host, *pr)
+			}
+			for _, c := range changes {
 				switch c := c.(type) {
 				case *RuleAdd:
 					addRule(f.Name, *c.Rule)
@@ -246,7 +250,7 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 
 	// RDMA links last: rxe binds to a NIC that is up and addressed, so its GIDs appear at once.
 	if !opts.SkipRDMA {
-		for _, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
+		for _, ep := range s.LocalEndpoints() {
 			if ep.RXE == "" {
 				continue
 			}
@@ -297,6 +301,35 @@ func PolicyRoutingChanges(a, b netip.Addr, nicA, nicB string, pr scenario.Policy
 		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 2, IIF: "lo", From: host(unspec), To: host(b), Table: pr.TableA}},
 		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 3, IIF: "lo", From: host(unspec), To: host(a), Table: pr.TableB}},
 	}
+}
+
+// PolicyRoutingHalf is host h's part of the policy-routing fix in a two-host lab: the local
+// rule moved, and the route and rules of the direction that leaves h (table_a on host a,
+// table_b on host b). The other half names the other host's NIC and address, and is the other
+// host's to make. Between two hosts the fix is not needed, and harmless: the rules match only
+// this host's own traffic to the other endpoint (iif lo) and send it out of the NIC the main
+// table would use anyway.
+func PolicyRoutingHalf(changes []Change, h scenario.HostName, pr scenario.PolicyRouting) []Change {
+	pr = pr.WithDefaults()
+	theirs := pr.TableB
+	if h == scenario.HostB {
+		theirs = pr.TableA
+	}
+	var out []Change
+	for _, c := range changes {
+		switch c := c.(type) {
+		case *RuleAdd:
+			if c.Rule.Table == theirs {
+				continue
+			}
+		case *Route:
+			if c.Route.Table == theirs {
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // vethMTU is the MTU of a veth pair: a cable has one MTU, so both ends must agree; validation
