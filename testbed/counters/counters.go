@@ -145,6 +145,9 @@ func (s *Snapshot) KernelCounter(name string) (uint64, bool) {
 type Cable struct {
 	SenderDevice, ReceiverDevice string
 	SenderNIC, ReceiverNIC       string
+	// Loopbacks are the loopback devices that must not carry the packets: ["lo"] when empty;
+	// both hosts' ("a/lo", "b/lo") in a two-host lab's Qualified counters.
+	Loopbacks []string
 }
 
 // Crossed checks that a delta shows at least n packets crossing the cable: sent by the sender
@@ -178,12 +181,42 @@ func (s *Snapshot) Crossed(c Cable, n uint64, acks bool) []string {
 	need(c.SenderNIC+" tx_packets", l.TxPackets, ok, n)
 	l, ok = s.Link(c.ReceiverNIC)
 	need(c.ReceiverNIC+" rx_packets", l.RxPackets, ok, n)
-	if lo, ok := s.Link("lo"); !ok {
-		missing = append(missing, "lo unreadable")
-	} else if lo.TxPackets >= n || lo.RxPackets >= n {
-		missing = append(missing, fmt.Sprintf("lo moved by tx +%d rx +%d (≥ %d: the packets may have looped back)", lo.TxPackets, lo.RxPackets, n))
+	loopbacks := c.Loopbacks
+	if len(loopbacks) == 0 {
+		loopbacks = []string{"lo"}
+	}
+	for _, name := range loopbacks {
+		if lo, ok := s.Link(name); !ok {
+			missing = append(missing, name+" unreadable")
+		} else if lo.TxPackets >= n || lo.RxPackets >= n {
+			missing = append(missing, fmt.Sprintf("%s moved by tx +%d rx +%d (≥ %d: the packets may have looped back)", name, lo.TxPackets, lo.RxPackets, n))
+		}
 	}
 	return missing
+}
+
+// Qualified returns the snapshot with every device, link and kernel counter named
+// "HOST/NAME" ("a/rxe0", "b/lo", "a/rt_cache.in_martian_src"): in a two-host lab both hosts
+// may have an rxe0 and an eth1, and a batch's counters hold both hosts' snapshots. KernelSum
+// still sums a kernel counter over both.
+func (s *Snapshot) Qualified(host string) *Snapshot {
+	if s == nil {
+		return nil
+	}
+	q := &Snapshot{Taken: s.Taken, RDMA: map[string]rdma.Counters{}, Links: map[string]LinkCounters{}, Kernel: map[string]uint64{}}
+	for k, v := range s.RDMA {
+		q.RDMA[host+"/"+k] = v
+	}
+	for k, v := range s.Links {
+		q.Links[host+"/"+k] = v
+	}
+	for k, v := range s.Kernel {
+		q.Kernel[host+"/"+k] = v
+	}
+	for _, e := range s.Errors {
+		q.Errors = append(q.Errors, "host "+host+": "+e)
+	}
+	return q
 }
 
 // Sum adds delta b into a (a new one when a is nil) and returns it: the counters of several

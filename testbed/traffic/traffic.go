@@ -38,6 +38,9 @@ const (
 	// ClassNotOnWire: every completion arrived, but the counters do not show the packets
 	// crossing the cable (the NICs did not move, or lo did).
 	ClassNotOnWire FailureClass = "not-on-wire"
+	// ClassPeerLost: in a two-host lab, the other host's rocebed stopped answering during the
+	// batch (it was killed, or its host or the management link went away).
+	ClassPeerLost FailureClass = "peer-lost"
 )
 
 // Roles of the two ends of a batch.
@@ -75,7 +78,25 @@ func (c CompletionRecord) MarshalJSON() ([]byte, error) {
 		StatusCode uint32 `json:"status_code"`
 		StatusText string `json:"status_text"`
 		Opcode     string `json:"opcode"`
-	}{plain(c), c.Status.CName(), uint32(c.Status), c.Status.String(), c.opcodeName()})
+		OpcodeCode uint32 `json:"opcode_code"`
+	}{plain(c), c.Status.CName(), uint32(c.Status), c.Status.String(), c.opcodeName(), uint32(c.Opcode)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, status and opcode from their numbers: the two
+// hosts of a two-host lab send each other their completions this way.
+func (c *CompletionRecord) UnmarshalJSON(b []byte) error {
+	type plain CompletionRecord
+	var x struct {
+		plain
+		StatusCode uint32 `json:"status_code"`
+		OpcodeCode uint32 `json:"opcode_code"`
+	}
+	if err := json.Unmarshal(b, &x); err != nil {
+		return err
+	}
+	*c = CompletionRecord(x.plain)
+	c.Status, c.Opcode = verbs.WCStatus(x.StatusCode), verbs.WCOpcode(x.OpcodeCode)
+	return nil
 }
 
 // opcodeName is the opcode's C name; ibv_poll_cq(3) defines it only for successful
@@ -89,7 +110,10 @@ func (c CompletionRecord) opcodeName() string {
 
 // End is one end of a batch: its device, address and QP, and how long its connect took.
 type End struct {
-	Side     string `json:"side"`
+	Side string `json:"side"`
+	// Host is set in a two-host lab ("a" or "b"): the batch's counters name this end's
+	// device and NIC "HOST/NAME" (counters.Snapshot.Qualified).
+	Host     string `json:"host,omitempty"`
 	Device   string `json:"device"`
 	NIC      string `json:"nic"`
 	Address  string `json:"address"`
@@ -97,6 +121,14 @@ type End struct {
 	QPN      uint32 `json:"qp_num,omitempty"`
 	// RTRMS is how long modify-to-RTR took (RC), or address-handle creation (UD sender).
 	RTRMS float64 `json:"rtr_ms,omitempty"`
+}
+
+// counter names one of this end's netdevs or devices as the batch's counters do.
+func (e End) counter(name string) string {
+	if e.Host == "" {
+		return name
+	}
+	return e.Host + "/" + name
 }
 
 // BatchResult is one traffic item in one direction: what was done, every completion, the
@@ -134,6 +166,9 @@ type BatchResult struct {
 	Counters *counters.Snapshot `json:"counters,omitempty"`
 	// Errors are problems that did not decide the verdict (closing verbs objects, counters).
 	Errors []string `json:"errors,omitempty"`
+	// PeerLost says, in a two-host lab, how the other host's rocebed stopped answering during
+	// the batch; the batch then holds what this host recorded.
+	PeerLost string `json:"peer_lost,omitempty"`
 
 	Class   FailureClass `json:"failure,omitempty"`
 	Pass    bool         `json:"pass"`
@@ -197,6 +232,13 @@ func (r *Report) Finish() {
 // IBV_WC_SEND per message; and counters showing the packets crossed the cable.
 func (b *BatchResult) Judge() {
 	b.Class, b.Pass = "", false
+	if b.PeerLost != "" {
+		b.Class = ClassPeerLost
+		t := b.tally()
+		b.Verdict = fmt.Sprintf("%s; recorded so far: %d/%d IBV_WC_SEND ok, %d/%d IBV_WC_RECV ok; %s",
+			b.PeerLost, t.sendOK, b.Messages, t.recvOK, b.Messages, b.evidence(true))
+		return
+	}
 	if b.ConnectError != "" {
 		b.Class = ClassConnectError
 		if b.ConnectTimedOut {
@@ -325,7 +367,11 @@ func (b *BatchResult) onWire(n int) (bool, string) {
 	if b.Counters == nil {
 		return false, "no counters were read"
 	}
-	cable := counters.Cable{SenderDevice: b.Sender.Device, ReceiverDevice: b.Receiver.Device, SenderNIC: b.Sender.NIC, ReceiverNIC: b.Receiver.NIC}
+	cable := counters.Cable{SenderDevice: b.Sender.counter(b.Sender.Device), ReceiverDevice: b.Receiver.counter(b.Receiver.Device),
+		SenderNIC: b.Sender.counter(b.Sender.NIC), ReceiverNIC: b.Receiver.counter(b.Receiver.NIC)}
+	if b.Sender.Host != "" {
+		cable.Loopbacks = []string{b.Sender.counter("lo"), b.Receiver.counter("lo")}
+	}
 	missing := b.Counters.Crossed(cable, uint64(n), b.Transport == scenario.TransportRC)
 	if len(missing) > 0 {
 		return false, strings.Join(missing, "; ") + " (" + b.evidence(true) + ")"
@@ -340,7 +386,7 @@ func (b *BatchResult) evidence(withLinks bool) string {
 		return "no counters"
 	}
 	var parts []string
-	for _, dev := range []string{b.Sender.Device, b.Receiver.Device} {
+	for _, dev := range []string{b.Sender.counter(b.Sender.Device), b.Receiver.counter(b.Receiver.Device)} {
 		sent, ok1 := c.SentPackets(dev)
 		rcvd, ok2 := c.ReceivedPackets(dev)
 		if ok1 || ok2 {
@@ -352,21 +398,40 @@ func (b *BatchResult) evidence(withLinks bool) string {
 		}
 	}
 	if withLinks {
-		for _, nic := range []string{b.Sender.NIC, b.Receiver.NIC, "lo"} {
+		nics := []string{b.Sender.counter(b.Sender.NIC), b.Receiver.counter(b.Receiver.NIC), "lo"}
+		if b.Sender.Host != "" {
+			nics = []string{nics[0], nics[1], b.Sender.counter("lo"), b.Receiver.counter("lo")}
+		}
+		for _, nic := range nics {
 			if l, ok := c.Link(nic); ok {
 				parts = append(parts, fmt.Sprintf("%s tx +%d rx +%d", nic, l.TxPackets, l.RxPackets))
 			}
 		}
 	}
-	if m, ok := c.KernelCounter(counters.CounterMartianSrc); ok {
+	if m, ok := b.kernelCounter(counters.CounterMartianSrc); ok {
 		parts = append(parts, fmt.Sprintf("in_martian_src +%d", m))
 	}
 	for _, k := range []string{counters.CounterRPFilter, counters.CounterUDPNoPorts} {
-		if v, ok := c.KernelCounter(k); ok && v > 0 {
+		if v, ok := b.kernelCounter(k); ok && v > 0 {
 			parts = append(parts, fmt.Sprintf("%s +%d", k, v))
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// kernelCounter is a kernel counter of the batch: the lab's namespace's, or in a two-host lab
+// the sum over both hosts (read: whether either host's was read).
+func (b *BatchResult) kernelCounter(name string) (uint64, bool) {
+	if b.Sender.Host == "" {
+		return b.Counters.KernelCounter(name)
+	}
+	if b.Counters == nil {
+		return 0, false
+	}
+	_, okS := b.Counters.KernelCounter(b.Sender.counter(name))
+	_, okR := b.Counters.KernelCounter(b.Receiver.counter(name))
+	total, _ := b.Counters.KernelSum(name)
+	return total, okS || okR
 }
 
 // MatchExpectation says whether batch b meets the scenario's expectation, and why. A pass
@@ -391,9 +456,9 @@ func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 		return false, fmt.Sprintf("expected failure %s, but the traffic passed", e.Failure)
 	}
 	c := b.Counters
-	martian, mok := c.KernelCounter(counters.CounterMartianSrc)
-	sentS, sok := c.SentPackets(b.Sender.Device)
-	sentR, rok := c.SentPackets(b.Receiver.Device)
+	martian, mok := b.kernelCounter(counters.CounterMartianSrc)
+	sentS, sok := c.SentPackets(b.Sender.counter(b.Sender.Device))
+	sentR, rok := c.SentPackets(b.Receiver.counter(b.Receiver.Device))
 	got := fmt.Sprintf("got %s", b.Class)
 	switch e.Failure {
 	case scenario.FailureNeighborMartian:
@@ -435,7 +500,7 @@ func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 		}
 		return true, "retry-exceeded: the requester got IBV_WC_RETRY_EXC_ERR"
 	case scenario.FailureRPFilter:
-		v, ok := c.KernelCounter(counters.CounterRPFilter)
+		v, ok := b.kernelCounter(counters.CounterRPFilter)
 		switch {
 		case b.Class != ClassConnectTimeout && b.Class != ClassRetryExceeded && b.Class != ClassMissingCompletions:
 			return false, "expected rp-filter, " + got

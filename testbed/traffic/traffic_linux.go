@@ -56,8 +56,32 @@ type trafficEnd struct {
 // rxe devices exist only in the initial network namespace, so the process must be there.
 // A connection that cannot be made is a recorded outcome, not an error: the error return
 // is for a lab that is not usable at all (no verbs, no device) or a cancelled ctx, in which
-// case the report so far is returned too.
+// case the report so far is returned too. A two-host lab runs with RunSide instead.
 func Run(ctx context.Context, env *host.Env, s *scenario.Scenario) (*Report, error) {
+	if s.TwoHost() {
+		return nil, fmt.Errorf("lab %s spans two hosts: its traffic runs on both, one end each (`rocebed run %s --side a|b`)", s.Name, s.Name)
+	}
+	return run(ctx, env, s, nil)
+}
+
+// RunSide runs the traffic of a two-host lab from one of its hosts: s is this host's part
+// (scenario.ForHost), whose endpoint is one end of every batch, and peer is rocebed on the
+// other host, running RunSide with the other end. Each batch is Run's: the same QPs, windows,
+// deadline and checks, with each host opening and polling its own end, the two exchanging
+// what a QP needs of its peer (QP number, PSN, GID, MTU) and, at the end, their completions
+// and counters, so both judge the same batch and give the same verdict (see peer.go).
+//
+// When the other host's rocebed goes away, the batch in progress is judged peer-lost from
+// what this host recorded, no later batch runs, and the report comes back with an error
+// wrapping ErrPeerLost; every wait for the other host is bounded by the batch's deadline.
+func RunSide(ctx context.Context, env *host.Env, s *scenario.Scenario, peer Peer) (*Report, error) {
+	if s.Host == "" || peer == nil {
+		return nil, fmt.Errorf("lab %s: RunSide needs one host's part of a two-host lab (scenario.ForHost) and the other host", s.Name)
+	}
+	return run(ctx, env, s, peer)
+}
+
+func run(ctx context.Context, env *host.Env, s *scenario.Scenario, peer Peer) (*Report, error) {
 	r := &Report{Lab: s.Name, File: s.File, Expect: s.Expect, Started: time.Now()}
 	finish := func() {
 		r.DurationMS = msSince(r.Started)
@@ -65,6 +89,13 @@ func Run(ctx context.Context, env *host.Env, s *scenario.Scenario) (*Report, err
 	}
 	ends, err := resolveTrafficEnds(ctx, env, s)
 	if err != nil {
+		if peer != nil && len(s.Traffic) > 0 {
+			// The other host waits for this one's end of the first batch: say why there is none.
+			first := (&BatchResult{Traffic: s.Traffic[0].Name, Direction: batchDirections(s.Traffic[0].Direction)[0]}).Name()
+			tctx, cancel := context.WithTimeout(ctx, peerGrace)
+			_ = peer.Send(tctx, msgEnd, endMsg{Batch: first, Error: err.Error()})
+			cancel()
+		}
 		return nil, err
 	}
 	for _, t := range s.Traffic {
@@ -73,7 +104,7 @@ func Run(ctx context.Context, env *host.Env, s *scenario.Scenario) (*Report, err
 				finish()
 				return r, fmt.Errorf("traffic interrupted before %s %s: %w", t.Name, dir, err)
 			}
-			b, err := runBatch(ctx, env, s, t, dir, ends)
+			b, err := runBatch(ctx, env, s, t, dir, ends, peer)
 			if b != nil {
 				r.Batches = append(r.Batches, b)
 			}
@@ -102,21 +133,22 @@ func batchDirections(d scenario.Direction) []scenario.Direction {
 	return []scenario.Direction{scenario.DirectionAToB}
 }
 
-// resolveTrafficEnds finds both endpoints, waiting a bounded time for ports and GIDs.
-func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario) ([2]trafficEnd, error) {
-	var ends [2]trafficEnd
+// resolveTrafficEnds finds this host's endpoints (both, or one of a two-host lab) by side,
+// waiting a bounded time for ports and GIDs.
+func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario) (map[string]trafficEnd, error) {
 	wctx, cancel := context.WithTimeout(ctx, endpointWait)
 	defer cancel()
-	resolved, err := lab.ResolveEndpoints(wctx, env, s)
+	resolved, err := lab.ResolveLocalEndpoints(wctx, env, s)
 	if err != nil {
 		var ee *lab.EndpointError
 		if errors.As(err, &ee) {
-			return ends, labNotReady(ee)
+			return nil, labNotReady(ee)
 		}
-		return ends, err
+		return nil, err
 	}
-	for i, e := range resolved {
-		ends[i] = trafficEnd{Endpoint: e, vgid: verbs.GID(e.GID.Addr.As16())}
+	ends := map[string]trafficEnd{}
+	for _, e := range resolved {
+		ends[e.Side] = trafficEnd{Endpoint: e, vgid: verbs.GID(e.GID.Addr.As16())}
 	}
 	return ends, nil
 }
@@ -140,6 +172,7 @@ type verbsSide struct {
 	qp   *verbs.QP
 	ah   *verbs.AH
 	attr verbs.PortAttr
+	psn  uint32 // its first send PSN, which the other end's RTR needs
 }
 
 // close closes the objects children first (QP, AH, MR, CQ, PD, context) and returns what
@@ -190,13 +223,19 @@ func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin i
 		return err
 	}
 	v.qp, err = v.pd.CreateQP(verbs.QPConfig{Type: typ, SendCQ: v.cq, RecvCQ: v.cq, MaxSend: sendWin, MaxRecv: recvWin, MaxSGE: 1})
+	v.psn = randomPSN()
 	return err
 }
 
-// batch is the state of one running batch.
+// batch is the state of one running batch. Its sender and receiver are verbs objects in this
+// process (snd, rcv); in a two-host lab one of them is nil, that end being on the other host,
+// reached through peer.
 type batch struct {
 	res        *BatchResult
 	snd, rcv   *verbsSide
+	sndSide    string
+	rcvSide    string
+	ends       map[string]endMsg // both ends by side: this host's, and the other host's
 	dir        verbs.Direction
 	size       int
 	recvSlot   int // bytes per receive buffer (size, +GRH on UD)
@@ -214,43 +253,70 @@ type batch struct {
 	seen       map[uint32]bool // UD: sequence numbers received
 	latSum     time.Duration
 	latN       int
+
+	// Two-host labs only.
+	peer     Peer
+	host     scenario.HostName
+	ctx      context.Context // the run's: cancelled on Ctrl-C
+	pctx     context.Context // bounds every wait for the other host
+	bound    time.Duration   // pctx's bound, for messages
+	peerSent bool            // the remote sender said it stopped
+	counted  bool            // res.Counters are taken
 }
 
-func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenario.Traffic, dir scenario.Direction, ends [2]trafficEnd) (res *BatchResult, err error) {
-	sndEnd, rcvEnd, vdir := ends[0], ends[1], verbs.AToB
+// local lists the ends in this process, sender first.
+func (b *batch) local() []*verbsSide {
+	var out []*verbsSide
+	for _, v := range []*verbsSide{b.snd, b.rcv} {
+		if v != nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// peerGrace is how long, beyond a batch's deadline, a host waits for the other host's messages
+// of the batch: enough for the other to finish its own deadline, read its counters and send
+// its half.
+const peerGrace = 30 * time.Second
+
+func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenario.Traffic, dir scenario.Direction, ends map[string]trafficEnd, peer Peer) (res *BatchResult, err error) {
+	b := &batch{sndSide: "a", rcvSide: "b", dir: verbs.AToB, size: t.Size, peer: peer, host: s.Host, ctx: ctx}
 	if dir == scenario.DirectionBToA {
-		sndEnd, rcvEnd, vdir = ends[1], ends[0], verbs.BToA
+		b.sndSide, b.rcvSide, b.dir = "b", "a", verbs.BToA
 	}
 	res = &BatchResult{
 		Traffic: t.Name, Transport: t.Transport, Direction: dir, Messages: t.Messages, Size: t.Size,
 		RC: t.RC, DeadlineMS: t.DeadlineMS,
-		Sender:      End{Side: sndEnd.Side, Device: sndEnd.Device, NIC: sndEnd.NIC, Address: sndEnd.Addr.String(), GIDIndex: sndEnd.GID.Index},
-		Receiver:    End{Side: rcvEnd.Side, Device: rcvEnd.Device, NIC: rcvEnd.NIC, Address: rcvEnd.Addr.String(), GIDIndex: rcvEnd.GID.Index},
-		Completions: []CompletionRecord{},
+		Sender: declaredEnd(s, b.sndSide), Receiver: declaredEnd(s, b.rcvSide), Completions: []CompletionRecord{},
 	}
+	b.res = res
 	deadline := time.Duration(t.DeadlineMS) * time.Millisecond
 	if deadline <= 0 {
 		deadline = scenario.DefaultDeadlineMS * time.Millisecond
 	}
 	bctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
+	if peer != nil {
+		var cancelP context.CancelFunc
+		b.bound = deadline + peerGrace
+		b.pctx, cancelP = context.WithTimeout(ctx, b.bound)
+		defer cancelP()
+	}
+	if e, ok := ends[b.sndSide]; ok {
+		b.snd = &verbsSide{end: e}
+	}
+	if e, ok := ends[b.rcvSide]; ok {
+		b.rcv = &verbsSide{end: e}
+	}
 
 	before, err := counters.TakeSnapshot(env, s)
 	if err != nil {
 		return nil, err
 	}
+	defer func() { b.takeCounters(env, s, before) }() // on every return below that has not yet
 	defer func() {
-		after, serr := counters.TakeSnapshotAfter(env, s, before)
-		if serr != nil {
-			res.Errors = append(res.Errors, "counters after the batch: "+serr.Error())
-			return
-		}
-		res.Counters = after.Delta(before)
-	}()
-
-	b := &batch{res: res, dir: vdir, size: t.Size, snd: &verbsSide{end: sndEnd}, rcv: &verbsSide{end: rcvEnd}}
-	defer func() {
-		for _, v := range []*verbsSide{b.snd, b.rcv} {
+		for _, v := range b.local() {
 			if cerr := v.close(); cerr != nil {
 				res.Errors = append(res.Errors, "close verbs objects on "+v.end.Device+": "+cerr.Error())
 			}
@@ -270,47 +336,236 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	}
 	b.recvWin = clampWindow(t.Messages, maxRecvWindow, b.recvSlot)
 	depth := b.sendWin + b.recvWin + 16
-	if err := b.snd.open(typ, depth, b.sendWin*t.Size, b.sendWin, b.recvWin); err != nil {
-		return res, fmt.Errorf("%s %s: set up sender %s: %w", t.Name, dir, sndEnd.Device, err)
+	var openErr error
+	if b.snd != nil {
+		if err := b.snd.open(typ, depth, b.sendWin*t.Size, b.sendWin, b.recvWin); err != nil {
+			openErr = fmt.Errorf("%s %s: set up sender %s: %w", t.Name, dir, b.snd.end.Device, err)
+		}
 	}
-	if err := b.rcv.open(typ, depth, b.recvWin*b.recvSlot, b.sendWin, b.recvWin); err != nil {
-		return res, fmt.Errorf("%s %s: set up receiver %s: %w", t.Name, dir, rcvEnd.Device, err)
+	if b.rcv != nil && openErr == nil {
+		if err := b.rcv.open(typ, depth, b.recvWin*b.recvSlot, b.sendWin, b.recvWin); err != nil {
+			openErr = fmt.Errorf("%s %s: set up receiver %s: %w", t.Name, dir, b.rcv.end.Device, err)
+		}
 	}
-	res.Sender.QPN, res.Receiver.QPN = b.snd.qp.QPN(), b.rcv.qp.QPN()
-	b.remoteQPN = b.rcv.qp.QPN()
-	res.PathMTU = min(b.snd.attr.ActiveMTU, b.rcv.attr.ActiveMTU).Bytes()
+	if openErr != nil {
+		if peer != nil {
+			_ = peer.Send(b.pctx, msgEnd, endMsg{Batch: res.Name(), Error: openErr.Error()})
+		}
+		return res, openErr
+	}
+
+	// Both ends: this host's from its QPs; in a two-host lab the other's from the other host.
+	b.ends = map[string]endMsg{}
+	for _, v := range b.local() {
+		e := declaredEnd(s, v.end.Side)
+		e.Device, e.NIC, e.Address, e.GIDIndex, e.QPN = v.end.Device, v.end.NIC, v.end.Addr.String(), v.end.GID.Index, v.qp.QPN()
+		b.ends[v.end.Side] = endMsg{Batch: res.Name(), End: e, GID: v.end.vgid, PSN: v.psn, MTU: v.attr.ActiveMTU}
+	}
+	if peer != nil {
+		mine := b.ends[string(s.Host)]
+		var theirs endMsg
+		if err := b.exchange(msgEnd, mine, &theirs); err != nil {
+			return b.stopped(env, s, before, err)
+		}
+		if theirs.Error != "" {
+			return res, fmt.Errorf("%s could not set up its end of %s: %s", peer.Name(), res.Name(), theirs.Error)
+		}
+		b.ends[string(s.Host.Other())] = theirs
+	}
+	res.Sender, res.Receiver = b.ends[b.sndSide].End, b.ends[b.rcvSide].End
+	b.remoteQPN = res.Receiver.QPN
+	mtu := min(b.ends[b.sndSide].MTU, b.ends[b.rcvSide].MTU)
+	res.PathMTU = mtu.Bytes()
 
 	connStart := time.Now()
-	cerr := b.connect(t, min(b.snd.attr.ActiveMTU, b.rcv.attr.ActiveMTU))
+	cerr := b.connect(t, mtu)
 	res.ConnectMS = msSince(connStart)
 	if cerr != nil {
 		res.ConnectError = cerr.Error()
 		res.ConnectTimedOut = errors.Is(cerr, syscall.ETIMEDOUT)
 		slog.Info("connect failed", "traffic", t.Name, "direction", dir, "after_ms", round1(res.ConnectMS), "error", cerr)
-		return res, nil
 	}
-
-	// Every receive (up to the window) before any send.
-	for b.recvPosted < min(b.recvWin, t.Messages) {
-		if err := b.postRecv(); err != nil {
-			return res, err
+	connected := cerr == nil
+	var postErr error
+	if connected && b.rcv != nil {
+		// Every receive (up to the window) before any send.
+		for b.recvPosted < min(b.recvWin, t.Messages) && postErr == nil {
+			postErr = b.postRecv()
 		}
 	}
-	b.postAt = make([]time.Duration, t.Messages)
-	b.seen = map[uint32]bool{}
-	b.t0 = time.Now()
-	for b.posted < min(b.sendWin, t.Messages) && !b.stopSend {
-		b.postSend()
+	if postErr != nil && peer != nil {
+		// The other host is waiting for this one: a receive that cannot be posted is this
+		// end failing to get ready, and the batch ends on both hosts with it.
+		res.ConnectError, res.ConnectFailedEnd, connected = postErr.Error(), b.rcvSide, false
+		postErr = nil
 	}
-	err = b.poll(ctx, bctx, t)
-	res.ElapsedMS = msSince(b.t0)
-	if b.latN > 0 {
-		res.MeanLatencyUS = float64(b.latSum.Microseconds()) / float64(b.latN)
+	if peer != nil {
+		mine := readyMsg{Batch: res.Name(), ConnectMS: res.ConnectMS, ConnectError: res.ConnectError}
+		var theirs readyMsg
+		if err := b.exchange(msgReady, mine, &theirs); err != nil {
+			return b.stopped(env, s, before, err)
+		}
+		if theirs.ConnectError != "" {
+			connected = false
+			slog.Info("the other host could not connect", "traffic", t.Name, "direction", dir, "host", s.Host.Other(), "error", theirs.ConnectError)
+		}
 	}
-	if last := lastRecvAt(res.Completions); last > 0 && b.recvDone == t.Messages {
-		res.MsgPerSec = float64(t.Messages) / (last / 1000)
+	if postErr != nil {
+		return res, postErr
 	}
-	return res, err
+
+	if connected {
+		b.postAt = make([]time.Duration, t.Messages)
+		b.seen = map[uint32]bool{}
+		b.t0 = time.Now()
+		if b.snd != nil {
+			for b.posted < min(b.sendWin, t.Messages) && !b.stopSend {
+				b.postSend()
+			}
+		}
+		err = b.poll(ctx, bctx, t)
+		res.ElapsedMS = msSince(b.t0)
+		if b.latN > 0 {
+			res.MeanLatencyUS = float64(b.latSum.Microseconds()) / float64(b.latN)
+		}
+		if last := lastRecvAt(res.Completions); last > 0 && b.recvDone == t.Messages {
+			res.MsgPerSec = float64(t.Messages) / (last / 1000)
+		}
+	}
+	if peer == nil {
+		return res, err
+	}
+	if err != nil {
+		return b.stopped(env, s, before, err)
+	}
+	if connected {
+		if b.snd != nil {
+			err = b.peer.Send(b.pctx, msgSent, sentMsg{Batch: res.Name(), Posted: b.posted})
+		} else if !b.peerSent {
+			var m sentMsg
+			if err = b.peer.Recv(b.pctx, msgSent, &m); err == nil {
+				err = checkBatch(peer, msgSent, res.Name(), m.Batch)
+			}
+		}
+		if err != nil {
+			return b.stopped(env, s, before, b.peerErr(err))
+		}
+	}
+	return b.merge(env, s, before)
+}
+
+// declaredEnd is what the scenario says of endpoint side, before its host has opened it.
+func declaredEnd(s *scenario.Scenario, side string) End {
+	ep := s.Endpoint(side)
+	dev := ep.RXE
+	if dev == "" {
+		dev = ep.Device
+	}
+	e := End{Side: side, Device: dev, NIC: ep.NIC, Address: ep.Address}
+	if s.Host != "" {
+		e.Host = side
+	}
+	return e
+}
+
+// takeCounters reads this host's counters after the batch into res.Counters, once; in a
+// two-host lab they are named after the host (counters.Snapshot.Qualified).
+func (b *batch) takeCounters(env *host.Env, s *scenario.Scenario, before *counters.Snapshot) {
+	if b.counted {
+		return
+	}
+	b.counted = true
+	after, err := counters.TakeSnapshotAfter(env, s, before)
+	if err != nil {
+		b.res.Errors = append(b.res.Errors, "counters after the batch: "+err.Error())
+		return
+	}
+	d := after.Delta(before)
+	if b.host != "" {
+		d = d.Qualified(string(b.host))
+	}
+	b.res.Counters = d
+}
+
+// exchange sends this host's message of kind and receives the other host's.
+func (b *batch) exchange(kind string, mine, theirs any) error {
+	if err := b.peer.Send(b.pctx, kind, mine); err != nil {
+		return b.peerErr(err)
+	}
+	if err := b.peer.Recv(b.pctx, kind, theirs); err != nil {
+		return b.peerErr(err)
+	}
+	var batch string
+	switch m := theirs.(type) {
+	case *endMsg:
+		batch = m.Batch
+	case *readyMsg:
+		batch = m.Batch
+	}
+	return checkBatch(b.peer, kind, b.res.Name(), batch)
+}
+
+// peerErr names a wait for the other host that ran out of time as the other host lost.
+func (b *batch) peerErr(err error) error {
+	if err == nil || errors.Is(err, ErrPeerLost) || b.ctx.Err() != nil || b.pctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("%s sent nothing within %s (the batch's deadline and %s): %w", b.peer.Name(), b.bound, peerGrace, ErrPeerLost)
+}
+
+// stopped ends a two-host batch early. When the other host is gone, this host's half is judged
+// peer-lost and comes back with the error, which stops the run; other errors (Ctrl-C, the two
+// hosts out of step) come back as they are.
+func (b *batch) stopped(env *host.Env, s *scenario.Scenario, before *counters.Snapshot, err error) (*BatchResult, error) {
+	if !errors.Is(err, ErrPeerLost) {
+		return b.res, err
+	}
+	b.closeLocal()
+	b.takeCounters(env, s, before)
+	b.res.PeerLost = err.Error()
+	if b.res.StopReason == "" && !b.t0.IsZero() {
+		b.res.StopReason = "the other host's rocebed stopped answering"
+	}
+	slog.Warn("the other host is gone", "traffic", b.res.Traffic, "direction", b.res.Direction, "error", err)
+	return b.res, err
+}
+
+// closeLocal closes this host's verbs objects now, so the counters after the batch are not
+// waiting on them; the deferred close then has nothing left to do.
+func (b *batch) closeLocal() {
+	for _, v := range b.local() {
+		if cerr := v.close(); cerr != nil {
+			b.res.Errors = append(b.res.Errors, "close verbs objects on "+v.end.Device+": "+cerr.Error())
+		}
+	}
+}
+
+// merge sends this host's half of the batch to the other host, receives the other's, and
+// merges the two (mergeHalves) from their encoded form, as the other host does.
+func (b *batch) merge(env *host.Env, s *scenario.Scenario, before *counters.Snapshot) (*BatchResult, error) {
+	b.closeLocal()
+	b.takeCounters(env, s, before)
+	for i, e := range b.res.Errors {
+		b.res.Errors[i] = "host " + string(b.host) + ": " + e
+	}
+	raw, mine, err := halfJSON(b.res)
+	if err != nil {
+		return b.res, err
+	}
+	if err := b.peer.Send(b.pctx, msgResult, raw); err != nil {
+		return b.stopped(env, s, before, b.peerErr(err))
+	}
+	var theirs BatchResult
+	if err := b.peer.Recv(b.pctx, msgResult, &theirs); err != nil {
+		return b.stopped(env, s, before, b.peerErr(err))
+	}
+	if err := checkBatch(b.peer, msgResult, b.res.Name(), theirs.Name()); err != nil {
+		return b.res, err
+	}
+	if b.snd != nil {
+		return mergeHalves(mine, &theirs), nil
+	}
+	return mergeHalves(&theirs, mine), nil
 }
 
 // clampWindow is how many work requests of slot bytes to keep posted.
@@ -335,11 +590,12 @@ func randomPSN() uint32 {
 	return binary.BigEndian.Uint32(b[:]) & 0xffffff
 }
 
-// connect brings both QPs to RTS. RC: INIT, then RTR on the sender and on the receiver (each
-// resolves the other's MAC: ~1 s on a cold neighbour, ETIMEDOUT when it never resolves), then
-// RTS. UD: INIT/RTR/RTS with the queue key, and an address handle to the receiver's GID.
+// connect brings this host's QPs to RTS. RC: INIT, then RTR (each end resolves the other's MAC:
+// ~1 s on a cold neighbour, ETIMEDOUT when it never resolves) with the other end's QP number,
+// PSN and GID, then RTS. UD: INIT/RTR/RTS with the queue key, and on the sender an address
+// handle to the receiver's GID.
 func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
-	sides := []*verbsSide{b.snd, b.rcv}
+	sides := b.local()
 	for _, v := range sides {
 		if err := v.qp.ToInit(lab.RDMAPort, trafficQKey); err != nil {
 			return err
@@ -350,12 +606,15 @@ func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 			if err := v.qp.ToRTR(verbs.RTRConfig{Port: lab.RDMAPort}); err != nil {
 				return err
 			}
-			if err := v.qp.ToRTS(verbs.RTSConfig{PSN: randomPSN()}); err != nil {
+			if err := v.qp.ToRTS(verbs.RTSConfig{PSN: v.psn}); err != nil {
 				return err
 			}
 		}
+		if b.snd == nil {
+			return nil
+		}
 		start := time.Now()
-		ah, err := b.snd.pd.CreateAH(lab.RDMAPort, b.rcv.end.vgid, b.snd.end.GID.Index, hopLimit)
+		ah, err := b.snd.pd.CreateAH(lab.RDMAPort, b.ends[b.rcvSide].GID, b.snd.end.GID.Index, hopLimit)
 		b.res.Sender.RTRMS = msSince(start)
 		if err != nil {
 			b.res.ConnectFailedEnd = b.snd.end.Side
@@ -369,24 +628,24 @@ func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 		rc = &scenario.RCParams{}
 	}
 	timeout, retry, rnr := intOr(rc.Timeout, scenario.DefaultRCTimeout), intOr(rc.RetryCount, scenario.DefaultRCRetryCount), intOr(rc.RNRRetry, scenario.DefaultRCRNRRetry)
-	psn := map[*verbsSide]uint32{b.snd: randomPSN(), b.rcv: randomPSN()}
-	peer := map[*verbsSide]*verbsSide{b.snd: b.rcv, b.rcv: b.snd}
-	timing := map[*verbsSide]*float64{b.snd: &b.res.Sender.RTRMS, b.rcv: &b.res.Receiver.RTRMS}
 	for _, v := range sides {
-		p := peer[v]
+		p, timing := b.ends[b.rcvSide], &b.res.Sender.RTRMS
+		if v == b.rcv {
+			p, timing = b.ends[b.sndSide], &b.res.Receiver.RTRMS
+		}
 		start := time.Now()
 		err := v.qp.ToRTR(verbs.RTRConfig{
-			Port: lab.RDMAPort, RemoteQPN: p.qp.QPN(), RemotePSN: psn[p], DestGID: p.end.vgid,
+			Port: lab.RDMAPort, RemoteQPN: p.End.QPN, RemotePSN: p.PSN, DestGID: p.GID,
 			SGIDIndex: v.end.GID.Index, PathMTU: mtu, HopLimit: hopLimit, MinRNRTimer: minRNRTimer,
 		})
-		*timing[v] = msSince(start)
+		*timing = msSince(start)
 		if err != nil {
 			b.res.ConnectFailedEnd = v.end.Side
 			return err
 		}
 	}
 	for _, v := range sides {
-		err := v.qp.ToRTS(verbs.RTSConfig{PSN: psn[v], Timeout: uint8(timeout), RetryCnt: uint8(retry), RNRRetry: uint8(rnr)})
+		err := v.qp.ToRTS(verbs.RTSConfig{PSN: v.psn, Timeout: uint8(timeout), RetryCnt: uint8(retry), RNRRetry: uint8(rnr)})
 		if err != nil {
 			b.res.ConnectFailedEnd = v.end.Side
 			return err
@@ -429,8 +688,10 @@ func (b *batch) postSend() {
 	b.res.Posted = b.posted
 }
 
-// poll polls both CQs until every completion arrived, the deadline (bctx), the receiver going
-// idle after the sender finished, or ctx's cancellation.
+// poll polls this host's CQs until every completion arrived, the deadline (bctx), the
+// receiver going idle after the sender finished, or ctx's cancellation. With both ends here it
+// waits for both; a sender alone stops when its sends are done, and a receiver alone learns
+// that from the other host's "sent" message.
 func (b *batch) poll(ctx, bctx context.Context, t scenario.Traffic) error {
 	grace := rcReceiverGrace
 	if t.Transport == scenario.TransportUD {
@@ -441,7 +702,7 @@ func (b *batch) poll(ctx, bctx context.Context, t scenario.Traffic) error {
 	lastProgress := time.Now()
 	for {
 		got := 0
-		for _, v := range []*verbsSide{b.snd, b.rcv} {
+		for _, v := range b.local() {
 			wcs, err := v.cq.Poll(64)
 			if err != nil {
 				return err
@@ -455,9 +716,23 @@ func (b *batch) poll(ctx, bctx context.Context, t scenario.Traffic) error {
 			wait = minWait
 			lastProgress = time.Now()
 		}
-		sendFinished := (b.stopSend || b.posted == t.Messages) && b.sendDone == b.posted
+		if b.peer != nil {
+			if err := b.pollPeer(&lastProgress); err != nil {
+				if errors.Is(err, ErrPeerLost) {
+					b.res.StopReason = "the other host's rocebed stopped answering"
+				}
+				return err
+			}
+		}
+		sendFinished := b.sendFinished()
 		switch {
-		case sendFinished && b.recvDone == t.Messages:
+		case b.rcv == nil && sendFinished:
+			b.res.StopReason = "complete"
+			if b.stopSend {
+				b.res.StopReason = "sending stopped at an error completion"
+			}
+			return nil
+		case sendFinished && b.recvDone == t.Messages, b.snd == nil && b.recvDone == t.Messages:
 			b.res.StopReason = "complete"
 			return nil
 		case sendFinished && time.Since(lastProgress) > grace:
@@ -475,6 +750,34 @@ func (b *batch) poll(ctx, bctx context.Context, t scenario.Traffic) error {
 			wait = min(2*wait, maxWait)
 		}
 	}
+}
+
+// sendFinished reports whether the sender is done: every posted send completed and no more
+// will be posted; for a sender on the other host, whether it said so.
+func (b *batch) sendFinished() bool {
+	if b.snd == nil {
+		return b.peerSent
+	}
+	return (b.stopSend || b.posted == b.res.Messages) && b.sendDone == b.posted
+}
+
+// pollPeer checks, without waiting, that the other host is still there, and on a receiver
+// whether the sender there said it stopped (the receiver's idle grace counts from then).
+func (b *batch) pollPeer(lastProgress *time.Time) error {
+	if b.snd != nil || b.peerSent {
+		return b.peer.Lost()
+	}
+	var m sentMsg
+	ok, err := b.peer.Poll(msgSent, &m)
+	if err != nil || !ok {
+		return err
+	}
+	if err := checkBatch(b.peer, msgSent, b.res.Name(), m.Batch); err != nil {
+		return err
+	}
+	b.peerSent = true
+	*lastProgress = time.Now()
+	return nil
 }
 
 // record keeps one completion, checks a received payload, and refills the windows.
