@@ -22,12 +22,16 @@ func loadScenario(o *options, ref string) (*scenario.Scenario, []byte, error) {
 	return s, src, nil
 }
 
-// openScenario loads a scenario and opens the environment it is to be built in (--netns, or
-// the current namespace). The caller closes the environment.
+// openScenario loads a scenario — of a two-host lab, the part of the host --side names — and
+// opens the environment it is to be built in (--netns, or the current namespace). The caller
+// closes the environment.
 func openScenario(o *options, ref string) (*scenario.Scenario, []byte, *host.Env, error) {
 	s, src, err := loadScenario(o, ref)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if s, err = s.ForHost(scenario.HostName(o.side)); err != nil {
+		return nil, nil, nil, usageError(err)
 	}
 	env, err := host.Open(o.netns)
 	if err != nil {
@@ -62,6 +66,9 @@ func openLab(ctx context.Context, o *options, ref string) (*scenario.Scenario, *
 		return nil, nil, err
 	case err != nil:
 		return nil, nil, withExit(exitEnvironment, fmt.Errorf("%w: bring it up with `rocebed up %s`", err, ref))
+	}
+	if s.TwoHost() {
+		return nil, nil, usageError(fmt.Errorf("lab %s spans two hosts and this command needs both endpoints on this host: a two-host lab's traffic runs with `rocebed run %s --side %s --listen|--connect ADDR:PORT`", s.Name, ref, s.Host))
 	}
 	env, err := host.Open(h.Netns)
 	if err != nil {

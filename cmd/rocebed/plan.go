@@ -41,7 +41,11 @@ func newPlanCmd(o *options) *cobra.Command {
 
 // writePlan prints a plan as numbered commands with the fix each belongs to and old → new.
 func writePlan(w io.Writer, p *plan.Plan) {
-	fmt.Fprintf(w, "lab %s (%s): %d changes\n", p.Lab, p.File, len(p.Steps))
+	host := ""
+	if p.Host != "" {
+		host = ", host " + p.Host
+	}
+	fmt.Fprintf(w, "lab %s (%s)%s: %d changes\n", p.Lab, p.File, host, len(p.Steps))
 	for i, st := range p.Steps {
 		line := fmt.Sprintf("%3d. %s", i+1, st.Command())
 		if t := st.Transition(); t != "" {

@@ -19,6 +19,7 @@ type options struct {
 	stateDir string
 	netns    string
 	sets     []string
+	side     string
 }
 
 // newRootCmd builds the command tree: one constructor per subcommand, one file each.
@@ -44,6 +45,7 @@ asserts completions on both sides, explains failures, and restores the host exac
 	pf.StringVar(&o.stateDir, "state-dir", "/run/rocebed", "directory for lab journals and locks")
 	pf.StringVar(&o.netns, "netns", "", "work inside this existing named network namespace (/run/netns/NAME) instead of the current one")
 	pf.StringArrayVar(&o.sets, "set", nil, "override a scenario parameter: --set NAME=VALUE (repeatable)")
+	pf.StringVar(&o.side, "side", "", "in a two-host lab, the host this is: a or b (the host of endpoint a or b)")
 
 	for _, c := range commands {
 		root.AddCommand(c(o))

@@ -9,10 +9,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/testbed/diagnose"
 	"github.com/rocebed/rocebed/testbed/lab"
+	"github.com/rocebed/rocebed/testbed/pair"
 	"github.com/rocebed/rocebed/testbed/runner"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/rocebed/rocebed/testbed/traffic"
@@ -25,6 +27,8 @@ func init() { register(newRunCmd) }
 type runFlags struct {
 	keep, ablate, noDiagnose, loopbackOK bool
 	junit                                string
+	listen, connect                      string
+	peerTimeout                          time.Duration
 }
 
 func newRunCmd(o *options) *cobra.Command {
@@ -43,6 +47,13 @@ verdict is its exit status and where its RDMA traffic went, from the counters ar
 crossed the cable (both devices and both NICs moved), local-loopback (it looped inside one
 device: a failure unless --loopback-ok), martian-source (sent, then dropped as a martian by the
 receiving NIC), lost, or no-rdma-traffic.
+
+A two-host lab (its NICs say host: a or b) runs on both hosts at once, each with --side: one
+listens on an address of a network other than the lab's cable (--listen ADDR:PORT), the other
+connects to it (--connect ADDR:PORT), as perftest and the pingpong examples do. Each host
+brings up only its own part, runs its end of every batch, and takes its part down; both get
+the same report and verdict. If the other host goes away, this one gives a peer-lost verdict
+within the batch's deadline and restores itself.
 
 --json and --junit always write a report, also when the scenario is bad, the lab cannot come
 up or the command fails; the failure is inside.
@@ -74,6 +85,9 @@ another error.`,
 	c.Flags().BoolVar(&f.noDiagnose, "no-diagnose", false, "do not diagnose a failed traffic run")
 	c.Flags().BoolVar(&f.ablate, "ablate", false, "rerun with each declared fix removed in turn and say which fixes are necessary")
 	c.Flags().BoolVar(&f.loopbackOK, "loopback-ok", false, "with a command: accept traffic that looped inside one device")
+	c.Flags().StringVar(&f.listen, "listen", "", "two-host lab: wait on ADDR:PORT (this host's management address) for the other host's rocebed")
+	c.Flags().StringVar(&f.connect, "connect", "", "two-host lab: connect to the other host's rocebed listening on ADDR:PORT")
+	c.Flags().DurationVar(&f.peerTimeout, "peer-timeout", runner.DefaultPeerTimeout, "two-host lab: how long to wait for the other host to connect, and to come up")
 	return c
 }
 
@@ -88,6 +102,12 @@ func runScenario(ctx context.Context, o *options, f runFlags, ref string, argv [
 	defer env.Close()
 	out.lab = s.Name
 	opts := lab.UpOptions{StateDir: o.stateDir, Source: src, Sets: o.sets}
+	if s.TwoHost() {
+		return runSide(ctx, env, s, opts, argv, f, out)
+	}
+	if f.listen != "" || f.connect != "" {
+		return usageError(fmt.Errorf("--listen and --connect are for a two-host lab; %s is on one host", s.Name))
+	}
 	if f.ablate {
 		out.stage = "ablate"
 		return runAblation(ctx, o, env, s, opts)
@@ -110,6 +130,64 @@ func runScenario(ctx context.Context, o *options, f runFlags, ref string, argv [
 		return err
 	}
 	if !res.Traffic.ExpectationMet {
+		return &traffic.ExpectationError{Lab: s.Name, Msg: res.Traffic.Verdict}
+	}
+	return nil
+}
+
+// runSide is `run SCENARIO --side a|b --listen|--connect ADDR:PORT`: this host's part of a
+// two-host lab, with the other host's rocebed.
+func runSide(ctx context.Context, env *host.Env, s *scenario.Scenario, opts lab.UpOptions, argv []string, f runFlags, out *runOutput) error {
+	switch {
+	case argv != nil:
+		return usageError(fmt.Errorf("lab %s spans two hosts: run -- CMD is for one-host labs; bring each host's part up with `rocebed up %s --side a|b` and run your software on both", s.Name, out.ref))
+	case f.ablate:
+		return usageError(fmt.Errorf("lab %s spans two hosts: --ablate is for one-host labs (between two hosts no fix is needed)", s.Name))
+	case (f.listen == "") == (f.connect == ""):
+		return usageError(fmt.Errorf("lab %s spans two hosts: give this host --listen ADDR:PORT and the other --connect ADDR:PORT (or the other way round), on a network other than the lab's cable", s.Name))
+	}
+	out.side = string(s.Host)
+	out.stage = "connect"
+	cctx, cancel := context.WithTimeout(ctx, f.peerTimeout)
+	var conn *pair.Conn
+	var err error
+	if f.listen != "" {
+		conn, err = pair.Listen(cctx, f.listen, s, version)
+	} else {
+		conn, err = pair.Dial(cctx, f.connect, s, version)
+	}
+	cancel()
+	switch {
+	case errors.Is(err, pair.ErrMismatch):
+		return usageError(err)
+	case err != nil:
+		return withExit(exitEnvironment, err) // nothing was changed
+	}
+	defer conn.Close()
+	res, err := runner.RunSide(ctx, env, s, conn, runner.SideOptions{Up: opts, Keep: f.keep, PeerTimeout: f.peerTimeout, ExitCode: exitCode})
+	out.peer = res.Peer
+	var pe *runner.PeerError
+	var de *runner.DownError
+	switch {
+	case errors.As(err, &pe):
+		out.stage = "up"
+		return withExit(pe.Exit, err)
+	case res.Plan == nil:
+		out.stage = "up"
+		return classifyLabErr(withRDMAHint(err, fmt.Sprintf("for this scenario in two guests: `rocebed vm run --two-hosts %s`", out.ref)))
+	}
+	out.traffic, out.stage = res.Traffic, "traffic"
+	switch {
+	case errors.As(err, &de):
+		return withExit(exitKernel, err)
+	case errors.Is(err, traffic.ErrPeerLost) && res.Traffic != nil:
+		// The verdict of the batch in progress is peer-lost; the report says what this host saw.
+		return &traffic.ExpectationError{Lab: s.Name, Msg: res.Traffic.Verdict}
+	case errors.Is(err, traffic.ErrPeerLost):
+		return withExit(exitExpectation, err)
+	case err != nil:
+		return err
+	case !res.Traffic.ExpectationMet:
 		return &traffic.ExpectationError{Lab: s.Name, Msg: res.Traffic.Verdict}
 	}
 	return nil
@@ -152,7 +230,9 @@ type runOutput struct {
 	ref   string
 
 	lab       string
-	stage     string // load, up, traffic, command, ablate
+	side      string             // a two-host lab's host this is
+	peer      *runner.PeerStatus // and what the other host said
+	stage     string             // load, connect, up, traffic, command, ablate
 	traffic   *traffic.Report
 	diagnosis *diagnose.Diagnosis
 	command   *runner.CommandResult
@@ -222,6 +302,10 @@ func (r *runOutput) writeJSON(rerr *runError) error {
 	if r.command != nil {
 		doc["command"] = r.command
 	}
+	if r.side != "" {
+		doc["host"] = r.side
+		doc["peer"] = r.peer
+	}
 	if rerr != nil {
 		doc["error"] = rerr
 	}
@@ -237,6 +321,11 @@ func (r *runOutput) writeText() error {
 	if r.diagnosis != nil {
 		fmt.Fprintln(r.w)
 		if err := r.diagnosis.WriteText(r.w); err != nil {
+			return err
+		}
+	}
+	if p := r.peer; p != nil {
+		if _, err := fmt.Fprintf(r.w, "this is host %s; %s\n", r.side, p.Summary()); err != nil {
 			return err
 		}
 	}

@@ -39,7 +39,11 @@ func newUpCmd(o *options) *cobra.Command {
 			if o.json {
 				return writeJSON(os.Stdout, map[string]any{"lab": s.Name, "up": true, "steps": p.Steps})
 			}
-			fmt.Printf("lab %s is up (%d changes); `rocebed down %s` restores the host\n", s.Name, len(p.Steps), s.Name)
+			part := ""
+			if s.Host != "" {
+				part = fmt.Sprintf(" on host %s (its part of the two-host lab)", s.Host)
+			}
+			fmt.Printf("lab %s is up%s (%d changes); `rocebed down %s` restores the host\n", s.Name, part, len(p.Steps), s.Name)
 			return nil
 		},
 	}

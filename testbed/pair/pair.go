@@ -155,8 +155,19 @@ func start(ctx context.Context, c net.Conn, s *scenario.Scenario, version string
 	return p, nil
 }
 
-// check says why two hellos cannot run a lab together.
+// ErrMismatch says the two hosts were not started as two sides of one lab: another lab or
+// scenario, the same --side, another rocebed protocol.
+var ErrMismatch = errors.New("the two hosts do not run one lab")
+
+// check says why two hellos cannot run a lab together (wrapping ErrMismatch).
 func check(mine, theirs hello, name string) error {
+	if err := mismatch(mine, theirs, name); err != nil {
+		return fmt.Errorf("%w: %w", ErrMismatch, err)
+	}
+	return nil
+}
+
+func mismatch(mine, theirs hello, name string) error {
 	switch {
 	case theirs.Protocol != mine.Protocol:
 		return fmt.Errorf("%s speaks protocol %d, this host %d: run the same rocebed version on both hosts (there: %s, here: %s)",

@@ -47,8 +47,10 @@ type PlanOptions struct {
 
 // Plan is the ordered list of host changes `up` makes.
 type Plan struct {
-	Lab   string `json:"lab"`
-	File  string `json:"file"`
+	Lab  string `json:"lab"`
+	File string `json:"file"`
+	// Host is the host of a two-host lab this plan is for; its changes are that host's only.
+	Host  string `json:"host,omitempty"`
 	Steps []Step `json:"steps"`
 }
 
@@ -57,7 +59,7 @@ type Plan struct {
 // problems that depend on the host (a NIC carrying the default route) are *FieldError, missing
 // or conflicting host objects are *preflight.Error.
 func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error) {
-	p := &Plan{Lab: s.Name, File: s.File}
+	p := &Plan{Lab: s.Name, File: s.File, Host: string(s.Host)}
 	var errs []error
 	add := func(st Step) { p.Steps = append(p.Steps, st) }
 

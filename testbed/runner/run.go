@@ -34,6 +34,8 @@ type Result struct {
 	Diagnosis *diagnose.Diagnosis
 	// Down says the lab was taken down and the host restored.
 	Down bool
+	// Peer is, in a two-host lab (RunSide), what the other host said of its part.
+	Peer *PeerStatus
 }
 
 // Run brings the lab up, runs its traffic, diagnoses a failure if asked, and takes the lab down
