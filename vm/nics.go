@@ -3,6 +3,7 @@ package vm
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 )
 
@@ -15,6 +16,12 @@ type NIC struct {
 	MAC        net.HardwareAddr
 	LocalPort  int
 	RemotePort int
+	// Addr, when valid, is set on the NIC and the NIC brought up before the command runs, with
+	// a permanent neighbour entry for Peer at PeerMAC: a static management link (PairNICs).
+	// Otherwise the NIC is left down and unaddressed, for the lab to configure.
+	Addr    netip.Prefix
+	Peer    netip.Addr
+	PeerMAC net.HardwareAddr
 }
 
 // CableNICs returns n NICs (n even) named eth1…ethN, cabled in pairs: eth1–eth2, eth3–eth4, …
@@ -88,6 +95,15 @@ func nicRenameScript(nics []NIC) string {
 	b.WriteString("  esac\ndone\n")
 	for i, n := range nics {
 		fmt.Fprintf(&b, "ip link set dev rocebednic%d name %s\n", i, shQuote(n.Name))
+	}
+	for _, n := range nics {
+		if !n.Addr.IsValid() {
+			continue
+		}
+		fmt.Fprintf(&b, "ip addr add %s dev %s\nip link set dev %s up\n", n.Addr, shQuote(n.Name), shQuote(n.Name))
+		if n.Peer.IsValid() && len(n.PeerMAC) == 6 {
+			fmt.Fprintf(&b, "ip neigh replace %s lladdr %s dev %s nud permanent\n", n.Peer, n.PeerMAC, shQuote(n.Name))
+		}
 	}
 	return b.String()
 }

@@ -123,6 +123,10 @@ type End struct {
 	RTRMS float64 `json:"rtr_ms,omitempty"`
 }
 
+// name is the end's device for people: "rxe0", or in a two-host lab "a/rxe0", as its counters
+// are named.
+func (e End) name() string { return e.counter(e.Device) }
+
 // counter names one of this end's netdevs or devices as the batch's counters do.
 func (e End) counter(name string) string {
 	if e.Host == "" {
@@ -252,8 +256,8 @@ func (b *BatchResult) Judge() {
 	case t.retryExc != nil:
 		b.Class = ClassRetryExceeded
 		b.Verdict = fmt.Sprintf("requester %s got %s (%s) %s after the first send; responder %s: %s; %s",
-			b.Sender.Device, t.retryExc.Status.CName(), t.retryExc.Status, FormatMS(t.retryExc.AtMS),
-			b.Receiver.Device, t.recvSummary(), b.evidence(true))
+			b.Sender.name(), t.retryExc.Status.CName(), t.retryExc.Status, FormatMS(t.retryExc.AtMS),
+			b.Receiver.name(), t.recvSummary(), b.evidence(true))
 	case t.firstErr != nil:
 		b.Class = ClassErrorCompletion
 		e := t.firstErr
@@ -263,7 +267,7 @@ func (b *BatchResult) Judge() {
 	case t.badPayload != nil:
 		b.Class = ClassPayloadMismatch
 		b.Verdict = fmt.Sprintf("%d of %d receives on %s carried wrong data; first: wr %d: %s",
-			t.badCount, t.recvTotal, b.Receiver.Device, t.badPayload.WRID, t.badPayload.Payload)
+			t.badCount, t.recvTotal, b.Receiver.name(), t.badPayload.WRID, t.badPayload.Payload)
 	case t.sendOK < b.Messages || t.recvOK < b.Messages:
 		b.Class = ClassMissingCompletions
 		why := b.StopReason
@@ -271,7 +275,7 @@ func (b *BatchResult) Judge() {
 			why = "polling stopped"
 		}
 		b.Verdict = fmt.Sprintf("%s (%s after the first send): %s got %d of %d IBV_WC_SEND, %s got %d of %d IBV_WC_RECV; %s",
-			why, FormatMS(b.ElapsedMS), b.Sender.Device, t.sendOK, b.Messages, b.Receiver.Device, t.recvOK, b.Messages, b.evidence(true))
+			why, FormatMS(b.ElapsedMS), b.Sender.name(), t.sendOK, b.Messages, b.Receiver.name(), t.recvOK, b.Messages, b.evidence(true))
 	default:
 		if ok, what := b.onWire(t.sendOK); !ok {
 			b.Class = ClassNotOnWire
@@ -287,7 +291,7 @@ func (b *BatchResult) Judge() {
 			rate += fmt.Sprintf(", mean post→completion %.0f µs", b.MeanLatencyUS)
 		}
 		b.Verdict = fmt.Sprintf("%d × %d B %s → %s: %d IBV_WC_SEND + %d IBV_WC_RECV ok, payloads intact, in %s%s; connect %s; %s",
-			b.Messages, b.Size, b.Sender.Device, b.Receiver.Device, t.sendOK, t.recvOK, FormatMS(t.lastAt), rate, FormatMS(b.ConnectMS), b.evidence(true))
+			b.Messages, b.Size, b.Sender.name(), b.Receiver.name(), t.sendOK, t.recvOK, FormatMS(t.lastAt), rate, FormatMS(b.ConnectMS), b.evidence(true))
 	}
 }
 
@@ -468,7 +472,7 @@ func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 		case !mok || martian == 0:
 			return false, "connect timed out, but in_martian_src did not move: the neighbour failed for another reason"
 		case !sok || !rok || sentS != 0 || sentR != 0:
-			return false, fmt.Sprintf("connect timed out, but RoCE packets were sent (%s +%d, %s +%d)", b.Sender.Device, sentS, b.Receiver.Device, sentR)
+			return false, fmt.Sprintf("connect timed out, but RoCE packets were sent (%s +%d, %s +%d)", b.Sender.name(), sentS, b.Receiver.name(), sentR)
 		}
 		return true, fmt.Sprintf("neighbor-martian: connect timed out, in_martian_src +%d, no RoCE packet sent", martian)
 	case scenario.FailureMartianSource:
@@ -551,12 +555,12 @@ func (r *Report) WriteText(w io.Writer) error {
 			outcome = string(x.Class)
 		}
 		fmt.Fprintf(&b, "%s %s: %s %s(%s %s) → %s(%s %s), %d × %d B: %s\n", mark, x.Name(), x.Transport,
-			x.Sender.Device, x.Sender.NIC, x.Sender.Address, x.Receiver.Device, x.Receiver.NIC, x.Receiver.Address,
+			x.Sender.name(), x.Sender.NIC, x.Sender.Address, x.Receiver.name(), x.Receiver.NIC, x.Receiver.Address,
 			x.Messages, x.Size, outcome)
 		fmt.Fprintf(&b, "     %s\n", x.Verdict)
 		conn := fmt.Sprintf("connect %s", FormatMS(x.ConnectMS))
 		if x.Transport == scenario.TransportRC {
-			conn += fmt.Sprintf(" (RTR %s %s, %s %s)", x.Sender.Device, FormatMS(x.Sender.RTRMS), x.Receiver.Device, FormatMS(x.Receiver.RTRMS))
+			conn += fmt.Sprintf(" (RTR %s %s, %s %s)", x.Sender.name(), FormatMS(x.Sender.RTRMS), x.Receiver.name(), FormatMS(x.Receiver.RTRMS))
 		} else if x.Sender.RTRMS > 0 {
 			conn += fmt.Sprintf(" (address handle %s)", FormatMS(x.Sender.RTRMS))
 		}
