@@ -83,8 +83,8 @@ vm-prepare: ## fetch Debian's kernel and build the guest image (cached: a no-op 
 	$(VM_ROCEBED) vm prepare
 
 .PHONY: test-vm
-test-vm: vm-prepare ## the harness's own QEMU tests, then real-kernel tests in one guest with rdma_rxe
-	ROCEBED_VM_TESTS=1 $(GO) test -p 1 -count=1 -v -run '^(TestHarness|TestVMExec)' ./vm/ ./cmd/rocebed/
+test-vm: vm-prepare ## the harness's own QEMU tests and the two-host lab in two guests, then real-kernel tests in one guest with rdma_rxe
+	ROCEBED_VM_TESTS=1 $(GO) test -p 1 -count=1 -v -run '^(TestHarness|TestVMExec|TestVMPair)' ./vm/ ./cmd/rocebed/
 	$(VM_ROCEBED) vm test --nics 2 --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
 
 .PHONY: test-vm-trace

@@ -418,6 +418,7 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		b.postAt = make([]time.Duration, t.Messages)
 		b.seen = map[uint32]bool{}
 		b.t0 = time.Now()
+		slog.Debug("batch started", "traffic", t.Name, "direction", dir, "host", s.Host)
 		if b.snd != nil {
 			for b.posted < min(b.sendWin, t.Messages) && !b.stopSend {
 				b.postSend()
