@@ -120,7 +120,7 @@ func TestVMPairSides(t *testing.T) {
 	opts := func(work string, out io.Writer) vm.ExecOptions {
 		return vm.ExecOptions{
 			WorkDir: work, Timeout: 10 * time.Minute, Stdout: out, Stderr: out,
-			Env: []string{pairtest.EnvRocebed + "=" + filepath.Join(work, "rocebed"), "ROCEBED_REQUIRE_RXE=1", "ROCEBED_REQUIRE_ROOT=1"},
+			Env:  []string{pairtest.EnvRocebed + "=" + filepath.Join(work, "rocebed"), "ROCEBED_REQUIRE_RXE=1", "ROCEBED_REQUIRE_ROOT=1"},
 			Argv: []string{filepath.Join(work, "pairtest.test"), "-test.v", "-test.run", "^TestPairSide$", "-test.timeout", "9m"},
 		}
 	}

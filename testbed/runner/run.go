@@ -1,6 +1,7 @@
 // Package runner runs whole labs. Run is up → traffic → (diagnosis) → down in one call: the
 // sequence behind the CLI's `run` and behind ablation. Ablate repeats it with each fix left
-// out in turn. The lab always comes down and the host is restored, unless asked to keep it.
+// out in turn. RunSide is one host's part of a two-host lab, with the other host's rocebed.
+// The lab always comes down and the host is restored, unless asked to keep it.
 package runner
 
 import (
