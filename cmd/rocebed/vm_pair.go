@@ -22,10 +22,7 @@ func (f *vmFlags) pairExecOptions(cmd *cobra.Command) (a, b vm.ExecOptions, err 
 	if f.nics != 0 {
 		return a, b, usageError(fmt.Errorf("--nics %d: a pair's guests get their NICs from the pair (eth0 management, eth1 the cable between them)", f.nics))
 	}
-	n := f.nics
-	f.nics = 0
 	e, err := f.execOptions(cmd)
-	f.nics = n
 	if err != nil {
 		return a, b, err
 	}

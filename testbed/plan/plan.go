@@ -59,6 +59,9 @@ type Plan struct {
 // problems that depend on the host (a NIC carrying the default route) are *FieldError, missing
 // or conflicting host objects are *preflight.Error.
 func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error) {
+	if s.TwoHost() && s.Host == "" {
+		return nil, fmt.Errorf("lab %s spans two hosts: plan one host's part (scenario.ForHost; `--side a` or `--side b`)", s.Name)
+	}
 	p := &Plan{Lab: s.Name, File: s.File, Host: string(s.Host)}
 	var errs []error
 	add := func(st Step) { p.Steps = append(p.Steps, st) }

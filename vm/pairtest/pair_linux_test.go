@@ -196,9 +196,10 @@ func killMidBatch(t *testing.T, g guest, args []string) {
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	started := make(chan struct{})
-	var log bytes.Buffer
+	started, finished := make(chan struct{}), make(chan struct{})
+	var log bytes.Buffer // written by the reader until finished
 	go func() {
+		defer close(finished)
 		sc := bufio.NewScanner(stderr)
 		seen := false
 		for sc.Scan() {
@@ -215,10 +216,12 @@ func killMidBatch(t *testing.T, g guest, args []string) {
 	case <-started:
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
+		<-finished
 		_ = cmd.Wait()
 		t.Fatalf("host b's batch never started:\n%s", log.String())
 	}
 	require.NoError(t, cmd.Process.Kill(), "kill -9 rocebed")
+	<-finished // the pipe closes with the process
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	require.True(t, errors.As(err, &ee) && !ee.Exited(), "rocebed was killed, not exited: %v", err)
