@@ -36,8 +36,8 @@ fixes:
   - name: accept-local
     sysctls: [net.ipv4.conf.eth1.accept_local=1, net.ipv4.conf.eth2.accept_local=1]
 traffic:
-  - {name: rc-both, transport: rc, direction: both, messages: 200, size: 1024}
-  - {name: ud-both, transport: ud, direction: both, messages: 200, size: 1024}
+  - {name: rc-both, transport: rc, direction: both, messages: 100, size: 1024, rc: {timeout: 14, retry_cnt: 6}}
+  - {name: ud-both, transport: ud, direction: both, messages: 100, size: 1024}
 expect:
   result: pass
 `
