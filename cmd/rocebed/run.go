@@ -171,7 +171,10 @@ func runSide(ctx context.Context, env *host.Env, s *scenario.Scenario, opts lab.
 	switch {
 	case errors.As(err, &pe):
 		out.stage = "up"
-		return withExit(pe.Exit, err)
+		if pe.Exit == exitOK {
+			return withExit(exitKernel, err)
+		}
+		return withExit(pe.Exit, err) // the other host's own exit code: both hosts exit alike
 	case res.Plan == nil:
 		out.stage = "up"
 		return classifyLabErr(withRDMAHint(err, fmt.Sprintf("for this scenario in two guests: `rocebed vm run --two-hosts %s`", out.ref)))
