@@ -75,7 +75,7 @@ bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysct
 # Real-kernel tests run in a QEMU guest booted with Debian's own kernel (it has rdma_rxe): one
 # boot runs every package below with ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1.
 VM_TEST_PKGS ?= ./internal/... ./rdma/... ./testbed/... ./vm/guesttest
-VM_TIMEOUT   ?= 15m
+VM_TIMEOUT   ?= 20m
 VM_ROCEBED   ?= $(GO) run ./cmd/rocebed
 
 .PHONY: vm-prepare

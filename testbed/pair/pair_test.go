@@ -73,7 +73,7 @@ func TestHelloAndMessages(t *testing.T) {
 
 	// Both send a large message before either reads: the reader goroutines take them off the
 	// sockets, so neither send waits for the other host to read.
-	big := strings.Repeat("x", 8<<20)
+	big := strings.Repeat("x", 2<<20) // more than both sockets' buffers hold
 	errs := make(chan error, 2)
 	for _, c := range []*Conn{a, b} {
 		go func() { errs <- c.Send(ctx, "big", big) }()
