@@ -191,16 +191,20 @@ func (c *Neighbor) Check() error {
 	if _, err := netip.ParseAddr(c.Addr); err != nil {
 		return fmt.Errorf("neighbour %q: %w", c.Addr, err)
 	}
+	if c.MAC == "" {
+		return fmt.Errorf("neighbour %s has no mac", c.Addr)
+	}
+	// MAC may still be "peer" in a plan (Prepare resolves it); Old is always an address.
 	for _, m := range []string{c.MAC, c.Old} {
-		if m == "" || m == scenario.PeerMAC && m == c.MAC {
+		if m == "" || (m == c.MAC && m == scenario.PeerMAC) {
 			continue
 		}
 		if hw, err := net.ParseMAC(m); err != nil || len(hw) != 6 {
 			return fmt.Errorf("neighbour mac %q is not a MAC address", m)
 		}
 	}
-	if c.MAC == "" {
-		return fmt.Errorf("neighbour %s has no mac", c.Addr)
+	if c.Old == scenario.PeerMAC {
+		return fmt.Errorf("neighbour old mac %q is not a MAC address", c.Old)
 	}
 	if _, ok := neighStates[c.oldState()]; c.Old != "" && !ok {
 		return fmt.Errorf("neighbour old state %q: want permanent, noarp, reachable or stale", c.OldState)

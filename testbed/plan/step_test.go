@@ -63,6 +63,7 @@ func TestCheckRefusesWhatUpNeverWrites(t *testing.T) {
 		&RuleAdd{},
 		&Route{Route: &RouteSpec{To: "10.0.0.0/8", Dev: "x y"}},
 		&Neighbor{Link: "vA", Addr: "10.0.0.1", MAC: "zz"},
+		&Neighbor{Link: "vA", Addr: "10.0.0.1", MAC: "peer", Old: "peer"},
 		&RXE{Link: "vA", RXE: "../rxe"},
 	} {
 		assert.Error(t, c.Check(), "%s %+v", c.Kind(), c)
