@@ -134,7 +134,7 @@ func (c *Neighbor) Prepare(env *host.Env) error {
 	}
 	c.Old, c.OldState, c.OldRouter = "", "", false
 	ip := net.ParseIP(c.Addr)
-	neighs, err := env.NL.NeighList(l.Attrs().Index, kernel.FamilyOf(ip))
+	neighs, err := kernel.Dump(func() ([]netlink.Neigh, error) { return env.NL.NeighList(l.Attrs().Index, kernel.FamilyOf(ip)) })
 	if err != nil {
 		return fmt.Errorf("list neighbours of %s: %w", c.Link, err)
 	}

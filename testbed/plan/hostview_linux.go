@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/kernel"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ func (v hostView) Link(name string) (LinkState, bool, error) {
 		return LinkState{}, false, err
 	}
 	st := LinkState{MTU: l.Attrs().MTU, Up: l.Attrs().Flags&net.FlagUp != 0}
-	addrs, err := v.e.NL.AddrList(l, netlink.FAMILY_ALL)
+	addrs, err := kernel.Dump(func() ([]netlink.Addr, error) { return v.e.NL.AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return LinkState{}, false, err
 	}
@@ -49,7 +50,7 @@ func (v hostView) Link(name string) (LinkState, bool, error) {
 func (v hostView) DefaultRouteLinks() ([]string, error) {
 	tables := map[int]bool{}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rules, err := v.e.NL.RuleList(fam)
+		rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return v.e.NL.RuleList(fam) })
 		if err != nil {
 			return nil, err
 		}
@@ -63,7 +64,9 @@ func (v hostView) DefaultRouteLinks() ([]string, error) {
 	unknown := false
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		// Table RT_TABLE_UNSPEC with the table filter lists every table.
-		routes, err := v.e.NL.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		routes, err := kernel.Dump(func() ([]netlink.Route, error) {
+			return v.e.NL.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -84,7 +87,7 @@ func (v hostView) DefaultRouteLinks() ([]string, error) {
 			}
 		}
 	}
-	links, err := v.e.NL.LinkList()
+	links, err := kernel.Dump(func() ([]netlink.Link, error) { return v.e.NL.LinkList() })
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +112,7 @@ func isDefault(r netlink.Route) bool {
 func (v hostView) Sysctl(key string) (string, error) { return v.e.GetSysctl(key) }
 
 func (v hostView) Rules(family int) ([]RuleSpec, error) {
-	rules, err := v.e.NL.RuleList(family)
+	rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return v.e.NL.RuleList(family) })
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +132,9 @@ func (v hostView) RouteExists(r RouteSpec) (bool, error) {
 	if nr.Dst.IP.To4() == nil {
 		fam = netlink.FAMILY_V6
 	}
-	routes, err := v.e.NL.RouteListFiltered(fam, &netlink.Route{Table: nr.Table, Dst: nr.Dst}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+	routes, err := kernel.Dump(func() ([]netlink.Route, error) {
+		return v.e.NL.RouteListFiltered(fam, &netlink.Route{Table: nr.Table, Dst: nr.Dst}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+	})
 	if err != nil {
 		return false, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -54,7 +55,7 @@ const minIfindex, maxIfindex = 1000, 9999
 
 // Prepare checks that neither end's name is taken and chooses a free ifindex for the link.
 func (c *Veth) Prepare(env *host.Env) error {
-	links, err := env.NL.LinkList()
+	links, err := kernel.Dump(func() ([]netlink.Link, error) { return env.NL.LinkList() })
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
