@@ -65,7 +65,11 @@ test-nocgo: ## unit tests without cgo
 check: deps test test-vm ## everything CI runs: deps, host tests, VM tests
 
 .PHONY: bench
-bench: bench-host bench-vm ## benchmarks and reports: host (up+down vs shell), VM (boot, traffic vs perftest)
+bench: bench-parse bench-host bench-vm ## benchmarks and reports: parser bombs, host (up+down vs shell), VM (boot, traffic vs perftest)
+
+.PHONY: bench-parse
+bench-parse: ## every hostile 1 MiB scenario shape refused: exit code, seconds and peak MB of `rocebed validate`
+	testbed/scenario/hostile-report.sh
 
 .PHONY: bench-host
 bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysctl commands (ratio)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -154,15 +155,11 @@ func AddRXE(h *netlink.Handle, name, netdev string) error {
 
 // listRDMA lists RDMA links, retrying a dump the kernel interrupted.
 func listRDMA(h *netlink.Handle) ([]*netlink.RdmaLink, error) {
-	var err error
-	for range 5 {
-		var links []*netlink.RdmaLink
-		links, err = handle(h).RdmaLinkList()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return links, mapNoRDMA(err)
-		}
+	links, err := kernel.Dump(func() ([]*netlink.RdmaLink, error) { return handle(h).RdmaLinkList() })
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, err
 	}
-	return nil, err
+	return links, mapNoRDMA(err)
 }
 
 // RXEExists reports whether an RDMA device called name exists (`rdma dev show NAME`).

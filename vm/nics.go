@@ -75,7 +75,7 @@ func nicArgs(nics []NIC) []string {
 		id := fmt.Sprintf("nic%d", i)
 		args = append(args,
 			"-netdev", fmt.Sprintf("dgram,id=%s,local.type=inet,local.host=127.0.0.1,local.port=%d,remote.type=inet,remote.host=127.0.0.1,remote.port=%d", id, n.LocalPort, n.RemotePort),
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s", id, n.MAC))
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s,romfile=", id, n.MAC)) // no option ROM: the guest boots by PVH, not from the NIC
 	}
 	return args
 }

@@ -409,7 +409,7 @@ func TestCableNICs(t *testing.T) {
 		}
 	}
 	args := strings.Join(nicArgs(nics[:1]), " ")
-	for _, want := range []string{"dgram,id=nic0,local.type=inet,local.host=127.0.0.1", "remote.host=127.0.0.1", "virtio-net-pci,netdev=nic0,mac=52:54:00:ab:07:01"} {
+	for _, want := range []string{"dgram,id=nic0,local.type=inet,local.host=127.0.0.1", "remote.host=127.0.0.1", "virtio-net-pci,netdev=nic0,mac=52:54:00:ab:07:01,romfile="} {
 		if !strings.Contains(args, want) {
 			t.Errorf("QEMU args %q lack %q", args, want)
 		}

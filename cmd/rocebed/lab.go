@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/testbed/lab"
@@ -30,6 +31,9 @@ func openScenario(o *options, ref string) (*scenario.Scenario, []byte, *host.Env
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := checkNetnsFlag(o); err != nil {
+		return nil, nil, nil, err
+	}
 	if s, err = s.ForHost(scenario.HostName(o.side)); err != nil {
 		return nil, nil, nil, usageError(err)
 	}
@@ -40,10 +44,26 @@ func openScenario(o *options, ref string) (*scenario.Scenario, []byte, *host.Env
 	return s, src, env, nil
 }
 
+// checkNetnsFlag refuses a --netns that is not a namespace name: it names a file under
+// /run/netns, so a path ("../../proc/1/ns/net") must never reach it.
+func checkNetnsFlag(o *options) error {
+	if o.netns == "" {
+		return nil
+	}
+	if msg := scenario.NetnsNameProblem(o.netns); msg != "" {
+		return usageError(fmt.Errorf("--netns %s", msg))
+	}
+	return nil
+}
+
 // labName turns a LAB argument (a lab name, a built-in scenario, or a scenario path) into the
-// lab's name.
+// lab's name. A name must be a valid lab name — it names a directory in the state directory,
+// so ".." and the like are refused — unless it is a scenario reference (builtin:NAME).
 func labName(o *options, ref string) (string, error) {
-	if scenario.LooksLikeName(ref) {
+	if scenario.LooksLikeName(ref) && !strings.HasPrefix(ref, scenario.BuiltinPrefix) {
+		if msg := scenario.LabNameProblem(ref); msg != "" {
+			return "", usageError(fmt.Errorf("%s (and not a scenario file: a path has a '/' or ends in .yaml)", msg))
+		}
 		return ref, nil
 	}
 	s, _, err := loadScenario(o, ref)

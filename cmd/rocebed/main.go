@@ -22,6 +22,6 @@ func run() int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(os.Stderr, "error:", err)
+	fmt.Fprintln(os.Stderr, "error:", termSafe(err.Error()))
 	return exitCode(err)
 }

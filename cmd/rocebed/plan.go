@@ -36,16 +36,18 @@ func newPlanCmd(o *options) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&skipRDMA, "skip-rdma", false, "leave out the rxe links")
-	return c
+	return readOnlyCommand(c)
 }
 
 // writePlan prints a plan as numbered commands with the fix each belongs to and old → new.
+// Each command is one a shell runs as printed: names and values that need it are quoted
+// (plan.Quote), and nothing printed can drive the terminal (termSafe).
 func writePlan(w io.Writer, p *plan.Plan) {
 	host := ""
 	if p.Host != "" {
 		host = ", host " + p.Host
 	}
-	fmt.Fprintf(w, "lab %s (%s)%s: %d changes\n", p.Lab, p.File, host, len(p.Steps))
+	fmt.Fprint(w, termSafe(fmt.Sprintf("lab %s (%s)%s: %d changes", p.Lab, p.File, host, len(p.Steps)))+"\n")
 	for i, st := range p.Steps {
 		line := fmt.Sprintf("%3d. %s", i+1, st.Command())
 		if t := st.Transition(); t != "" {
@@ -54,7 +56,7 @@ func writePlan(w io.Writer, p *plan.Plan) {
 		if st.Fix != "" {
 			line += "   [fix " + st.Fix + "]"
 		}
-		fmt.Fprintln(w, line)
+		fmt.Fprint(w, termSafe(line)+"\n")
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -35,6 +37,14 @@ asserts completions on both sides, explains failures, and restores the host exac
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Annotations[readOnly] == "true" {
+				// Nothing to undo: let Ctrl-C and SIGTERM end the process at once, even in
+				// the middle of a read or a write that would block.
+				signal.Reset(os.Interrupt, syscall.SIGTERM)
+			}
+			if err := checkNetnsFlag(o); err != nil {
+				return err
+			}
 			return setupLogging(o.logLevel)
 		},
 	}
@@ -62,6 +72,19 @@ func wrapArgs(c *cobra.Command) {
 	for _, sub := range c.Commands() {
 		wrapArgs(sub)
 	}
+}
+
+// readOnly is the annotation of a command that changes nothing on the host; SIGINT and
+// SIGTERM end such a command at once instead of asking it to stop.
+const readOnly = "rocebed/read-only"
+
+// readOnlyCommand marks c as one that changes nothing.
+func readOnlyCommand(c *cobra.Command) *cobra.Command {
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations[readOnly] = "true"
+	return c
 }
 
 // commands lists the subcommand constructors; each file adds its own in init.

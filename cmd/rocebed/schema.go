@@ -10,7 +10,7 @@ import (
 func init() { register(newSchemaCmd) }
 
 func newSchemaCmd(o *options) *cobra.Command {
-	return &cobra.Command{
+	return readOnlyCommand(&cobra.Command{
 		Use:   "schema",
 		Short: "Print the JSON Schema of the scenario format (for editors and CI linters)",
 		Long: `schema prints a JSON Schema (draft 2020-12) of the scenario format, generated from the Go
@@ -30,5 +30,5 @@ types, enums); rocebed validate also checks meaning (ranges, references between 
 			_, err = cmd.OutOrStdout().Write(append(data, '\n'))
 			return err
 		},
-	}
+	})
 }

@@ -11,7 +11,7 @@ import (
 func init() { register(newStatusCmd) }
 
 func newStatusCmd(o *options) *cobra.Command {
-	return &cobra.Command{
+	return readOnlyCommand(&cobra.Command{
 		Use:   "status LAB",
 		Short: "Show whether a lab is up, and the changes its journal records",
 		Args:  cobra.ExactArgs(1),
@@ -22,7 +22,7 @@ func newStatusCmd(o *options) *cobra.Command {
 			}
 			st, err := lab.StatusOf(o.stateDir, name)
 			if err != nil {
-				return err
+				return classifyLabErr(err)
 			}
 			if o.json {
 				return writeJSON(os.Stdout, st)
@@ -35,15 +35,15 @@ func newStatusCmd(o *options) *cobra.Command {
 			if st.Netns != "" {
 				where = "netns " + st.Netns
 			}
-			fmt.Printf("  scenario %s, in %s, brought up by pid %d at %s\n", st.File, where, st.PID, st.Started.Format("2006-01-02 15:04:05Z"))
-			fmt.Printf("  %d changes made, %d undone\n", st.Done, st.Undone)
+			fmt.Println(termSafe(fmt.Sprintf("  scenario %s, in %s, brought up by pid %d at %s", st.File, where, st.PID, st.Started.Format("2006-01-02 15:04:05Z"))))
+			fmt.Printf("  %d of %d changes made, %d refused, %d undone\n", st.Done, st.Planned, st.Failed, st.Undone)
 			for i, s := range st.Steps {
-				fmt.Printf("  %3d. %s\n", i+1, s.Command())
+				fmt.Println(termSafe(fmt.Sprintf("  %3d. %s", i+1, s.Command())))
 			}
 			if st.State == lab.StateIncomplete {
 				fmt.Printf("  an up or down was interrupted: run `rocebed down %s` to restore the host\n", st.Lab)
 			}
 			return nil
 		},
-	}
+	})
 }

@@ -54,7 +54,10 @@ func newUpCmd(o *options) *cobra.Command {
 // classifyLabErr gives lab-state errors their exit class: a busy or already-up lab is an
 // environment problem (3); a failed step is a kernel error (4).
 func classifyLabErr(err error) error {
-	if errors.Is(err, lab.ErrBusy) || errors.Is(err, lab.ErrUp) {
+	switch {
+	case errors.Is(err, lab.ErrBadName):
+		return usageError(err)
+	case errors.Is(err, lab.ErrBusy), errors.Is(err, lab.ErrUp), errors.Is(err, lab.ErrUntrusted):
 		return withExit(exitEnvironment, err)
 	}
 	return err
@@ -70,9 +73,10 @@ func withRDMAHint(err error, more string) error {
 	return err
 }
 
-// testKillHook implements ROCEBED_TEST_KILL_AT=K:before|after, which makes `up` SIGKILL itself
-// right before or after making change K (1-based). It exists only so tests can prove that
-// `down` restores the host after a `kill -9` at any moment.
+// testKillHook implements ROCEBED_TEST_KILL_AT=K:before|after|done, which makes `up` SIGKILL
+// itself right before or after making change K (1-based), or once K is journaled as done and
+// before K+1 begins. It exists only so tests can prove that `down` restores the host, and
+// `status` says incomplete, after a `kill -9` at any moment.
 func testKillHook(opts *lab.UpOptions) error {
 	v := os.Getenv("ROCEBED_TEST_KILL_AT")
 	if v == "" {
@@ -80,8 +84,8 @@ func testKillHook(opts *lab.UpOptions) error {
 	}
 	ks, phase, _ := strings.Cut(v, ":")
 	k, err := strconv.Atoi(ks)
-	if err != nil || (phase != "before" && phase != "after") {
-		return fmt.Errorf("ROCEBED_TEST_KILL_AT=%q: want K:before or K:after", v)
+	if err != nil || (phase != "before" && phase != "after" && phase != "done") {
+		return fmt.Errorf("ROCEBED_TEST_KILL_AT=%q: want K:before, K:after or K:done", v)
 	}
 	kill := func(i int, _ *plan.Step) error {
 		if i+1 == k {
@@ -90,10 +94,13 @@ func testKillHook(opts *lab.UpOptions) error {
 		}
 		return nil
 	}
-	if phase == "before" {
+	switch phase {
+	case "before":
 		opts.BeforeApply = kill
-	} else {
+	case "after":
 		opts.AfterApply = kill
+	default:
+		opts.AfterStep = kill
 	}
 	return nil
 }

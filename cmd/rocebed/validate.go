@@ -13,7 +13,7 @@ import (
 func init() { register(newValidateCmd) }
 
 func newValidateCmd(o *options) *cobra.Command {
-	return &cobra.Command{
+	return readOnlyCommand(&cobra.Command{
 		Use:   "validate SCENARIO...",
 		Short: "Check scenarios (files or built-in names) without touching the host; needs no root",
 		Long: `validate parses each scenario strictly (unknown keys, wrong types and duplicate keys are
@@ -51,7 +51,7 @@ if any scenario is invalid. It changes nothing and reads nothing from the host.`
 			}
 			return nil
 		},
-	}
+	})
 }
 
 // validateResult is one scenario's verdict; its JSON form is what `validate --json` prints.
@@ -105,22 +105,26 @@ func leafErrors(err error) []error {
 	return []error{err}
 }
 
+// writeValidateText prints each result on its own line(s), made safe for a terminal: file
+// names and messages may carry anything a hostile file or argument put there.
 func writeValidateText(w io.Writer, results []validateResult) {
 	for _, r := range results {
 		if r.OK {
-			fmt.Fprintf(w, "ok %s: lab %s: %s, %s, %s\n", r.File, r.Lab,
-				plural(r.nics, "NIC", "NICs"), plural(r.fixes, "fix", "fixes"), plural(r.traffic, "traffic", "traffic"))
+			fmt.Fprint(w, termSafe(fmt.Sprintf("ok %s: lab %s: %s, %s, %s", r.File, r.Lab,
+				plural(r.nics, "NIC", "NICs"), plural(r.fixes, "fix", "fixes"), plural(r.traffic, "traffic", "traffic")))+"\n")
 			continue
 		}
 		for _, e := range r.Errors {
+			var line string
 			switch {
 			case e.Line == 0:
-				fmt.Fprintf(w, "%s: %s\n", e.File, e.Message)
+				line = fmt.Sprintf("%s: %s", e.File, e.Message)
 			case e.Path == "":
-				fmt.Fprintf(w, "%s:%d:%d: %s\n", e.File, e.Line, e.Column, e.Message)
+				line = fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Message)
 			default:
-				fmt.Fprintf(w, "%s:%d:%d: %s: %s\n", e.File, e.Line, e.Column, e.Path, e.Message)
+				line = fmt.Sprintf("%s:%d:%d: %s: %s", e.File, e.Line, e.Column, e.Path, e.Message)
 			}
+			fmt.Fprint(w, termSafe(line)+"\n")
 		}
 	}
 }

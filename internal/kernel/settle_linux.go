@@ -24,7 +24,7 @@ const settlePoll = 20 * time.Millisecond
 // bound to ns), and the IPv6 sysctls that decide whether a link gets a link-local address.
 func ReadSettleState(nl *netlink.Handle, ns netns.NsHandle) (SettleState, error) {
 	var s SettleState
-	links, err := nl.LinkList()
+	links, err := Dump(func() ([]netlink.Link, error) { return nl.LinkList() })
 	if err != nil {
 		return s, fmt.Errorf("list links: %w", err)
 	}
@@ -50,7 +50,7 @@ func ReadSettleState(nl *netlink.Handle, ns netns.NsHandle) (SettleState, error)
 			AutoLinkLocal: a.EncapType == "ether" && a.MTU >= 1280 && ipv6[a.Name],
 		})
 	}
-	addrs, err := nl.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := Dump(func() ([]netlink.Addr, error) { return nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return s, fmt.Errorf("list addresses: %w", err)
 	}
@@ -67,7 +67,9 @@ func ReadSettleState(nl *netlink.Handle, ns netns.NsHandle) (SettleState, error)
 		})
 	}
 	s.LocalRoutes = map[LocalRoute]bool{}
-	routes, err := nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+	routes, err := Dump(func() ([]netlink.Route, error) {
+		return nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return s, fmt.Errorf("list table local: %w", err)
 	}
@@ -102,11 +104,16 @@ func WaitSettled(ctx context.Context, nl *netlink.Handle, ns netns.NsHandle) err
 	var last []string
 	for {
 		s, err := ReadSettleState(nl, ns)
-		if err != nil {
+		switch {
+		case errors.Is(err, netlink.ErrDumpInterrupted):
+			// The kernel changed a table during the dump: it is not settled; look again.
+			last = []string{"a netlink dump was interrupted by a change (" + err.Error() + ")"}
+		case err != nil:
 			return err
-		}
-		if last = s.Unsettled(); len(last) == 0 {
-			return nil
+		default:
+			if last = s.Unsettled(); len(last) == 0 {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():

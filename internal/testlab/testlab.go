@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/scenarios"
 	"github.com/rocebed/rocebed/testbed/lab"
@@ -134,7 +135,7 @@ func (l *Lab) Down(t testing.TB) {
 // RuleSet lists the IPv4 policy rules as text.
 func RuleSet(t testing.TB, env *host.Env) []string {
 	t.Helper()
-	rules, err := env.NL.RuleList(unix.AF_INET)
+	rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return env.NL.RuleList(unix.AF_INET) })
 	require.NoError(t, err)
 	var out []string
 	for _, r := range rules {

@@ -153,7 +153,7 @@ func (c *collector) collectNICs() {
 			ne.MTU = a.MTU
 			ne.MAC = a.HardwareAddr.String()
 			if h, closeH, err := c.env.NetlinkIn(ns); err == nil {
-				if addrs, err := h.AddrList(l, unix.AF_UNSPEC); err == nil {
+				if addrs, err := kernel.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_UNSPEC) }); err == nil {
 					for _, ad := range addrs {
 						if ad.IP.IsLinkLocalUnicast() {
 							continue
@@ -323,7 +323,7 @@ func (c *collector) nicEvidence(name string) *NICEvidence {
 }
 
 func (c *collector) collectRules() {
-	rules, err := c.env.NL.RuleList(unix.AF_INET)
+	rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return c.env.NL.RuleList(unix.AF_INET) })
 	if err != nil {
 		c.note("ip rule: %v", err)
 		return

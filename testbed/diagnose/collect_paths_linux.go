@@ -82,7 +82,7 @@ func (c *collector) direction(de *DirectionEvidence) {
 
 func neighborOf(h *netlink.Handle, l netlink.Link, ip net.IP, peerMAC string) NeighborEvidence {
 	n := NeighborEvidence{State: NeighborState{Lookup: NeighborAbsent}, PeerMAC: peerMAC}
-	list, err := h.NeighList(l.Attrs().Index, kernel.FamilyOf(ip))
+	list, err := kernel.Dump(func() ([]netlink.Neigh, error) { return h.NeighList(l.Attrs().Index, kernel.FamilyOf(ip)) })
 	if err != nil {
 		n.State = NeighborState{Lookup: NeighborUnreadable, Err: err.Error()}
 		return n

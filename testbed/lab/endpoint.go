@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
@@ -78,7 +79,7 @@ func EndpointAddr(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (ne
 		return netip.Addr{}, fmt.Errorf("endpoint on %s: %w", ep.NIC, err)
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		addrs, err := h.AddrList(l, fam)
+		addrs, err := kernel.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, fam) })
 		if err != nil {
 			return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ep.NIC, err)
 		}

@@ -72,11 +72,32 @@ func TestPlanCommandsAreRealIproute2(t *testing.T) {
 var linkLocalIID = regexp.MustCompile(`fe80::[0-9a-f][0-9a-f:]*`)
 
 // stripMACs blanks what the kernel chooses anew for each creation (ifindexes, veth MACs and
-// the IPv6 link-local addresses derived from them) and sorts the neighbour table (hash order)
-// and the route tables, whose order follows when addrconf happened to run on each NIC.
+// the IPv6 link-local addresses derived from them) and sorts what follows from those choices:
+// the links (listed in ifindex order), the neighbour table (hash order) and the route tables,
+// whose order follows when addrconf happened to run on each NIC.
 func stripMACs(dump string, p *plan.Plan) string {
-	var out, neigh []string
-	sorted := false
+	var out, section []string
+	var mode string // how the current section's lines are ordered: "", "lines" or "links"
+	flush := func() {
+		switch mode {
+		case "lines":
+			sort.Strings(section)
+		case "links":
+			// One block per link (its first line, then the indented ones), in ifindex order in
+			// the dump; rocebed and iproute2 give the veths different ifindexes.
+			var blocks []string
+			for _, l := range section {
+				if !strings.HasPrefix(l, " ") || len(blocks) == 0 {
+					blocks = append(blocks, l)
+				} else {
+					blocks[len(blocks)-1] += "\n" + l
+				}
+			}
+			sort.Strings(blocks)
+			section = blocks
+		}
+		out, section = append(out, section...), nil
+	}
 	for _, l := range strings.Split(dump, "\n") {
 		if i := strings.Index(l, "link/ether "); i >= 0 {
 			l = l[:i] + "link/ether <mac>"
@@ -85,22 +106,25 @@ func stripMACs(dump string, p *plan.Plan) string {
 			l = l[:i] + "lladdr <mac>"
 		}
 		l = linkLocalIID.ReplaceAllString(l, "fe80::<from mac>")
-		if i := strings.Index(l, ": "); i > 0 && i < 5 && !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "### ") && strings.Contains(l, "@") {
+		if i := strings.Index(l, ": "); i > 0 && !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "### ") && strings.Contains(l, "@") {
 			l = "<ifindex>" + l[i:] // ifindexes grow with every creation
 		}
 		if strings.HasPrefix(l, "### ") {
-			sort.Strings(neigh)
-			out, neigh = append(out, neigh...), nil
-			sorted = strings.HasSuffix(l, " neigh show") || strings.HasSuffix(l, " route show table all")
+			flush()
+			switch {
+			case strings.HasSuffix(l, " neigh show") || strings.HasSuffix(l, " route show table all"):
+				mode = "lines"
+			case strings.HasSuffix(l, " link show") || strings.HasSuffix(l, " addr show"):
+				mode = "links"
+			default:
+				mode = ""
+			}
 			out = append(out, l)
 			continue
 		}
-		if sorted {
-			neigh = append(neigh, l)
-			continue
-		}
-		out = append(out, l)
+		section = append(section, l)
 	}
+	flush()
 	return strings.Join(out, "\n")
 }
 

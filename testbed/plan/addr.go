@@ -13,40 +13,48 @@ import (
 
 // Addr adds an address to a NIC.
 type Addr struct {
-	Link string `json:"link"`
-	Addr string `json:"addr"` // CIDR
+	Link  string `json:"link"`
+	Addr  string `json:"addr"` // CIDR
+	Index int    `json:"ifindex,omitempty"`
 }
 
-func (*Addr) Kind() Kind              { return KindAddr }
-func (*Addr) Transition() string      { return "" }
-func (*Addr) Prepare(*host.Env) error { return nil }
+func (*Addr) Kind() Kind         { return KindAddr }
+func (*Addr) Transition() string { return "" }
+
+func (c *Addr) Prepare(env *host.Env) error {
+	_, err := prepareLink(env, c.Link, &c.Index)
+	return err
+}
 
 func (c *Addr) Command() string {
 	// netlink's AddrAdd sets the IPv4 broadcast address below /31; `brd +` does the same.
 	if p, err := netip.ParsePrefix(c.Addr); err == nil && p.Addr().Is4() && p.Bits() < 31 {
-		return fmt.Sprintf("ip addr add %s brd + dev %s", c.Addr, c.Link)
+		return fmt.Sprintf("ip addr add %s brd + dev %s", Quote(c.Addr), Quote(c.Link))
 	}
-	return fmt.Sprintf("ip addr add %s dev %s", c.Addr, c.Link)
+	return fmt.Sprintf("ip addr add %s dev %s", Quote(c.Addr), Quote(c.Link))
 }
 
-func (c *Addr) UndoCommand() string { return fmt.Sprintf("ip addr del %s dev %s", c.Addr, c.Link) }
+func (c *Addr) UndoCommand() string {
+	return fmt.Sprintf("ip addr del %s dev %s", Quote(c.Addr), Quote(c.Link))
+}
 
 func (c *Addr) Apply(env *host.Env) error {
-	l, err := env.NL.LinkByName(c.Link)
+	l, err := appliedLink(env, c.Link, c.Index)
 	if err != nil {
-		return err
+		return notMade(err)
 	}
 	a, err := netlink.ParseAddr(c.Addr)
 	if err != nil {
-		return err
+		return notMade(err)
 	}
-	return env.NL.AddrAdd(l, a)
+	// EEXIST: the address is there already, put there by someone else since planning.
+	return notMade(env.NL.AddrAdd(l, a))
 }
 
 func (c *Addr) Undo(env *host.Env) error {
-	l, err := env.NL.LinkByName(c.Link)
-	if err != nil {
-		return ignoreGone(err)
+	l, err := linkAt(env, c.Link, c.Index)
+	if err != nil || l == nil {
+		return err
 	}
 	a, err := netlink.ParseAddr(c.Addr)
 	if err != nil {
@@ -55,33 +63,67 @@ func (c *Addr) Undo(env *host.Env) error {
 	return ignoreGone(env.NL.AddrDel(l, a))
 }
 
-// Neighbor sets a permanent neighbour entry; Old is the lladdr of a permanent entry it
-// replaced.
+func (c *Addr) Check() error {
+	if err := checkIfName(c.Link); err != nil {
+		return err
+	}
+	if _, err := netip.ParsePrefix(c.Addr); err != nil {
+		return fmt.Errorf("address %q: %w", c.Addr, err)
+	}
+	return nil
+}
+
+// Neighbor sets a permanent neighbour entry. Old, OldState and OldRouter are the entry it
+// replaced — any entry with a link-layer address: permanent, or one the kernel learnt
+// (reachable, stale, ...) — which Undo puts back; without one, Undo deletes the entry.
 type Neighbor struct {
-	Link string `json:"link"`
-	MAC  string `json:"mac"` // scenario.PeerMAC is resolved by Prepare
-	Addr string `json:"addr"`
-	Old  string `json:"old,omitempty"`
+	Link      string `json:"link"`
+	MAC       string `json:"mac"` // scenario.PeerMAC is resolved by Prepare
+	Addr      string `json:"addr"`
+	Old       string `json:"old,omitempty"`
+	OldState  string `json:"old_state,omitempty"` // iproute2's name: permanent, noarp, reachable, stale
+	OldRouter bool   `json:"old_router,omitempty"`
+	Index     int    `json:"ifindex,omitempty"`
 }
 
 func (*Neighbor) Kind() Kind         { return KindNeighbor }
 func (*Neighbor) Transition() string { return "" }
 
 func (c *Neighbor) Command() string {
-	return fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent", c.Addr, c.MAC, c.Link)
+	return fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent", Quote(c.Addr), Quote(c.MAC), Quote(c.Link))
 }
 
 func (c *Neighbor) UndoCommand() string {
 	if c.Old != "" {
-		return fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent", c.Addr, c.Old, c.Link)
+		cmd := fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud %s", Quote(c.Addr), Quote(c.Old), Quote(c.Link), Quote(c.oldState()))
+		if c.OldRouter {
+			cmd += " router"
+		}
+		return cmd
 	}
-	return fmt.Sprintf("ip neigh del %s dev %s", c.Addr, c.Link)
+	return fmt.Sprintf("ip neigh del %s dev %s", Quote(c.Addr), Quote(c.Link))
+}
+
+// neighStates are the entry states Undo can put back, by iproute2 name. An entry in a
+// passing state (delay, probe) comes back stale, which is where the kernel takes it next.
+var neighStates = map[string]int{
+	"permanent": netlink.NUD_PERMANENT,
+	"noarp":     netlink.NUD_NOARP,
+	"reachable": netlink.NUD_REACHABLE,
+	"stale":     netlink.NUD_STALE,
+}
+
+func (c *Neighbor) oldState() string {
+	if c.OldState == "" {
+		return "permanent" // journals that predate OldState recorded only permanent entries
+	}
+	return c.OldState
 }
 
 func (c *Neighbor) Prepare(env *host.Env) error {
-	l, err := env.NL.LinkByName(c.Link)
+	l, err := prepareLink(env, c.Link, &c.Index)
 	if err != nil {
-		return fmt.Errorf("look up %s: %w", c.Link, err)
+		return err
 	}
 	if c.MAC == scenario.PeerMAC {
 		mac, err := peerMAC(env, l)
@@ -90,45 +132,97 @@ func (c *Neighbor) Prepare(env *host.Env) error {
 		}
 		c.MAC = mac
 	}
-	c.Old = ""
+	c.Old, c.OldState, c.OldRouter = "", "", false
 	ip := net.ParseIP(c.Addr)
-	neighs, err := env.NL.NeighList(l.Attrs().Index, kernel.FamilyOf(ip))
+	neighs, err := kernel.Dump(func() ([]netlink.Neigh, error) { return env.NL.NeighList(l.Attrs().Index, kernel.FamilyOf(ip)) })
 	if err != nil {
 		return fmt.Errorf("list neighbours of %s: %w", c.Link, err)
 	}
 	for _, n := range neighs {
-		if n.IP.Equal(ip) && n.State&netlink.NUD_PERMANENT != 0 {
-			c.Old = n.HardwareAddr.String()
+		if !n.IP.Equal(ip) || len(n.HardwareAddr) == 0 {
+			continue
 		}
+		switch {
+		case n.State&netlink.NUD_PERMANENT != 0:
+			c.OldState = "permanent"
+		case n.State&netlink.NUD_NOARP != 0:
+			c.OldState = "noarp"
+		case n.State&netlink.NUD_REACHABLE != 0:
+			c.OldState = "reachable"
+		case n.State&(netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0:
+			c.OldState = "stale"
+		default:
+			continue // incomplete or failed: nothing to put back
+		}
+		c.Old = n.HardwareAddr.String()
+		c.OldRouter = n.Flags&netlink.NTF_ROUTER != 0
 	}
 	return nil
 }
 
-func (c *Neighbor) Apply(env *host.Env) error { return setNeighbor(env, c.Link, c.Addr, c.MAC) }
+func (c *Neighbor) Apply(env *host.Env) error {
+	l, err := appliedLink(env, c.Link, c.Index)
+	if err != nil {
+		return notMade(err)
+	}
+	return notMade(setNeighbor(env, l, c.Addr, c.MAC, netlink.NUD_PERMANENT, false))
+}
 
 func (c *Neighbor) Undo(env *host.Env) error {
-	l, err := env.NL.LinkByName(c.Link)
-	if err != nil {
-		return ignoreGone(err)
+	l, err := linkAt(env, c.Link, c.Index)
+	if err != nil || l == nil {
+		return err
 	}
 	if c.Old != "" {
-		return setNeighbor(env, c.Link, c.Addr, c.Old)
+		state, ok := neighStates[c.oldState()]
+		if !ok {
+			return fmt.Errorf("neighbour %s on %s: unknown old state %q", c.Addr, c.Link, c.OldState)
+		}
+		return setNeighbor(env, l, c.Addr, c.Old, state, c.OldRouter)
 	}
 	ip := net.ParseIP(c.Addr)
 	return ignoreGone(env.NL.NeighDel(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: kernel.FamilyOf(ip), IP: ip}))
 }
 
-func setNeighbor(env *host.Env, link, ip, mac string) error {
-	l, err := env.NL.LinkByName(link)
-	if err != nil {
+func (c *Neighbor) Check() error {
+	if err := checkIfName(c.Link); err != nil {
 		return err
 	}
+	if _, err := netip.ParseAddr(c.Addr); err != nil {
+		return fmt.Errorf("neighbour %q: %w", c.Addr, err)
+	}
+	if c.MAC == "" {
+		return fmt.Errorf("neighbour %s has no mac", c.Addr)
+	}
+	// MAC may still be "peer" in a plan (Prepare resolves it); Old is always an address.
+	for _, m := range []string{c.MAC, c.Old} {
+		if m == "" || (m == c.MAC && m == scenario.PeerMAC) {
+			continue
+		}
+		if hw, err := net.ParseMAC(m); err != nil || len(hw) != 6 {
+			return fmt.Errorf("neighbour mac %q is not a MAC address", m)
+		}
+	}
+	if c.Old == scenario.PeerMAC {
+		return fmt.Errorf("neighbour old mac %q is not a MAC address", c.Old)
+	}
+	if _, ok := neighStates[c.oldState()]; c.Old != "" && !ok {
+		return fmt.Errorf("neighbour old state %q: want permanent, noarp, reachable or stale", c.OldState)
+	}
+	return nil
+}
+
+func setNeighbor(env *host.Env, l netlink.Link, ip, mac string, state int, router bool) error {
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
-		return fmt.Errorf("neighbour %s on %s: %w", ip, link, err)
+		return fmt.Errorf("neighbour %s on %s: %w", ip, l.Attrs().Name, err)
 	}
 	addr := net.ParseIP(ip)
-	return env.NL.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: kernel.FamilyOf(addr), State: netlink.NUD_PERMANENT, IP: addr, HardwareAddr: hw})
+	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: kernel.FamilyOf(addr), State: state, IP: addr, HardwareAddr: hw}
+	if router {
+		n.Flags = netlink.NTF_ROUTER
+	}
+	return env.NL.NeighSet(n)
 }
 
 // peerMAC returns the MAC of the other end of a veth.

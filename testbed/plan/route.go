@@ -9,35 +9,50 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// Route adds a route.
+// Route adds a route. Index is the ifindex of its device when Prepare ran.
 type Route struct {
 	Route *RouteSpec `json:"route"`
+	Index int        `json:"ifindex,omitempty"`
 }
 
-func (*Route) Kind() Kind              { return KindRoute }
-func (*Route) Transition() string      { return "" }
-func (*Route) Prepare(*host.Env) error { return nil }
-func (c *Route) Command() string       { return "ip route add " + c.Route.String() }
-func (c *Route) UndoCommand() string   { return "ip route del " + c.Route.String() }
+func (*Route) Kind() Kind            { return KindRoute }
+func (*Route) Transition() string    { return "" }
+func (c *Route) Command() string     { return "ip route add " + c.Route.String() }
+func (c *Route) UndoCommand() string { return "ip route del " + c.Route.String() }
+
+func (c *Route) Prepare(env *host.Env) error {
+	_, err := prepareLink(env, c.Route.Dev, &c.Index)
+	return err
+}
 
 func (c *Route) Apply(env *host.Env) error {
+	l, err := appliedLink(env, c.Route.Dev, c.Index)
+	if err != nil {
+		return notMade(err)
+	}
 	r, err := netlinkRoute(env, *c.Route)
 	if err != nil {
-		return err
+		return notMade(err)
 	}
-	return env.NL.RouteAdd(r)
+	r.LinkIndex = l.Attrs().Index
+	// EEXIST: the route is there already, added by someone else since planning.
+	return notMade(env.NL.RouteAdd(r))
 }
 
 func (c *Route) Undo(env *host.Env) error {
+	l, err := linkAt(env, c.Route.Dev, c.Index)
+	if err != nil || l == nil {
+		return err // the device is gone, and its routes with it
+	}
 	r, err := netlinkRoute(env, *c.Route)
 	if err != nil {
 		return err
 	}
-	if r.LinkIndex == 0 {
-		return nil // the device is gone, and its routes with it
-	}
+	r.LinkIndex = l.Attrs().Index
 	return ignoreGone(env.NL.RouteDel(r))
 }
+
+func (c *Route) Check() error { return c.Route.check() }
 
 // netlinkRoute converts rocebed's route form to netlink's, resolving the device by name in
 // the lab's namespace (index 0 when it does not exist).

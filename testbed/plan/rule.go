@@ -26,9 +26,10 @@ func (c *RuleAdd) UndoCommand() string {
 func (c *RuleAdd) Apply(env *host.Env) error {
 	r, err := netlinkRule(*c.Rule)
 	if err != nil {
-		return err
+		return notMade(err)
 	}
-	return env.NL.RuleAdd(r)
+	// EEXIST: the same rule is there already, added by someone else since planning.
+	return notMade(env.NL.RuleAdd(r))
 }
 
 func (c *RuleAdd) Undo(env *host.Env) error {
@@ -38,6 +39,8 @@ func (c *RuleAdd) Undo(env *host.Env) error {
 	}
 	return ignoreGone(env.NL.RuleDel(r))
 }
+
+func (c *RuleAdd) Check() error { return c.Rule.check() }
 
 // RuleDel deletes a policy rule (the kernel's `0: from all lookup local`, moved elsewhere);
 // undo adds it back exactly, protocol included.
@@ -58,9 +61,9 @@ func (c *RuleDel) UndoCommand() string {
 func (c *RuleDel) Apply(env *host.Env) error {
 	r, err := netlinkRule(*c.Rule)
 	if err != nil {
-		return err
+		return notMade(err)
 	}
-	return env.NL.RuleDel(r)
+	return notMade(env.NL.RuleDel(r))
 }
 
 func (c *RuleDel) Undo(env *host.Env) error {
@@ -80,6 +83,8 @@ func (c *RuleDel) Undo(env *host.Env) error {
 	}
 	return env.NL.RuleAdd(r)
 }
+
+func (c *RuleDel) Check() error { return c.Rule.check() }
 
 // netlinkRule converts rocebed's rule form to netlink's.
 func netlinkRule(rs RuleSpec) (*netlink.Rule, error) {

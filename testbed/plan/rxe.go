@@ -2,10 +2,16 @@ package plan
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/rdma"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // RXE creates a soft-RoCE device on a NIC.
@@ -17,8 +23,10 @@ type RXE struct {
 func (*RXE) Kind() Kind              { return KindRXE }
 func (*RXE) Transition() string      { return "" }
 func (*RXE) Prepare(*host.Env) error { return nil }
-func (c *RXE) Command() string       { return "rdma link add " + c.RXE + " type rxe netdev " + c.Link }
-func (c *RXE) UndoCommand() string   { return "rdma link del " + c.RXE }
+func (c *RXE) Command() string {
+	return "rdma link add " + Quote(c.RXE) + " type rxe netdev " + Quote(c.Link)
+}
+func (c *RXE) UndoCommand() string { return "rdma link del " + Quote(c.RXE) }
 
 // rxeActiveTimeout bounds the wait for a new rxe port to become ACTIVE.
 const rxeActiveTimeout = 10 * time.Second
@@ -26,10 +34,11 @@ const rxeActiveTimeout = 10 * time.Second
 func (c *RXE) Apply(env *host.Env) error {
 	h, err := env.RDMA()
 	if err != nil {
-		return err
+		return notMade(err)
 	}
+	// EEXIST: the name is taken, or the netdev has an rxe device already — not this lab's.
 	if err := rdma.AddRXE(h, c.RXE, c.Link); err != nil {
-		return err
+		return notMade(err)
 	}
 	// The port turns ACTIVE once rxe sees the netdev up; traffic needs it.
 	ctx, cancel := context.WithTimeout(context.Background(), rxeActiveTimeout)
@@ -37,10 +46,30 @@ func (c *RXE) Apply(env *host.Env) error {
 	return rdma.Sysfs{Root: env.SysfsRoot}.WaitActive(ctx, c.RXE, 1)
 }
 
+// Undo deletes the rxe device, unless a device of that name sits on another netdev: that one
+// is someone else's (while this lab's existed, nobody could have made another of its name), so
+// this lab's is gone already.
 func (c *RXE) Undo(env *host.Env) error {
+	parent, err := os.ReadFile(filepath.Join(env.SysfsRoot, "class/infiniband", c.RXE, "parent"))
+	if err == nil && strings.TrimSpace(string(parent)) != c.Link {
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read the netdev of rdma device %s: %w", c.RXE, err)
+	}
 	h, err := env.RDMA()
 	if err != nil {
 		return err
 	}
 	return rdma.DelRXE(h, c.RXE) // nil when it is already gone
+}
+
+func (c *RXE) Check() error {
+	if err := checkIfName(c.Link); err != nil {
+		return err
+	}
+	if msg := scenario.RDMANameProblem(c.RXE); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
 }

@@ -3,11 +3,14 @@ package plan
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/kernel"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // Kind names one kind of host change.
@@ -43,8 +46,26 @@ type Change interface {
 	// Apply makes the change.
 	Apply(env *host.Env) error
 	// Undo reverts it. It succeeds when the change is already gone, so it can run after a
-	// crash before, during or after the change, and twice.
+	// crash before, during or after the change, and twice. It acts only on what this change
+	// made: a link is known by the ifindex Prepare recorded, never by its name alone.
 	Undo(env *host.Env) error
+	// Check says whether the change is well-formed — names the kernel keeps as written,
+	// addresses, keys and values of the right form — without looking at the host. A journal
+	// is read through it, so `down` never acts on a record it could not have written.
+	Check() error
+}
+
+// ErrNotMade marks an Apply error after which the host is as it was: the kernel refused the
+// change (a link or address that exists already, say). Up journals such a step as not made,
+// so rollback never undoes what another process made.
+var ErrNotMade = errors.New("change not made")
+
+// notMade wraps err, the error of the one call that makes a change, with ErrNotMade.
+func notMade(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w (%w)", err, ErrNotMade)
 }
 
 // kinds makes an empty Change of each kind, for decoding a journal or a plan.
@@ -136,16 +157,16 @@ func (r *RuleSpec) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pref %d", r.Priority)
 	if r.IIF != "" {
-		fmt.Fprintf(&b, " iif %s", r.IIF)
+		fmt.Fprintf(&b, " iif %s", Quote(r.IIF))
 	}
 	if r.OIF != "" {
-		fmt.Fprintf(&b, " oif %s", r.OIF)
+		fmt.Fprintf(&b, " oif %s", Quote(r.OIF))
 	}
 	if r.From != "" {
-		fmt.Fprintf(&b, " from %s", r.From)
+		fmt.Fprintf(&b, " from %s", Quote(r.From))
 	}
 	if r.To != "" {
-		fmt.Fprintf(&b, " to %s", r.To)
+		fmt.Fprintf(&b, " to %s", Quote(r.To))
 	}
 	fmt.Fprintf(&b, " lookup %s", kernel.TableName(r.Table))
 	if r.Protocol != 0 {
@@ -173,16 +194,184 @@ type RouteSpec struct {
 
 func (r *RouteSpec) String() string {
 	var b strings.Builder
-	b.WriteString(r.To)
+	b.WriteString(Quote(r.To))
 	if r.Via != "" {
-		fmt.Fprintf(&b, " via %s", r.Via)
+		fmt.Fprintf(&b, " via %s", Quote(r.Via))
 	}
-	fmt.Fprintf(&b, " dev %s", r.Dev)
+	fmt.Fprintf(&b, " dev %s", Quote(r.Dev))
 	if r.Src != "" {
-		fmt.Fprintf(&b, " src %s", r.Src)
+		fmt.Fprintf(&b, " src %s", Quote(r.Src))
 	}
 	if r.Table != 0 {
 		fmt.Fprintf(&b, " table %s", kernel.TableName(r.Table))
 	}
 	return b.String()
+}
+
+// check says whether the rule is one rocebed could have made or moved.
+func (r *RuleSpec) check() error {
+	switch {
+	case r == nil:
+		return errors.New("no rule")
+	case r.Family != kernel.AFInet && r.Family != kernel.AFInet6:
+		return fmt.Errorf("rule family %d: want %d (IPv4) or %d (IPv6)", r.Family, kernel.AFInet, kernel.AFInet6)
+	case r.Priority < 0 || r.Priority > 32767:
+		return fmt.Errorf("rule priority %d out of range", r.Priority)
+	case r.Table < 1 || r.Table > maxTable:
+		return fmt.Errorf("rule table %d out of range", r.Table)
+	case r.Protocol < 0 || r.Protocol > 255:
+		return fmt.Errorf("rule protocol %d out of range", r.Protocol)
+	}
+	for _, n := range []string{r.IIF, r.OIF} {
+		if n != "" {
+			if err := checkIfName(n); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range []string{r.From, r.To} {
+		if p != "" {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				return fmt.Errorf("rule prefix %q: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// check says whether the route is one rocebed could have made.
+func (r *RouteSpec) check() error {
+	if r == nil {
+		return errors.New("no route")
+	}
+	if _, err := netip.ParsePrefix(r.To); err != nil {
+		return fmt.Errorf("route to %q: %w", r.To, err)
+	}
+	if err := checkIfName(r.Dev); err != nil {
+		return err
+	}
+	for _, a := range []string{r.Src, r.Via} {
+		if a != "" {
+			if _, err := netip.ParseAddr(a); err != nil {
+				return fmt.Errorf("route address %q: %w", a, err)
+			}
+		}
+	}
+	if r.Table < 0 || r.Table > maxTable {
+		return fmt.Errorf("route table %d out of range", r.Table)
+	}
+	return nil
+}
+
+const maxTable = 1<<32 - 1
+
+// checkIfName refuses an interface name the kernel would refuse or rewrite.
+func checkIfName(name string) error {
+	if msg := scenario.IfNameProblem(name); msg != "" {
+		return fmt.Errorf("interface name: %s", msg)
+	}
+	return nil
+}
+
+// checkValue refuses a value (a sysctl's, an MTU's) that is not one line of printable text;
+// tabs separate the fields of multi-value sysctls.
+func checkValue(what, v string) error {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c >= 0x7f {
+			return fmt.Errorf("%s %q: want printable ASCII", what, v)
+		}
+	}
+	return nil
+}
+
+// Quote quotes s for a POSIX shell when it needs it: as it is when it is made only of
+// characters no shell treats specially, in single quotes otherwise, and — when it holds a
+// control character or a byte that is not ASCII — as bash's $'...' with every such byte
+// escaped. A printed command can then neither run something else when pasted nor send an
+// escape sequence to the terminal.
+func Quote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	safe, ctrl := true, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("@%+=:,./_-", c) >= 0:
+		case c < 0x20 || c >= 0x7f:
+			safe, ctrl = false, true
+		default:
+			safe = false
+		}
+	}
+	switch {
+	case safe:
+		return s
+	case !ctrl:
+		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	var b strings.Builder
+	b.WriteString("$'")
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' || c == '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c >= 0x20 && c < 0x7f:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+// runtimeFields are the JSON fields of each kind that Prepare fills from the host (old values,
+// the ifindex of the link acted on); the rest is what planning decided.
+var runtimeFields = map[Kind][]string{
+	KindVeth:     {"ifindex"},
+	KindMTU:      {"old", "ifindex"},
+	KindAddr:     {"ifindex"},
+	KindSysctl:   {"old", "ifindex"},
+	KindUp:       {"old", "ifindex"},
+	KindRoute:    {"ifindex"},
+	KindNeighbor: {"old", "old_state", "old_router", "ifindex"},
+}
+
+// SameStep reports whether recorded is the planned step as Prepare left it: the same kind,
+// fix and planned fields, whatever old values and ifindex it read from the host. The journal
+// holds every begun step against the plan recorded at `up` this way.
+func SameStep(planned, recorded Step) bool {
+	if planned.Change == nil || recorded.Change == nil || planned.Kind() != recorded.Kind() || planned.Fix != recorded.Fix {
+		return false
+	}
+	a, errA := plannedFields(planned)
+	b, errB := plannedFields(recorded)
+	if errA != nil || errB != nil {
+		return false
+	}
+	if planned.Kind() == KindNeighbor && a["mac"] == scenario.PeerMAC {
+		delete(a, "mac") // Prepare resolves "peer" to the MAC at the other end of the cable
+		delete(b, "mac")
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}
+
+func plannedFields(s Step) (map[string]any, error) {
+	raw, err := json.Marshal(s.Change)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	for _, k := range runtimeFields[s.Kind()] {
+		delete(m, k)
+	}
+	return m, nil
 }

@@ -213,7 +213,7 @@ func (p *prober) checkLink(ctx context.Context) (LayerResult, error) {
 		case a.OperState != netlink.OperUp && a.OperState != netlink.OperUnknown:
 			return probeFailed(fmt.Sprintf("%s is not operational (oper state %s)", e.nic, a.OperState), "check the NIC's state with `ip link show`", ev)
 		}
-		addrs, err := p.env.NL.AddrList(l, kernel.FamilyOf(e.addr))
+		addrs, err := kernel.Dump(func() ([]netlink.Addr, error) { return p.env.NL.AddrList(l, kernel.FamilyOf(e.addr)) })
 		if err != nil {
 			return LayerResult{}, fmt.Errorf("list addresses of %s: %w", e.nic, err)
 		}
@@ -356,7 +356,7 @@ func (p *prober) predictSource(acceptLocal, rpFilter int, back *netlink.Route) k
 
 // hasIifLoRules reports whether any IPv4 rule matches iif lo: the mark of policy routing.
 func (p *prober) hasIifLoRules() bool {
-	rules, err := p.env.NL.RuleList(unix.AF_INET)
+	rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return p.env.NL.RuleList(unix.AF_INET) })
 	if err != nil {
 		return false
 	}
@@ -370,7 +370,9 @@ func (p *prober) hasIifLoRules() bool {
 
 // neighbor returns S's entry for dB, or nil.
 func (p *prober) neighbor() (*netlink.Neigh, error) {
-	list, err := p.env.NL.NeighList(p.src.link.Attrs().Index, kernel.FamilyOf(p.dst.addr))
+	list, err := kernel.Dump(func() ([]netlink.Neigh, error) {
+		return p.env.NL.NeighList(p.src.link.Attrs().Index, kernel.FamilyOf(p.dst.addr))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours of %s: %w", p.src.nic, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/rocebed/rocebed/scenarios"
+	"github.com/rocebed/rocebed/testbed/scenario/internal/hostile"
 )
 
 // FuzzParse: Parse never panics, and every error it returns is made of *FieldErrors that
@@ -30,6 +31,9 @@ func FuzzParse(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(data, "")
+	}
+	for _, s := range hostile.Shapes(4096) { // every hostile shape, small
+		f.Add(s.Data, "")
 	}
 	f.Add([]byte(paramScenario), "nic_a=${nic_b}")
 	f.Add([]byte(baseScenario), "p=1")
