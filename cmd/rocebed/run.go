@@ -316,7 +316,17 @@ func (r *runOutput) writeJSON(rerr *runError) error {
 }
 
 func (r *runOutput) writeText() error {
-	if r.traffic != nil {
+	if r.traffic != nil && r.side != "" {
+		// Half of a two-host report came from the other host: nothing in it may drive the
+		// terminal.
+		var b strings.Builder
+		if err := r.traffic.WriteText(&b); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(r.w, termSafe(b.String())); err != nil {
+			return err
+		}
+	} else if r.traffic != nil {
 		if err := r.traffic.WriteText(r.w); err != nil {
 			return err
 		}
@@ -328,7 +338,7 @@ func (r *runOutput) writeText() error {
 		}
 	}
 	if p := r.peer; p != nil {
-		if _, err := fmt.Fprintf(r.w, "this is host %s; %s\n", r.side, p.Summary()); err != nil {
+		if _, err := fmt.Fprint(r.w, termSafe(fmt.Sprintf("this is host %s; %s", r.side, p.Summary()))+"\n"); err != nil {
 			return err
 		}
 	}
