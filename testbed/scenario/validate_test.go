@@ -253,6 +253,15 @@ func TestValidate(t *testing.T) {
 		{"rc timeout", trf(0, func(t *Traffic) { t.RC.Timeout = intp(32) }), []string{"traffic[0].rc.timeout: timeout 32 out of range: want 0..31"}},
 		{"rc retry", trf(0, func(t *Traffic) { t.RC.RetryCount = intp(8) }), []string{"traffic[0].rc.retry_cnt: retry_cnt 8 out of range: want 0..7"}},
 		{"rc rnr", trf(0, func(t *Traffic) { t.RC.RNRRetry = intp(-1) }), []string{"traffic[0].rc.rnr_retry: rnr_retry -1 out of range: want 0..7"}},
+		{"family unknown", trf(0, func(t *Traffic) { t.Family = "ipv5" }), []string{`traffic[0].family: unknown family "ipv5": want ipv4 or ipv6`}},
+		{"family without addresses", trf(0, func(t *Traffic) { t.Family = FamilyIPv6 }), []string{
+			`traffic[0].family: family ipv6: endpoint a's nic "vA" has no ipv6 address (10.10.0.1/24): add one to its addresses, or leave family out`,
+			`traffic[0].family: family ipv6: endpoint b's nic "vB" has no ipv6 address (10.10.0.2/24): add one to its addresses, or leave family out`}},
+		{"family ok", func(s *Scenario) {
+			s.NICs[0].Addresses = append(s.NICs[0].Addresses, "fd00::1/64")
+			s.NICs[1].Addresses = append(s.NICs[1].Addresses, "fd00::2/64")
+			s.Traffic[0].Family = FamilyIPv6
+		}, nil},
 		{"deadline negative", trf(0, func(t *Traffic) { t.DeadlineMS = -1 }), []string{"traffic[0].deadline_ms: deadline_ms -1 out of range: want 0 (default 30000) or up to 3600000"}},
 		{"deadline big", trf(0, func(t *Traffic) { t.DeadlineMS = 3600001 }), []string{"traffic[0].deadline_ms: deadline_ms 3600001 out of range: want 0 (default 30000) or up to 3600000"}},
 
