@@ -252,11 +252,15 @@ const (
 	FailureNoListener Failure = "no-listener"
 	// FailureRetryExceeded: the requester exhausted its retries for another reason.
 	FailureRetryExceeded Failure = "retry-exceeded"
+	// FailureLocalRoute: the RoCE packets to the other endpoint's IPv6 address go to lo — IPv6
+	// output routing takes the local table's route for an address of this host although rxe
+	// names its NIC — so they never reach the cable, and no rxe device receives them.
+	FailureLocalRoute Failure = "local-route"
 )
 
 // KnownFailures lists every Failure a scenario may expect.
 var KnownFailures = []Failure{
-	FailureNeighborMartian, FailureMartianSource, FailureRPFilter, FailureNoListener, FailureRetryExceeded,
+	FailureNeighborMartian, FailureMartianSource, FailureRPFilter, FailureNoListener, FailureRetryExceeded, FailureLocalRoute,
 }
 
 // Expect is what the scenario must produce.

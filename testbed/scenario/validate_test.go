@@ -269,9 +269,9 @@ func TestValidate(t *testing.T) {
 		{"result empty", func(s *Scenario) { s.Expect.Result = "" }, []string{"expect.result: result is required: pass or fail"}},
 		{"result unknown", func(s *Scenario) { s.Expect.Result = "ok" }, []string{`expect.result: unknown result "ok": want pass or fail`}},
 		{"fail without failure", func(s *Scenario) { s.Expect.Result = ResultFail }, []string{
-			"expect: result fail needs failure: the failure that must happen, one of martian-source, neighbor-martian, no-listener, retry-exceeded, rp-filter"}},
+			"expect: result fail needs failure: the failure that must happen, one of local-route, martian-source, neighbor-martian, no-listener, retry-exceeded, rp-filter"}},
 		{"unknown failure", func(s *Scenario) { s.Expect = Expect{Result: ResultFail, Failure: "timeout"} }, []string{
-			`expect.failure: unknown failure "timeout": want one of martian-source, neighbor-martian, no-listener, retry-exceeded, rp-filter`}},
+			`expect.failure: unknown failure "timeout": want one of local-route, martian-source, neighbor-martian, no-listener, retry-exceeded, rp-filter`}},
 		{"pass with failure", func(s *Scenario) { s.Expect.Failure = FailureRPFilter }, []string{"expect.failure: failure is only for result fail"}},
 		{"fail ok", func(s *Scenario) { s.Expect = Expect{Result: ResultFail, Failure: FailureNoListener} }, nil},
 	}
