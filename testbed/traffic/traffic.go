@@ -102,9 +102,12 @@ type End struct {
 // BatchResult is one traffic item in one direction: what was done, every completion, the
 // counter deltas, and the verdict.
 type BatchResult struct {
-	Traffic    string             `json:"traffic"`
-	Transport  scenario.Transport `json:"transport"`
-	Direction  scenario.Direction `json:"direction"` // a->b or b->a
+	Traffic   string             `json:"traffic"`
+	Transport scenario.Transport `json:"transport"`
+	Direction scenario.Direction `json:"direction"` // a->b or b->a
+	// Family is the address family of the endpoints' GIDs (the traffic item's, or the
+	// endpoints' own).
+	Family     scenario.Family    `json:"family,omitempty"`
 	Messages   int                `json:"messages"`
 	Size       int                `json:"size"`
 	RC         *scenario.RCParams `json:"rc,omitempty"`
@@ -325,7 +328,8 @@ func (b *BatchResult) onWire(n int) (bool, string) {
 	if b.Counters == nil {
 		return false, "no counters were read"
 	}
-	cable := counters.Cable{SenderDevice: b.Sender.Device, ReceiverDevice: b.Receiver.Device, SenderNIC: b.Sender.NIC, ReceiverNIC: b.Receiver.NIC}
+	cable := counters.Cable{SenderDevice: b.Sender.Device, ReceiverDevice: b.Receiver.Device, SenderNIC: b.Sender.NIC, ReceiverNIC: b.Receiver.NIC,
+		IPv6: b.Family == scenario.FamilyIPv6}
 	missing := b.Counters.Crossed(cable, uint64(n), b.Transport == scenario.TransportRC)
 	if len(missing) > 0 {
 		return false, strings.Join(missing, "; ") + " (" + b.evidence(true) + ")"
@@ -354,7 +358,11 @@ func (b *BatchResult) evidence(withLinks bool) string {
 	if withLinks {
 		for _, nic := range []string{b.Sender.NIC, b.Receiver.NIC, "lo"} {
 			if l, ok := c.Link(nic); ok {
-				parts = append(parts, fmt.Sprintf("%s tx +%d rx +%d", nic, l.TxPackets, l.RxPackets))
+				p := fmt.Sprintf("%s tx +%d rx +%d", nic, l.TxPackets, l.RxPackets)
+				if b.Family == scenario.FamilyIPv6 {
+					p += fmt.Sprintf(" (IPv6 in +%d)", l.IP6InReceives)
+				}
+				parts = append(parts, p)
 			}
 		}
 	}
@@ -379,7 +387,10 @@ func (b *BatchResult) evidence(withLinks bool) string {
 //   - retry-exceeded: retry-exceeded;
 //   - rp-filter: the connection or the traffic failed and TcpExt.IPReversePathFilter moved;
 //   - no-listener: retry-exceeded or missing completions, and Udp.NoPorts moved (in any of the
-//     lab's namespaces).
+//     lab's namespaces);
+//   - local-route: retry-exceeded (RC) or missing receives (UD), no completion on the
+//     responder, lo carried at least the packets the requester sent and the sender's NIC
+//     fewer: they went to lo, not to the cable.
 func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 	if e.Result != scenario.ResultFail {
 		if b.Pass {
@@ -443,6 +454,28 @@ func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 			return false, fmt.Sprintf("%s, but %s did not move", b.Class, counters.CounterRPFilter)
 		}
 		return true, fmt.Sprintf("rp-filter: %s with %s +%d", b.Class, counters.CounterRPFilter, v)
+	case scenario.FailureLocalRoute:
+		recv := 0
+		for _, c := range b.Completions {
+			if c.Role == RoleReceiver {
+				recv++
+			}
+		}
+		lo, lok := c.Link("lo")
+		tx, txok := c.Link(b.Sender.NIC)
+		switch {
+		case b.Class != ClassRetryExceeded && !(b.Class == ClassMissingCompletions && b.Transport == scenario.TransportUD):
+			return false, "expected local-route (retry-exceeded, or missing UD receives, with the packets on lo), " + got
+		case recv > 0:
+			return false, fmt.Sprintf("%s, but the responder has %d completions", b.Class, recv)
+		case !sok || sentS == 0:
+			return false, string(b.Class) + ", but the requester's sent_pkts did not move"
+		case !lok || lo.TxPackets < sentS:
+			return false, fmt.Sprintf("%s, but lo tx +%d < %d packets sent: they did not go to lo", b.Class, lo.TxPackets, sentS)
+		case !txok || tx.TxPackets >= sentS:
+			return false, fmt.Sprintf("%s, but %s tx +%d ≥ %d packets sent: they reached the cable", b.Class, b.Sender.NIC, tx.TxPackets, sentS)
+		}
+		return true, fmt.Sprintf("local-route: %s, no responder completion, %s sent_pkts +%d went to lo (tx +%d), %s tx +%d", b.Class, b.Sender.Device, sentS, lo.TxPackets, b.Sender.NIC, tx.TxPackets)
 	case scenario.FailureNoListener:
 		noPorts, _ := c.KernelSum(counters.CounterUDPNoPorts)
 		switch {
