@@ -31,8 +31,8 @@ func FamilyOf(a netip.Addr) Family {
 // when it has none. f "" is the endpoint's own family: EndpointAddrIn(ep, "") is EndpointAddr(ep).
 func (s *Scenario) EndpointAddrIn(ep Endpoint, f Family) (netip.Addr, bool) {
 	own, ok := s.EndpointAddr(ep)
-	if f == "" || (ok && FamilyOf(own) == f) {
-		return own, ok
+	if f == "" || (ok && FamilyOf(own) == f) || (!ok && ep.Address != "") {
+		return own, ok // an address that does not parse is not replaced by another
 	}
 	nic, found := s.NIC(ep.NIC)
 	if !found {
