@@ -1,0 +1,54 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/rocebed/rocebed/testbed/counters"
+	"github.com/rocebed/rocebed/testbed/probe"
+	"github.com/rocebed/rocebed/testbed/scenario"
+)
+
+// localRoute: IPv6 packets to a local address went to lo. rxe looks its route up with its NIC
+// as output interface and its GID's address as source, but IPv6 output routing binds to the
+// output interface only for link-local and multicast destinations: for an address of this
+// host — the other NIC's — the local table's route through lo wins. The RoCE packets loop
+// back inside the host, where lo has no rxe device to take them (nor would the other NIC's
+// device: it receives only from its own NIC), so the requester retries in vain. Seen as an
+// IPv6 output route of type local (`ip -6 route get DST from SRC oif NIC` answers `local …
+// dev lo`), or as a failed IPv6 batch whose packets lo carried and the sender's NIC did not.
+func (r ruler) localRoute() *Finding {
+	var ev []string
+	for _, d := range r.ev.Directions {
+		if d.Family != scenario.FamilyIPv6 || d.RouteOut.Type != RouteLocal {
+			continue
+		}
+		ev = append(ev, fmt.Sprintf("%s output route: %s (not unicast out of %s)", d.Name, d.RouteOut.String(), d.SrcNIC))
+		if d.Probe != nil && d.Probe.Layer == probe.LayerRouteOut {
+			ev = append(ev, fmt.Sprintf("%s probe route-out: %s", d.Name, d.Probe.Detail))
+		}
+	}
+	for _, b := range r.batches() {
+		if b.Pass || b.Family != scenario.FamilyIPv6 {
+			continue
+		}
+		c := r.counters(b)
+		sent, ok := c.RDMACounter(b.Sender.Device, counters.CounterRXEHWSentPkts)
+		lo, lok := c.Link("lo")
+		tx, _ := c.Link(b.Sender.NIC)
+		if !ok || !lok || sent == 0 || lo.TxPackets < sent || tx.TxPackets >= sent {
+			continue
+		}
+		rcvd, _ := c.RDMACounter(b.Receiver.Device, counters.CounterRXEHWRcvdPkts)
+		ev = append(ev, fmt.Sprintf("%s %s: %s sent_pkts +%d, lo tx +%d rx +%d, %s tx +%d, %s rcvd_pkts +%d: the packets went to lo, not to the cable",
+			b.Traffic, b.Direction, b.Sender.Device, sent, lo.TxPackets, lo.RxPackets, b.Sender.NIC, tx.TxPackets, b.Receiver.Device, rcvd))
+		if t := b.Tally; t.FirstError != 0 {
+			ev = append(ev, fmt.Sprintf("requester completion %s; responder completions: %d", t.FirstError, t.ReceiverCompletions))
+		}
+	}
+	if len(ev) == 0 {
+		return nil
+	}
+	return &Finding{Code: CodeLocalRoute, Severity: r.severity(),
+		Summary:  "IPv6 packets to a local address went to lo: the other endpoint's IPv6 address is one of this host's own, and IPv6 output routing takes the local table's route through lo for it although rxe names its NIC (the output interface binds only for link-local and multicast destinations), so the RoCE packets never reach the cable and no rxe device receives them",
+		Evidence: ev, Fix: r.policyRoutingFix(false)}
+}
