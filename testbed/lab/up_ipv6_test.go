@@ -3,6 +3,7 @@ package lab_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/rocebed/rocebed/internal/host"
@@ -62,8 +63,10 @@ func TestExistingNICsWaitForDAD(t *testing.T) {
 	for i, st := range p.Steps {
 		switch c := st.Change.(type) {
 		case *plan.DADWait:
-			waits = append(waits, c.Link+" "+c.Addr)
-			assert.Less(t, firstRoute, 0, "DAD wait %s comes after a route that needs it", c.Addr)
+			waits = append(waits, c.Link)
+			assert.Less(t, firstRoute, 0, "DAD wait on %s comes after a route that needs it", c.Link)
+		case *plan.Sysctl:
+			assert.NotContains(t, c.Key, "accept_dad", "an existing NIC's DAD is not rocebed's to turn off")
 		case *plan.Addr:
 			assert.False(t, c.NoDAD, "an existing NIC's address skipped DAD: %s", c.Addr)
 		case *plan.Route:
@@ -72,7 +75,7 @@ func TestExistingNICsWaitForDAD(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, []string{"eth1 fd00::1/64", "eth2 fd00::2/64"}, waits)
+	assert.Equal(t, []string{"eth1", "eth2"}, waits)
 	for _, name := range []string{"eth1", "eth2"} {
 		l, err := ns.NL.LinkByName(name)
 		require.NoError(t, err)
@@ -89,6 +92,35 @@ func TestExistingNICsWaitForDAD(t *testing.T) {
 
 	require.NoError(t, lab.Down(context.Background(), state, s.Name))
 	testenv.SameState(t, before, ns.Dump(t))
+}
+
+// TestCreatedVethsSkipDAD: the veths of an IPv6 lab get their addresses with nodad and
+// accept_dad=0 before they come up, so right after up no IPv6 address of theirs — not even
+// the kernel's link-local one — is tentative; down restores everything (test in
+// TestUpDownRestoresExactly).
+func TestCreatedVethsSkipDAD(t *testing.T) {
+	ns, env, s := testlab.InNetNS(t, "same-host-v6")
+	state := t.TempDir()
+	p, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, lab.Down(context.Background(), state, s.Name)) }()
+	var dad []string
+	for _, st := range p.Steps {
+		if c, ok := st.Change.(*plan.Sysctl); ok && strings.HasSuffix(c.Key, ".accept_dad") {
+			dad = append(dad, c.Key+"="+c.Value)
+		}
+		assert.NotEqual(t, plan.KindDAD, st.Kind(), "nothing to wait for on veths rocebed creates")
+	}
+	assert.Equal(t, []string{"net.ipv6.conf.vA.accept_dad=0", "net.ipv6.conf.vB.accept_dad=0"}, dad)
+	for _, name := range []string{"vA", "vB"} {
+		l, err := ns.NL.LinkByName(name)
+		require.NoError(t, err)
+		addrs, err := ns.NL.AddrList(l, netlink.FAMILY_V6)
+		require.NoError(t, err)
+		for _, a := range addrs {
+			assert.Zero(t, a.Flags&unix.IFA_F_TENTATIVE, "%s %s is tentative right after up", name, a.IP)
+		}
+	}
 }
 
 // TestDADFailureRollsBack: an address another node on the link already uses fails DAD; up
@@ -109,6 +141,7 @@ func TestDADFailureRollsBack(t *testing.T) {
 	s := testlab.MustParse(t, existingV6Scenario)
 	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: t.TempDir(), SkipRDMA: true})
 	require.ErrorIs(t, err, plan.ErrDADFailed)
-	assert.Contains(t, err.Error(), "address fd00::1/64 on eth1 failed duplicate address detection")
+	assert.Contains(t, err.Error(), "address fd00::1 on eth1 failed duplicate address detection")
+	assert.Contains(t, err.Error(), "choose another address in the scenario")
 	testenv.SameState(t, before, ns.Dump(t))
 }

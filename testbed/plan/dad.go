@@ -3,24 +3,24 @@ package plan
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
+	"github.com/rocebed/rocebed/internal/kernel"
 )
 
-// DADWait waits until duplicate address detection (DAD) of an IPv6 address on an existing NIC
-// is over. Until then the address is tentative: the kernel sends nothing from it and refuses
-// it as a route's source (`ip route add … src ADDR`: "Invalid source address"), so the lab's
-// routes and traffic must wait. It changes nothing; undo has nothing to do. The veths rocebed
-// creates get their addresses with nodad instead (Addr.NoDAD).
+// DADWait waits until duplicate address detection (DAD) of an existing NIC's IPv6 addresses is
+// over — the lab's own and the link-local one the kernel gives the link when it comes up.
+// Until then an address is tentative: the kernel sends nothing from it and refuses it as a
+// route's source (`ip route add … src ADDR`: "Invalid source address"), and while the
+// link-local address is tentative, neighbour discovery that no packet triggered — the RDMA
+// core's, when an RC QP goes to RTR — sends no solicitation at all (ndisc_send_ns wants a
+// usable link-local source), so the connection times out. It changes nothing; undo has
+// nothing to do. The veths rocebed creates skip DAD instead (Addr.NoDAD, accept_dad=0).
 type DADWait struct {
 	Link string `json:"link"`
-	Addr string `json:"addr"` // CIDR
 	// TimeoutMS bounds the wait (DADTimeout).
 	TimeoutMS int `json:"timeout_ms"`
 }
@@ -32,45 +32,56 @@ func (*DADWait) UndoCommand() string      { return "(nothing to undo)" }
 func (*DADWait) Undo(env *host.Env) error { return nil }
 
 func (c *DADWait) Command() string {
-	return fmt.Sprintf("timeout %d sh -c 'while ip -6 addr show dev %s tentative | grep -q \"inet6 %s \"; do sleep 0.05; done'",
-		(c.TimeoutMS+999)/1000, c.Link, c.Addr)
+	return fmt.Sprintf("timeout %d sh -c 'while ip -6 addr show dev %s tentative | grep -q inet6; do sleep 0.05; done'",
+		(c.TimeoutMS+999)/1000, c.Link)
 }
 
-// dadPoll is how often Apply looks at the address again.
+// dadPoll is how often Apply looks at the addresses again.
 const dadPoll = 20 * time.Millisecond
 
 func (c *DADWait) Apply(env *host.Env) error {
-	want, err := netip.ParsePrefix(c.Addr)
-	if err != nil {
-		return err
-	}
 	deadline := time.Now().Add(time.Duration(c.TimeoutMS) * time.Millisecond)
 	for {
-		l, err := env.NL.LinkByName(c.Link)
+		st, err := kernel.ReadSettleState(env.NL, env.NS)
 		if err != nil {
-			return fmt.Errorf("look up %s: %w", c.Link, err)
+			return err
 		}
-		addrs, err := env.NL.AddrList(l, netlink.FAMILY_V6)
-		if err != nil {
-			return fmt.Errorf("list addresses of %s: %w", c.Link, err)
-		}
-		var found *netlink.Addr
-		for i := range addrs {
-			if p, ok := ipNetToPrefix(addrs[i].IPNet); ok && p == want {
-				found = &addrs[i]
+		idx := -1
+		for _, l := range st.Links {
+			if l.Name == c.Link {
+				idx = l.Index
 			}
 		}
-		switch {
-		case found == nil:
-			return fmt.Errorf("address %s is not on %s: something removed it while the lab came up", c.Addr, c.Link)
-		case found.Flags&unix.IFA_F_DADFAILED != 0:
-			return fmt.Errorf("address %s on %s failed duplicate address detection: %w: another node on %s's link answers for it; choose another address in the scenario",
-				c.Addr, c.Link, ErrDADFailed, c.Link)
-		case found.Flags&unix.IFA_F_TENTATIVE == 0:
+		if idx < 0 {
+			return fmt.Errorf("look up %s: no such interface", c.Link)
+		}
+		// Pending: linkwatch not done, the link-local address not added yet, an address
+		// tentative, or its local route missing (kernel.SettleState.Unsettled) — and a
+		// tentative address on a link without carrier, where DAD cannot even start.
+		var pending []string
+		for _, line := range st.Unsettled() {
+			if rest, ok := strings.CutPrefix(line, c.Link+": "); ok {
+				pending = append(pending, rest)
+			}
+		}
+		for _, a := range st.Addrs {
+			if a.LinkIndex != idx || !a.Addr.Is6() {
+				continue
+			}
+			if a.DADFailed {
+				return fmt.Errorf("address %s on %s failed duplicate address detection: %w: another node on %s's link answers for it; choose another address in the scenario (for a link-local address: another NIC on the link has the same MAC)",
+					a.Addr, c.Link, ErrDADFailed, c.Link)
+			}
+			if a.Tentative && len(pending) == 0 {
+				pending = append(pending, a.Addr.String()+" is tentative and the link has no carrier, so DAD cannot run")
+			}
+		}
+		if len(pending) == 0 {
 			return nil
-		case time.Now().After(deadline):
-			return fmt.Errorf("address %s on %s is still tentative after %s: %w: DAD runs only on a link that is up with carrier (`ip link show %s`); check the cable, or set net.ipv6.conf.%s.accept_dad=0 if the link needs no DAD",
-				c.Addr, c.Link, time.Duration(c.TimeoutMS)*time.Millisecond, ErrDADTimeout, c.Link, strings.ReplaceAll(c.Link, ".", "/"))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s: %s: %w: DAD runs only on a link that is up with carrier (`ip link show %s`); check the cable, or set net.ipv6.conf.%s.accept_dad=0 if the link needs no DAD",
+				c.Link, time.Duration(c.TimeoutMS)*time.Millisecond, strings.Join(pending, "; "), ErrDADTimeout, c.Link, strings.ReplaceAll(c.Link, ".", "/"))
 		}
 		time.Sleep(dadPoll)
 	}

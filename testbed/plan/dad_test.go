@@ -47,8 +47,8 @@ func TestAddrAndDADCommands(t *testing.T) {
 	assert.Equal(t, "ip -6 addr flush dev vA to fd00::1/128", (&Addr{Link: "vA", Addr: "fd00::1/64"}).UndoCommand())
 	assert.Equal(t, "ip addr add 10.10.0.1/24 brd + dev vA", (&Addr{Link: "vA", Addr: "10.10.0.1/24"}).Command())
 	assert.Equal(t, "ip addr del 10.10.0.1/24 dev vA", (&Addr{Link: "vA", Addr: "10.10.0.1/24"}).UndoCommand())
-	w := &DADWait{Link: "eth1", Addr: "fd00::1/64", TimeoutMS: 7500}
-	assert.Equal(t, `timeout 8 sh -c 'while ip -6 addr show dev eth1 tentative | grep -q "inet6 fd00::1/64 "; do sleep 0.05; done'`, w.Command())
+	w := &DADWait{Link: "eth1", TimeoutMS: 7500}
+	assert.Equal(t, `timeout 8 sh -c 'while ip -6 addr show dev eth1 tentative | grep -q inet6; do sleep 0.05; done'`, w.Command())
 	assert.True(t, strings.HasPrefix(w.UndoCommand(), "("), "a wait has nothing to undo")
 }
 

@@ -122,6 +122,23 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 		}
 	}
 
+	// The veths rocebed creates for an IPv6 lab skip DAD, also for the link-local address the
+	// kernel gives them when they come up: until that one is usable, the RDMA core's neighbour
+	// discovery sends no solicitation and the first RC connection times out (see DADWait).
+	for _, n := range s.NICs {
+		if !created[n.Name] || !hasIPv6(n) {
+			continue
+		}
+		key := "net.ipv6.conf." + strings.ReplaceAll(n.Name, ".", "/") + ".accept_dad"
+		old, err := plannedOld(h, key, created)
+		if err != nil {
+			errs = append(errs, &preflight.Error{Check: "sysctl " + key, Need: "IPv6 (net.ipv6.conf.default.accept_dad)", Have: "none on this kernel", Err: err,
+				Hint: "enable IPv6 (ipv6.disable=0 on the kernel command line), or give the lab IPv4 addresses only"})
+			continue
+		}
+		add(Step{Change: &Sysctl{Key: key, Value: "0", Old: old}})
+	}
+
 	// Sysctls of every fix, before the links come up, so ARP starts under the fixed settings.
 	seenKey := map[string]bool{}
 	for _, f := range s.Fixes {
@@ -149,16 +166,11 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 		}
 		add(Step{Change: &LinkUp{Link: n.Name, Old: "down"}})
 	}
-	// IPv6 addresses of existing NICs go through DAD once their link is up: wait for it, so
-	// routes with such a source and the first RoCE connection find them usable.
+	// IPv6 addresses of existing NICs go through DAD once their link is up, and so does the
+	// link-local address the kernel adds then: wait for it (DADWait says why).
 	for _, n := range s.NICs {
-		if _, ok := existing[n.Name]; !ok {
-			continue
-		}
-		for _, a := range n.Addresses {
-			if pfx, err := netip.ParsePrefix(a); err == nil && pfx.Addr().Is6() && !pfx.Addr().Is4In6() {
-				add(Step{Change: &DADWait{Link: n.Name, Addr: pfx.String(), TimeoutMS: int(DADTimeout(h, n.Name).Milliseconds())}})
-			}
+		if _, ok := existing[n.Name]; ok && hasIPv6(n) {
+			add(Step{Change: &DADWait{Link: n.Name, TimeoutMS: int(DADTimeout(h, n.Name).Milliseconds())}})
 		}
 	}
 
@@ -399,6 +411,16 @@ func plannedOld(h HostView, key string, created map[string]bool) (string, error)
 		key = strings.Replace(key, "."+ifc+".", ".default.", 1)
 	}
 	return h.Sysctl(key)
+}
+
+// hasIPv6 reports whether a NIC declares an IPv6 address.
+func hasIPv6(n scenario.NIC) bool {
+	for _, a := range n.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() {
+			return true
+		}
+	}
+	return false
 }
 
 // familiesOf lists the address families the lab's NICs use.
