@@ -252,9 +252,10 @@ const (
 	FailureNoListener Failure = "no-listener"
 	// FailureRetryExceeded: the requester exhausted its retries for another reason.
 	FailureRetryExceeded Failure = "retry-exceeded"
-	// FailureLocalRoute: the RoCE packets to the other endpoint's IPv6 address go to lo — IPv6
-	// output routing takes the local table's route for an address of this host although rxe
-	// names its NIC — so they never reach the cable, and no rxe device receives them.
+	// FailureLocalRoute: the RoCE packets to the other endpoint's IPv6 address are routed to
+	// lo — IPv6 output routing takes the local table's route for an address of this host
+	// although rxe names its NIC — so the sender's own MAC becomes the destination, rxe loops
+	// them back into the sending device, and none reaches the cable or the other device.
 	FailureLocalRoute Failure = "local-route"
 )
 

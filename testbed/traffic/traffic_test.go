@@ -79,15 +79,14 @@ func retryBatch(martian uint64) *BatchResult {
 	return b
 }
 
-// loRouteBatch is seed-v6: every packet rxe0 sent went to lo, none to vA, and no rxe device
-// received one.
+// loRouteBatch is seed-v6 as measured on 6.1: rxe0 sent 30 packets, none reached vA (nor lo:
+// rxe looped them back into rxe0), and rxe1 received none.
 func loRouteBatch() *BatchResult {
 	b := retryBatch(0)
 	b.Family = scenario.FamilyIPv6
 	b.Sender.Address, b.Receiver.Address = "fd00::1", "fd00::2"
-	b.Counters.Links["vA"] = counters.LinkCounters{}
-	b.Counters.Links["vB"] = counters.LinkCounters{}
-	b.Counters.Links["lo"] = counters.LinkCounters{TxPackets: 30, RxPackets: 30, IP6InReceives: 30}
+	b.Counters.Links["vA"] = counters.LinkCounters{RxPackets: 1, IP6InReceives: 1}
+	b.Counters.Links["vB"] = counters.LinkCounters{TxPackets: 1}
 	return b
 }
 
@@ -271,8 +270,13 @@ func TestMatchExpectation(t *testing.T) {
 			return b
 		}, nl, true, "Udp.NoPorts +30"},
 		{"no-listener without NoPorts", func() *BatchResult { return retryBatch(0) }, nl, false, "did not move"},
-		{"local-route", loRouteBatch, lr, true, "local-route: retry-exceeded, no responder completion, rxe0 sent_pkts +30 went to lo (tx +30), vA tx +0"},
-		{"local-route, but on the cable", func() *BatchResult { return retryBatch(0) }, lr, false, "lo tx +0 < 30 packets sent"},
+		{"local-route", loRouteBatch, lr, true, "local-route: retry-exceeded, no responder completion, rxe0 sent_pkts +30 but vA tx +0, lo tx +0, rxe1 rcvd_pkts +0: the packets never reached a NIC"},
+		{"local-route, but on the cable", func() *BatchResult { return retryBatch(0) }, lr, false, "vA tx +30 ≥ 30 packets sent: they reached the cable"},
+		{"local-route, but received", func() *BatchResult {
+			b := loRouteBatch()
+			b.Counters.RDMA["rxe1"]["rcvd_pkts"] = 30
+			return b
+		}, lr, false, "rxe1 rcvd_pkts +30: packets arrived"},
 		{"local-route, and the cable too", func() *BatchResult {
 			b := loRouteBatch()
 			b.Counters.Links["vA"] = counters.LinkCounters{TxPackets: 30}
