@@ -52,6 +52,6 @@ func (r ruler) localRoute() *Finding {
 		return nil
 	}
 	return &Finding{Code: CodeLocalRoute, Severity: r.severity(),
-		Summary:  "IPv6 packets to a local address went to lo: the other endpoint's IPv6 address is one of this host's own, and IPv6 output routing takes the local table's route through lo for it although rxe names its NIC (the output interface binds only for link-local and multicast destinations), so the RoCE packets never reach the cable and no rxe device receives them",
+		Summary:  "IPv6 packets to a local address went to lo: the other endpoint's IPv6 address is one of this host's own, and IPv6 output routing takes the local table's route through lo for it although rxe names its NIC (the output interface binds only for link-local and multicast destinations), and the RDMA core takes the sender's own MAC as the destination, so rxe loops the RoCE packets back into the sending device: they never reach the cable and the other device receives none",
 		Evidence: ev, Fix: r.policyRoutingFix(false)}
 }
