@@ -131,7 +131,8 @@ const PolicyRoutingRules = 4
 const PolicyRoutingRulesIPv6 = 6
 
 // PolicyRouting holds the knobs of the generated policy-routing fix. The zero value is the
-// measured recipe: local rule at 100, rules at 10 to 13, tables 100 and 101.
+// measured recipe: local rule at 100, rules at 10 to 13 (10 to 15 for IPv6), tables 100 and
+// 101. It covers every address family both endpoints have an address in.
 type PolicyRouting struct {
 	LocalRulePriority int `yaml:"local_rule_priority,omitempty" json:"local_rule_priority,omitempty"`
 	RulePriority      int `yaml:"rule_priority,omitempty" json:"rule_priority,omitempty"`
