@@ -20,9 +20,24 @@ import (
 // 20 ms costs three netlink dumps and adds at most 20 ms to the wait.
 const settlePoll = 20 * time.Millisecond
 
+// dumpRetries bounds how often ReadSettleState reads again after a dump the kernel interrupted.
+const dumpRetries = 10
+
 // ReadSettleState reads the namespace's links, addresses and local routes through nl (a handle
-// bound to ns), and the IPv6 sysctls that decide whether a link gets a link-local address.
+// bound to ns), and the IPv6 sysctls that decide whether a link gets a link-local address. A
+// dump the kernel interrupted because the state changed while it ran (netlink's
+// ErrDumpInterrupted: exactly what happens while the kernel is still settling) is read again,
+// up to dumpRetries times.
 func ReadSettleState(nl *netlink.Handle, ns netns.NsHandle) (SettleState, error) {
+	for i := 0; ; i++ {
+		s, err := readSettleState(nl, ns)
+		if err == nil || !errors.Is(err, netlink.ErrDumpInterrupted) || i == dumpRetries {
+			return s, err
+		}
+	}
+}
+
+func readSettleState(nl *netlink.Handle, ns netns.NsHandle) (SettleState, error) {
 	var s SettleState
 	links, err := nl.LinkList()
 	if err != nil {
