@@ -59,10 +59,17 @@ const RDMAPort = 1
 // NIC's declared addresses, see scenario.EndpointAddr), else the first address the kernel has
 // on the NIC (IPv4 first) — an existing NIC the scenario gives no address.
 func EndpointAddr(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (netip.Addr, error) {
-	if a, ok := s.EndpointAddr(ep); ok {
+	return EndpointAddrIn(env, s, ep, "")
+}
+
+// EndpointAddrIn is EndpointAddr in family f ("" for the endpoint's own): the scenario's
+// address of that family (scenario.EndpointAddrIn), else the first one the kernel has on the
+// NIC, link-local addresses left out.
+func EndpointAddrIn(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint, f scenario.Family) (netip.Addr, error) {
+	if a, ok := s.EndpointAddrIn(ep, f); ok {
 		return a.Unmap(), nil
 	}
-	if ep.Address != "" {
+	if ep.Address != "" && f == "" {
 		return netip.Addr{}, fmt.Errorf("endpoint on %s: address %q is not an IP address", ep.NIC, ep.Address)
 	}
 	nsName := ""
@@ -78,7 +85,14 @@ func EndpointAddr(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (ne
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("endpoint on %s: %w", ep.NIC, err)
 	}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+	fams := []int{netlink.FAMILY_V4, netlink.FAMILY_V6}
+	switch f {
+	case scenario.FamilyIPv4:
+		fams = fams[:1]
+	case scenario.FamilyIPv6:
+		fams = fams[1:]
+	}
+	for _, fam := range fams {
 		addrs, err := kernel.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, fam) })
 		if err != nil {
 			return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ep.NIC, err)
@@ -88,6 +102,9 @@ func EndpointAddr(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (ne
 				return ip.Unmap(), nil
 			}
 		}
+	}
+	if f != "" {
+		return netip.Addr{}, fmt.Errorf("endpoint on %s: no %s address: add one to the NIC's addresses", ep.NIC, f)
 	}
 	return netip.Addr{}, fmt.Errorf("endpoint on %s: no address: set endpoints.*.address, or give the NIC an address", ep.NIC)
 }
@@ -108,6 +125,12 @@ func (e *EndpointError) Unwrap() error { return e.Err }
 // port to be ACTIVE and its RoCE v2 GID to appear (both follow `up` by a moment: the port
 // follows the netdev's carrier, the GID is added by a kernel work item).
 func ResolveEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) ([2]Endpoint, error) {
+	return ResolveEndpointsIn(ctx, env, s, "")
+}
+
+// ResolveEndpointsIn is ResolveEndpoints in family f: each endpoint's address of that family
+// (EndpointAddrIn) and its RoCE v2 GID. f "" is the endpoints' own family.
+func ResolveEndpointsIn(ctx context.Context, env *host.Env, s *scenario.Scenario, f scenario.Family) ([2]Endpoint, error) {
 	var ends [2]Endpoint
 	sys := rdma.Sysfs{Root: env.SysfsRoot}
 	for i, ep := range []scenario.Endpoint{s.Endpoints.A, s.Endpoints.B} {
@@ -117,7 +140,7 @@ func ResolveEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) 
 		}
 		fail := func(err error) ([2]Endpoint, error) { return ends, &EndpointError{Side: e.Side, NIC: ep.NIC, Err: err} }
 		var err error
-		if e.Addr, err = EndpointAddr(env, s, ep); err != nil {
+		if e.Addr, err = EndpointAddrIn(env, s, ep, f); err != nil {
 			return fail(err)
 		}
 		if e.Device, err = EndpointDevice(env, s, ep); err != nil {

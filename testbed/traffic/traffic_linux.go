@@ -63,11 +63,20 @@ func Run(ctx context.Context, env *host.Env, s *scenario.Scenario) (*Report, err
 		r.DurationMS = msSince(r.Started)
 		r.Finish()
 	}
-	ends, err := resolveTrafficEnds(ctx, env, s)
-	if err != nil {
-		return nil, err
-	}
+	resolved := map[scenario.Family][2]trafficEnd{}
 	for _, t := range s.Traffic {
+		ends, ok := resolved[t.Family]
+		if !ok {
+			var err error
+			if ends, err = resolveTrafficEnds(ctx, env, s, t.Family); err != nil {
+				if len(r.Batches) == 0 {
+					return nil, err
+				}
+				finish()
+				return r, err
+			}
+			resolved[t.Family] = ends
+		}
 		for _, dir := range batchDirections(t.Direction) {
 			if err := ctx.Err(); err != nil {
 				finish()
@@ -102,12 +111,13 @@ func batchDirections(d scenario.Direction) []scenario.Direction {
 	return []scenario.Direction{scenario.DirectionAToB}
 }
 
-// resolveTrafficEnds finds both endpoints, waiting a bounded time for ports and GIDs.
-func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario) ([2]trafficEnd, error) {
+// resolveTrafficEnds finds both endpoints in family f ("" for their own), waiting a bounded
+// time for ports and GIDs.
+func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario, f scenario.Family) ([2]trafficEnd, error) {
 	var ends [2]trafficEnd
 	wctx, cancel := context.WithTimeout(ctx, endpointWait)
 	defer cancel()
-	resolved, err := lab.ResolveEndpoints(wctx, env, s)
+	resolved, err := lab.ResolveEndpointsIn(wctx, env, s, f)
 	if err != nil {
 		var ee *lab.EndpointError
 		if errors.As(err, &ee) {
@@ -222,7 +232,7 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		sndEnd, rcvEnd, vdir = ends[1], ends[0], verbs.BToA
 	}
 	res = &BatchResult{
-		Traffic: t.Name, Transport: t.Transport, Direction: dir, Messages: t.Messages, Size: t.Size,
+		Traffic: t.Name, Transport: t.Transport, Direction: dir, Family: scenario.FamilyOf(sndEnd.Addr), Messages: t.Messages, Size: t.Size,
 		RC: t.RC, DeadlineMS: t.DeadlineMS,
 		Sender:      End{Side: sndEnd.Side, Device: sndEnd.Device, NIC: sndEnd.NIC, Address: sndEnd.Addr.String(), GIDIndex: sndEnd.GID.Index},
 		Receiver:    End{Side: rcvEnd.Side, Device: rcvEnd.Device, NIC: rcvEnd.NIC, Address: rcvEnd.Addr.String(), GIDIndex: rcvEnd.GID.Index},
