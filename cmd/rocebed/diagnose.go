@@ -23,8 +23,8 @@ reads what the kernel decides: neighbour states, the output route with oif and t
 with iif, the route back, effective rp_filter and accept_local, ip rules, MTUs, RDMA devices,
 port states and GIDs, and where each NIC lives. It
 prints findings with stable codes (link-down, gid-missing, no-listener, neighbor-martian,
-rp-filter, martian-source, not-on-wire, mtu-mismatch, neighbor-unresolved, retry-exceeded,
-unexplained), the first one the root cause, each with its evidence and a fix as a scenario
+rp-filter, martian-source, local-route, not-on-wire, mtu-mismatch, neighbor-unresolved,
+retry-exceeded, unexplained), the first one the root cause, each with its evidence and a fix as a scenario
 snippet and as commands. A healthy lab gets no finding.
 
 --trace adds the skb:kfree_skb drops (IPv4 and ARP, by freeing function) seen while the traffic

@@ -93,7 +93,7 @@ func probeVerdict(rep *probe.Report, s *scenario.Scenario) (string, error) {
 	case !expectFail:
 		return "fail", withExit(exitExpectation, &traffic.ExpectationError{Lab: rep.Lab, Msg: "probe " + rep.Summary()})
 	case l != nil:
-		return fmt.Sprintf("expected failure: the probe fails at %s %s, as the scenario expects (expect: fail, failure: %s)", d.Name, l.Layer, s.Expect.Failure), nil
+		return fmt.Sprintf("expected failure: the probe fails at %s %s, as the scenario expects (expect: fail, failure: %s)", d.Label(), l.Layer, s.Expect.Failure), nil
 	default:
 		return "unexpected pass", withExit(exitExpectation, &traffic.ExpectationError{Lab: rep.Lab,
 			Msg: fmt.Sprintf("probe passed, but the scenario expects failure (%s): the path works, so the lab does not reproduce the failure", s.Expect.Failure)})

@@ -17,6 +17,8 @@ const (
 	ProcRTCache = "/proc/thread-self/net/stat/rt_cache" // martian and rp_filter drops, per CPU
 	ProcSNMP    = "/proc/thread-self/net/snmp"          // Ip, Icmp, Udp, … counters
 	ProcNetstat = "/proc/thread-self/net/netstat"       // TcpExt, IpExt counters
+	// ProcDevSNMP6 holds one file per interface with its IPv6 counters (Ip6InReceives, …).
+	ProcDevSNMP6 = "/proc/thread-self/net/dev_snmp6"
 )
 
 // ReadStatColumn sums one column of a /proc/net/stat file over all CPUs.
@@ -107,6 +109,43 @@ func ParseProcNetCounters(r io.Reader) (map[string]uint64, error) {
 			}
 			out[group+"."+names[i]] = uint64(v)
 		}
+	}
+	return out, sc.Err()
+}
+
+// ReadDevSNMP6 reads the IPv6 counters of one interface (/proc/net/dev_snmp6/IFACE). An
+// interface without IPv6 has no file: the error wraps os.ErrNotExist.
+func ReadDevSNMP6(iface string) (map[string]uint64, error) {
+	path := ProcDevSNMP6 + "/" + iface
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	m, err := ParseNameValue(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// ParseNameValue parses lines "Name value" (/proc/net/snmp6, /proc/net/dev_snmp6/IFACE).
+func ParseNameValue(r io.Reader) (map[string]uint64, error) {
+	sc := bufio.NewScanner(r)
+	out := map[string]uint64{}
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 2 {
+			return nil, fmt.Errorf("line %q is not \"name value\"", sc.Text())
+		}
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f[0], err)
+		}
+		out[f[0]] = v
 	}
 	return out, sc.Err()
 }

@@ -65,3 +65,11 @@ func TestSumStatColumnTwoColumns(t *testing.T) {
 	_, err = SumStatColumn(strings.NewReader("a in_martian_src\n00 zz\n"), "in_martian_src")
 	assert.Error(t, err)
 }
+
+func TestParseNameValue(t *testing.T) {
+	m, err := ParseNameValue(strings.NewReader("ifIndex                         \t7\nIp6InReceives                   \t34\nIp6OutRequests                  \t13\n"))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"ifIndex": 7, "Ip6InReceives": 34, "Ip6OutRequests": 13}, m)
+	_, err = ParseNameValue(strings.NewReader("Ip6InReceives 1 2\n"))
+	assert.Error(t, err)
+}

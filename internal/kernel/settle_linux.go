@@ -21,7 +21,10 @@ import (
 const settlePoll = 20 * time.Millisecond
 
 // ReadSettleState reads the namespace's links, addresses and local routes through nl (a handle
-// bound to ns), and the IPv6 sysctls that decide whether a link gets a link-local address.
+// bound to ns), and the IPv6 sysctls that decide whether a link gets a link-local address. A
+// dump the kernel interrupted because the state changed while it ran (netlink's
+// ErrDumpInterrupted: exactly what happens while the kernel is still settling) is read again
+// (see Dump).
 func ReadSettleState(nl *netlink.Handle, ns netns.NsHandle) (SettleState, error) {
 	var s SettleState
 	links, err := Dump(func() ([]netlink.Link, error) { return nl.LinkList() })

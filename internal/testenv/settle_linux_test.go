@@ -37,13 +37,26 @@ func upVethPair(t *testing.T, ns *NetNS, beforeUp func()) {
 
 // TestDumpWaitsForAddrconf: a dump taken right after `ip link set up` catches the kernel half-way
 // (link-local addresses tentative, their local routes missing); Dump waits for it to finish, and
-// what it returns is the state that stays.
+// what it returns is the state that stays. DAD is slowed to two probes 4 s apart, so "right
+// after" holds however slow the dump is: under TCG, DumpNow's seven `ip` runs took longer than
+// a default DAD (about 2 s), and the kernel was settled before the test looked.
 func TestDumpWaitsForAddrconf(t *testing.T) {
 	ns := NewNetNS(t)
-	upVethPair(t, ns, nil)
-	raw := ns.DumpNow(t)
+	upVethPair(t, ns, func() {
+		require.NoError(t, nsutil.Do(ns.Handle, func() error {
+			for _, dev := range []string{"vA", "vB"} {
+				for _, kv := range [][2]string{{"net/ipv6/conf/" + dev + "/dad_transmits", "2"}, {"net/ipv6/neigh/" + dev + "/retrans_time_ms", "4000"}} {
+					if err := os.WriteFile(filepath.Join("/proc/sys", kv[0]), []byte(kv[1]), 0o644); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}))
+	})
 	rawState, err := kernel.ReadSettleState(ns.NL, ns.Handle)
 	require.NoError(t, err)
+	raw := ns.DumpNow(t)
 
 	settled := ns.Dump(t)
 	again := ns.DumpNow(t)

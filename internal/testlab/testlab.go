@@ -111,7 +111,7 @@ func UpRXE(t testing.TB, name string, edit func(*scenario.Scenario)) *Lab {
 }
 
 // Down takes the lab down and checks that nothing of it is left: no rxe device, no veth, and
-// the IPv4 rules exactly as before.
+// the IPv4 and IPv6 rules exactly as before.
 func (l *Lab) Down(t testing.TB) {
 	t.Helper()
 	require.NoError(t, lab.Down(context.Background(), l.StateDir, l.Scenario.Name))
@@ -132,14 +132,16 @@ func (l *Lab) Down(t testing.TB) {
 	assert.Equal(t, l.rulesBefore, RuleSet(t, l.Env), "ip rules differ after down")
 }
 
-// RuleSet lists the IPv4 policy rules as text.
+// RuleSet lists the IPv4 and IPv6 policy rules as text.
 func RuleSet(t testing.TB, env *host.Env) []string {
 	t.Helper()
-	rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return env.NL.RuleList(unix.AF_INET) })
-	require.NoError(t, err)
 	var out []string
-	for _, r := range rules {
-		out = append(out, r.String())
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return env.NL.RuleList(fam) })
+		require.NoError(t, err)
+		for _, r := range rules {
+			out = append(out, r.String())
+		}
 	}
 	return out
 }

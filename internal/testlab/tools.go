@@ -2,7 +2,9 @@ package testlab
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +48,58 @@ func RunToolPair(tb testing.TB, ctx context.Context, tool string, serverArgs, cl
 	<-exited
 	r.ServerOut = srvOut.String()
 	return r
+}
+
+// RunCMPair is RunToolPair for rdma_cm tools (rping, ucmatose): the client starts once an
+// rdma_cm id listens on port, as `rdma resource show cm_id` shows it.
+func RunCMPair(tb testing.TB, ctx context.Context, tool string, port int, serverArgs, clientArgs []string) ToolPairResult {
+	tb.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		tb.Fatalf("%s not installed: apt-get install rdmacm-utils", tool)
+	}
+	srv := exec.CommandContext(ctx, tool, serverArgs...)
+	srvOut := &LockedBuffer{}
+	srv.Stdout, srv.Stderr = srvOut, srvOut
+	require.NoError(tb, srv.Start())
+	exited := make(chan struct{})
+	var r ToolPairResult
+	go func() { r.ServerErr = srv.Wait(); close(exited) }()
+	if err := waitCMListen(ctx, port, exited); err != nil {
+		_ = srv.Process.Kill()
+		<-exited
+		tb.Fatalf("%s server: %v (exit: %v): %s", tool, err, r.ServerErr, srvOut.String())
+	}
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, tool, clientArgs...).CombinedOutput()
+	r.ClientTook = time.Since(start)
+	r.ClientOut, r.ClientErr = string(out), err
+	if err != nil {
+		_ = srv.Process.Kill() // a server whose client failed waits for another
+	}
+	<-exited
+	r.ServerOut = srvOut.String()
+	return r
+}
+
+// waitCMListen returns once `rdma resource show cm_id` lists a LISTEN id on port, or an error
+// when ctx ends or the server exited first.
+func waitCMListen(ctx context.Context, port int, exited <-chan struct{}) error {
+	suffix := fmt.Sprintf(":%d ", port)
+	for {
+		out, err := exec.CommandContext(ctx, "rdma", "resource", "show", "cm_id").Output()
+		if err == nil {
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.Contains(line, "LISTEN") && strings.Contains(line+" ", suffix) {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no rdma_cm id listens on port %d: %w", port, ctx.Err())
+		case <-exited:
+			return fmt.Errorf("the server exited before it listened on rdma_cm port %d", port)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -40,6 +40,10 @@ type LinkCounters struct {
 	TxDropped uint64 `json:"tx_dropped"`
 	RxErrors  uint64 `json:"rx_errors"`
 	TxErrors  uint64 `json:"tx_errors"`
+	// IP6InReceives is the IPv6 packets the interface received (Ip6InReceives of
+	// /proc/net/dev_snmp6/DEV): RoCE over IPv6 shows here on the receiving NIC. (Its
+	// Ip6OutRequests does not count rxe's packets, which leave through ip6_local_out.)
+	IP6InReceives uint64 `json:"ip6_in_receives,omitempty"`
 }
 
 // Snapshot is the counters that prove where a lab's packets went, read at one moment: each
@@ -77,6 +81,7 @@ func (s *Snapshot) Delta(before *Snapshot) *Snapshot {
 			RxBytes: sub(now.RxBytes, was.RxBytes), TxBytes: sub(now.TxBytes, was.TxBytes),
 			RxDropped: sub(now.RxDropped, was.RxDropped), TxDropped: sub(now.TxDropped, was.TxDropped),
 			RxErrors: sub(now.RxErrors, was.RxErrors), TxErrors: sub(now.TxErrors, was.TxErrors),
+			IP6InReceives: sub(now.IP6InReceives, was.IP6InReceives),
 		}
 	}
 	for name, now := range s.Kernel {
@@ -145,6 +150,9 @@ func (s *Snapshot) KernelCounter(name string) (uint64, bool) {
 type Cable struct {
 	SenderDevice, ReceiverDevice string
 	SenderNIC, ReceiverNIC       string
+	// IPv6 says the packets are IPv6 (the endpoints' GIDs are IPv6 addresses): the receiving
+	// NIC must then count them as IPv6 packets received.
+	IPv6 bool
 	// Loopbacks are the loopback devices that must not carry the packets: ["lo"] when empty;
 	// both hosts' ("a/lo", "b/lo") in a two-host lab's Qualified counters.
 	Loopbacks []string
@@ -181,6 +189,9 @@ func (s *Snapshot) Crossed(c Cable, n uint64, acks bool) []string {
 	need(c.SenderNIC+" tx_packets", l.TxPackets, ok, n)
 	l, ok = s.Link(c.ReceiverNIC)
 	need(c.ReceiverNIC+" rx_packets", l.RxPackets, ok, n)
+	if c.IPv6 {
+		need(c.ReceiverNIC+" Ip6InReceives", l.IP6InReceives, ok, n)
+	}
 	loopbacks := c.Loopbacks
 	if len(loopbacks) == 0 {
 		loopbacks = []string{"lo"}
@@ -246,6 +257,7 @@ func Sum(a, b *Snapshot) *Snapshot {
 		x.TxDropped += l.TxDropped
 		x.RxErrors += l.RxErrors
 		x.TxErrors += l.TxErrors
+		x.IP6InReceives += l.IP6InReceives
 		a.Links[n] = x
 	}
 	for k, v := range b.Kernel {
@@ -285,6 +297,9 @@ func (s *Snapshot) String() string {
 	for _, name := range slices.Sorted(maps.Keys(s.Links)) {
 		l := s.Links[name]
 		fmt.Fprintf(&b, "%s: tx %d rx %d packets", name, l.TxPackets, l.RxPackets)
+		if l.IP6InReceives > 0 {
+			fmt.Fprintf(&b, " (IPv6 in %d)", l.IP6InReceives)
+		}
 		if l.TxDropped+l.RxDropped+l.TxErrors+l.RxErrors > 0 {
 			fmt.Fprintf(&b, ", dropped tx %d rx %d, errors tx %d rx %d", l.TxDropped, l.RxDropped, l.TxErrors, l.RxErrors)
 		}

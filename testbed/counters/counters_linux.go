@@ -109,10 +109,18 @@ func TakeSnapshot(env *host.Env, s *scenario.Scenario) (*Snapshot, error) {
 			fail(fmt.Errorf("link statistics of %s: the kernel sent none", name))
 			continue
 		}
-		snap.Links[name] = LinkCounters{
+		lc := LinkCounters{
 			RxPackets: st.RxPackets, TxPackets: st.TxPackets, RxBytes: st.RxBytes, TxBytes: st.TxBytes,
 			RxDropped: st.RxDropped, TxDropped: st.TxDropped, RxErrors: st.RxErrors, TxErrors: st.TxErrors,
 		}
+		// IPv6 counters: an interface without IPv6 (disabled, or an MTU below 1280) has none.
+		_ = env.DoIn(nsName, func() error {
+			if v6, err := kernel.ReadDevSNMP6(name); err == nil {
+				lc.IP6InReceives = v6["Ip6InReceives"]
+			}
+			return nil
+		})
+		snap.Links[name] = lc
 	}
 
 	// Kernel drop counters of the lab's namespace, and of each other namespace a NIC is in.

@@ -322,15 +322,26 @@ func (c *collector) nicEvidence(name string) *NICEvidence {
 	return nil
 }
 
+// collectRules reads `ip rule`, and `ip -6 rule` (as "-6 …") when the lab has IPv6 endpoints.
 func (c *collector) collectRules() {
-	rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return c.env.NL.RuleList(unix.AF_INET) })
-	if err != nil {
-		c.note("ip rule: %v", err)
-		return
+	fams := []int{unix.AF_INET}
+	if slices.Contains(c.s.Families(), scenario.FamilyIPv6) {
+		fams = append(fams, unix.AF_INET6)
 	}
-	for _, r := range rules {
-		rs := plan.RuleSpecOf(unix.AF_INET, r)
-		c.ev.Rules = append(c.ev.Rules, rs.String())
+	for _, fam := range fams {
+		rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return c.env.NL.RuleList(fam) })
+		if err != nil {
+			c.note("ip rule: %v", err)
+			return
+		}
+		for _, r := range rules {
+			rs := plan.RuleSpecOf(fam, r)
+			line := rs.String()
+			if fam == unix.AF_INET6 {
+				line = "-6 " + line
+			}
+			c.ev.Rules = append(c.ev.Rules, line)
+		}
 	}
 }
 

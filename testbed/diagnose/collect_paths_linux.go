@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"syscall"
 
 	"github.com/rocebed/rocebed/internal/kernel"
@@ -15,29 +16,45 @@ import (
 // The path evidence of each direction: the sending NIC's neighbour entry for the peer, and
 // how the kernel routes the packets out, in, and back for the source check.
 
-// collectDirections asks the kernel, for a->b and b->a, for the neighbour entry and the
-// output, input and reverse routes (`ip neigh`, `ip route get ... oif|iif`, `ip route get
-// fibmatch`), and adds the probe's first failing layer.
+// collectDirections asks the kernel, for a->b and b->a in each family both endpoints have an
+// address in, for the neighbour entry and the output, input and reverse routes (`ip neigh`,
+// `ip route get ... oif|iif`, `ip route get fibmatch`), and adds the probe's first failing
+// layer of that direction.
 func (c *collector) collectDirections() {
-	for _, d := range []struct {
-		name     scenario.Direction
-		src, dst scenario.Endpoint
-	}{{scenario.DirectionAToB, c.s.Endpoints.A, c.s.Endpoints.B}, {scenario.DirectionBToA, c.s.Endpoints.B, c.s.Endpoints.A}} {
-		de := DirectionEvidence{Name: d.name, SrcNIC: d.src.NIC, DstNIC: d.dst.NIC, SrcAddr: d.src.Address, DstAddr: d.dst.Address}
-		if c.probe != nil {
-			for _, pd := range c.probe.Directions {
-				if pd.Name != string(d.name) {
-					continue
-				}
-				if l := pd.FirstFailure(); l != nil {
-					lc := *l
-					de.Probe = &lc
-				}
-				de.ProbePassed = pd.Passed()
+	fams := c.s.Families()
+	if len(fams) == 0 {
+		fams = []scenario.Family{""}
+	}
+	for _, f := range fams {
+		addr := func(ep scenario.Endpoint) string {
+			if a, ok := c.s.EndpointAddrIn(ep, f); ok {
+				return a.String()
 			}
+			return ep.Address
 		}
-		c.direction(&de)
-		c.ev.Directions = append(c.ev.Directions, de)
+		for _, d := range []struct {
+			name     scenario.Direction
+			src, dst scenario.Endpoint
+		}{{scenario.DirectionAToB, c.s.Endpoints.A, c.s.Endpoints.B}, {scenario.DirectionBToA, c.s.Endpoints.B, c.s.Endpoints.A}} {
+			de := DirectionEvidence{Name: d.name, SrcNIC: d.src.NIC, DstNIC: d.dst.NIC, SrcAddr: addr(d.src), DstAddr: addr(d.dst)}
+			if a, err := netip.ParseAddr(de.SrcAddr); err == nil {
+				de.Family = scenario.FamilyOf(a)
+			}
+			if c.probe != nil {
+				for _, pd := range c.probe.Directions {
+					if pd.Name != string(d.name) || (pd.Family != "" && pd.Family != de.Family) {
+						continue
+					}
+					if l := pd.FirstFailure(); l != nil {
+						lc := *l
+						de.Probe = &lc
+					}
+					de.ProbePassed = pd.Passed()
+				}
+			}
+			c.direction(&de)
+			c.ev.Directions = append(c.ev.Directions, de)
+		}
 	}
 }
 

@@ -135,6 +135,16 @@ func TestDiagnoseRXE(t *testing.T) {
 			assert.Contains(t, d.Findings[0].Fix.Commands, "ip link set dev vB up")
 		}},
 		{name: "receiver-in-other-netns", scenario: "same-host", breakLab: diagMoveToNetns("vB", "rxe1", "10.10.0.2/24"), want: CodeNoListener, check: diagCheckNoListener},
+		{name: "healthy-v6", scenario: "same-host-v6"},
+		{name: "healthy-dual", scenario: "same-host-dual"},
+		{name: "seed-v6", scenario: "seed-v6", want: CodeLocalRoute, check: diagCheckLocalRoute},
+		{name: "dual-without-policy-routing", scenario: "same-host-dual", edit: diagWithoutFix("policy-routing"), want: CodeNeighborMartian, check: func(t *testing.T, d *Diagnosis) {
+			// The IPv4 batches fail first (ARP), the IPv6 ones go to lo: both are named.
+			assert.Contains(t, d.Codes(), CodeLocalRoute)
+			cmds := strings.Join(d.Findings[0].Fix.Commands, "\n")
+			assert.Contains(t, cmds, "ip rule add pref 10 iif lo from 10.10.0.1/32")
+			assert.Contains(t, cmds, "ip -6 rule add pref 14 oif vA from fd00::1/128")
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,6 +224,31 @@ func diagCheckSeed(t *testing.T, d *Diagnosis) {
 	require.NotNil(t, f.Fix.Apply, "martian-source has a fix --fix can add")
 	assert.NotNil(t, f.Fix.Apply.PolicyRouting)
 	assert.Contains(t, f.Fix.Scenario, "policy_routing")
+}
+
+// diagCheckLocalRoute: seed-v6's output route of both directions is local via lo; rxe0 sent,
+// no NIC carried the packets (rxe looped them back into rxe0), rxe1 received none.
+func diagCheckLocalRoute(t *testing.T, d *Diagnosis) {
+	f := d.Findings[0]
+	assert.Contains(t, f.Summary, "IPv6 packets to a local address went to lo")
+	ev := strings.Join(f.Evidence, "\n")
+	assert.Contains(t, ev, "local dev lo")
+	require.NotNil(t, d.Evidence.Traffic)
+	require.NotEmpty(t, d.Evidence.Traffic.Batches)
+	b := d.Evidence.Traffic.Batches[0]
+	sent, _ := b.Counters.RDMACounter(b.Sender.Device, counters.CounterRXEHWSentPkts)
+	rcvd, _ := b.Counters.RDMACounter(b.Receiver.Device, counters.CounterRXEHWRcvdPkts)
+	lo, _ := b.Counters.Link("lo")
+	tx, _ := b.Counters.Link(b.Sender.NIC)
+	assert.Positive(t, sent)
+	assert.Zero(t, rcvd)
+	assert.Less(t, lo.TxPackets, sent)
+	assert.Less(t, tx.TxPackets, sent)
+	require.NotNil(t, f.Fix.Apply, "local-route has a fix --fix can add")
+	assert.NotNil(t, f.Fix.Apply.PolicyRouting)
+	for _, x := range d.Findings[1:] {
+		assert.NotEqual(t, RoleRootCause, x.Role)
+	}
 }
 
 func diagCheckNeighborMartian(t *testing.T, d *Diagnosis) {
@@ -401,4 +436,32 @@ func TestKallsymsNamesAddresses(t *testing.T) {
 	assert.Equal(t, "ip_rcv+0x10", ks.name(strconv.FormatUint(a+0x10, 16)))
 	assert.Equal(t, "ip_rcv+0x0", ks.name("0x"+strconv.FormatUint(a, 16)))
 	assert.Equal(t, "not-hex", ks.name("not-hex"))
+}
+
+// TestDiagnoseRXEFixSeedV6: on seed-v6, diagnose finds local-route; FixLab adds the IPv6
+// policy routing, the traffic then passes across the cable, and Down restores the host.
+func TestDiagnoseRXEFixSeedV6(t *testing.T) {
+	testenv.RequireRXE(t)
+	ns := testenv.InitialNetNS(t)
+	before := ns.Dump(t)
+	l := testlab.UpRXE(t, "seed-v6", nil)
+	ctx := context.Background()
+	d, err := Run(ctx, l.Env, l.Scenario, Options{})
+	require.NoError(t, err)
+	require.Equal(t, CodeLocalRoute, d.FirstCode(), "%v", d.Codes())
+	res, err := FixLab(ctx, l.StateDir, l.Scenario.Name, d)
+	require.NoError(t, err)
+	require.NotNil(t, res.After)
+	var b strings.Builder
+	require.NoError(t, res.After.WriteText(&b))
+	t.Logf("after --fix:\n%s", b.String())
+	assert.True(t, res.Passed, res.After.Verdict)
+	for _, x := range res.After.Batches {
+		rx, _ := x.Counters.Link(x.Receiver.NIC)
+		lo, _ := x.Counters.Link("lo")
+		assert.GreaterOrEqual(t, rx.IP6InReceives, uint64(x.Messages), "%s: IPv6 packets on %s", x.Name(), x.Receiver.NIC)
+		assert.Zero(t, lo.TxPackets, "%s: lo", x.Name())
+	}
+	l.Down(t)
+	testenv.SameState(t, before, ns.Dump(t))
 }

@@ -27,7 +27,8 @@ type Evidence struct {
 	Directions []DirectionEvidence `json:"directions"`
 	// Sysctls are the "all" values that combine with each NIC's (rp_filter, accept_local, arp_*).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
-	// Rules is `ip rule` (IPv4) of the lab's namespace.
+	// Rules is `ip rule` (IPv4) of the lab's namespace, then `ip -6 rule` ("-6 …") when the
+	// lab has IPv6 endpoints.
 	Rules   []string         `json:"rules,omitempty"`
 	Traffic *TrafficEvidence `json:"traffic,omitempty"`
 	Trace   *TraceEvidence   `json:"trace,omitempty"`
@@ -82,11 +83,14 @@ type EndpointEvidence struct {
 
 // DirectionEvidence is the IP path from one endpoint to the other.
 type DirectionEvidence struct {
-	Name    scenario.Direction `json:"name"` // a->b or b->a
-	SrcNIC  string             `json:"src_nic"`
-	DstNIC  string             `json:"dst_nic"`
-	SrcAddr string             `json:"src_addr"`
-	DstAddr string             `json:"dst_addr"`
+	Name scenario.Direction `json:"name"` // a->b or b->a
+	// Family is the address family of SrcAddr and DstAddr: a dual-stack lab has a direction
+	// of each name per family ("" in evidence recorded before there were families: IPv4).
+	Family  scenario.Family `json:"family,omitempty"`
+	SrcNIC  string          `json:"src_nic"`
+	DstNIC  string          `json:"dst_nic"`
+	SrcAddr string          `json:"src_addr"`
+	DstAddr string          `json:"dst_addr"`
 	// Neighbor is SrcNIC's neighbour entry for DstAddr.
 	Neighbor NeighborEvidence `json:"neighbor"`
 	// RouteOut is `ip route get DST from SRC oif SRC_NIC` (the RoCE path: rxe routes with oif).

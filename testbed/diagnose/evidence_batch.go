@@ -42,7 +42,8 @@ func (b *BatchEvidence) AllCompleted() bool {
 
 // Cable is what the batch's packets move when they cross the cable.
 func (b *BatchEvidence) Cable() counters.Cable {
-	return counters.Cable{SenderDevice: b.Sender.Device, ReceiverDevice: b.Receiver.Device, SenderNIC: b.Sender.NIC, ReceiverNIC: b.Receiver.NIC}
+	return counters.Cable{SenderDevice: b.Sender.Device, ReceiverDevice: b.Receiver.Device, SenderNIC: b.Sender.NIC, ReceiverNIC: b.Receiver.NIC,
+		IPv6: b.Family == scenario.FamilyIPv6}
 }
 
 // BatchEvidenceOf is what the evidence keeps of a traffic batch (see BatchEvidence).
@@ -58,6 +59,7 @@ type batchWire struct {
 	Name           string               `json:"name"`
 	Transport      scenario.Transport   `json:"transport"`
 	Direction      scenario.Direction   `json:"direction"`
+	Family         scenario.Family      `json:"family,omitempty"`
 	Messages       int                  `json:"messages"`
 	SenderDevice   string               `json:"sender_device"`
 	SenderNIC      string               `json:"sender_nic"`
@@ -75,7 +77,7 @@ type batchWire struct {
 
 func batchWireOf(b *traffic.BatchResult, t CompletionTally) batchWire {
 	return batchWire{
-		Name: b.Traffic, Transport: b.Transport, Direction: b.Direction, Messages: b.Messages,
+		Name: b.Traffic, Transport: b.Transport, Direction: b.Direction, Family: b.Family, Messages: b.Messages,
 		SenderDevice: b.Sender.Device, SenderNIC: b.Sender.NIC, ReceiverDevice: b.Receiver.Device, ReceiverNIC: b.Receiver.NIC,
 		Pass: b.Pass, Class: b.Class, Verdict: b.Verdict,
 		ConnectMS: b.ConnectMS, ConnectError: b.ConnectError, ConnectTimeout: b.ConnectTimedOut,
@@ -86,7 +88,7 @@ func batchWireOf(b *traffic.BatchResult, t CompletionTally) batchWire {
 func (w batchWire) evidence() BatchEvidence {
 	return BatchEvidence{
 		BatchResult: traffic.BatchResult{
-			Traffic: w.Name, Transport: w.Transport, Direction: w.Direction, Messages: w.Messages,
+			Traffic: w.Name, Transport: w.Transport, Direction: w.Direction, Family: w.Family, Messages: w.Messages,
 			Sender: traffic.End{Device: w.SenderDevice, NIC: w.SenderNIC}, Receiver: traffic.End{Device: w.ReceiverDevice, NIC: w.ReceiverNIC},
 			Pass: w.Pass, Class: w.Class, Verdict: w.Verdict,
 			ConnectMS: w.ConnectMS, ConnectError: w.ConnectError, ConnectTimedOut: w.ConnectTimeout,

@@ -21,6 +21,8 @@ const (
 	CodeRPFilter FindingCode = FindingCode(scenario.FailureRPFilter)
 	// CodeMartianSource: the RoCE packets cross the cable and are dropped in input routing.
 	CodeMartianSource FindingCode = FindingCode(scenario.FailureMartianSource)
+	// CodeLocalRoute: the RoCE packets to the other endpoint's IPv6 address went to lo.
+	CodeLocalRoute FindingCode = FindingCode(scenario.FailureLocalRoute)
 	// CodeNotOnWire: the traffic left through lo or through the wrong NIC.
 	CodeNotOnWire FindingCode = "not-on-wire"
 	// CodeMTUMismatch: the NICs' MTUs (and so the rxe ports' active MTUs) differ.
@@ -36,7 +38,7 @@ const (
 // FindingCodes lists every code in report order.
 var FindingCodes = []FindingCode{
 	CodeLinkDown, CodeGIDMissing, CodeNoListener, CodeNeighborMartian, CodeRPFilter, CodeMartianSource,
-	CodeNotOnWire, CodeMTUMismatch, CodeNeighborUnresolved, CodeRetryExceeded, CodeUnexplained,
+	CodeLocalRoute, CodeNotOnWire, CodeMTUMismatch, CodeNeighborUnresolved, CodeRetryExceeded, CodeUnexplained,
 }
 
 // Severity of a finding.

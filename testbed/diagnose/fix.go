@@ -24,41 +24,74 @@ func (r ruler) hasPolicyRouting() bool {
 	return false
 }
 
-// policyRoutingFix is the remedy for the same-host martian drops: the measured policy-routing
-// recipe (works with any rp_filter), with the sysctl alternative among the commands.
+// policyRoutingFix is the remedy for the same-host drops: the measured policy-routing recipe
+// (works with any rp_filter), for each address family the lab's directions use, with the
+// sysctl alternative among the commands where it exists (IPv4).
 func (r ruler) policyRoutingFix(strict bool) *FindingFix {
 	a, b := r.endpoint(SideA), r.endpoint(SideB)
 	if a == nil || b == nil {
 		return nil
 	}
 	pr := scenario.PolicyRouting{}.WithDefaults()
-	addrA, errA := netip.ParseAddr(a.Address)
-	addrB, errB := netip.ParseAddr(b.Address)
-	if errA != nil || errB != nil {
+	pairs := r.addressPairs(a, b)
+	if len(pairs) == 0 {
 		return nil
 	}
 	var cmds []string
-	for _, c := range plan.PolicyRoutingChanges(addrA, addrB, a.NIC, b.NIC, pr) {
-		cmds = append(cmds, c.Command())
+	v4 := false
+	for _, ab := range pairs {
+		v4 = v4 || ab[0].Is4()
+		for _, c := range plan.PolicyRoutingChanges(ab[0], ab[1], a.NIC, b.NIC, pr) {
+			cmds = append(cmds, c.Command())
+		}
 	}
-	var alt string
-	if strict {
-		alt = fmt.Sprintf("# or keep accept_local and loosen the filter: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.%s.rp_filter=2 net.ipv4.conf.%s.rp_filter=2", a.NIC, b.NIC)
-	} else {
-		alt = fmt.Sprintf("# or: sysctl -w net.ipv4.conf.{all,%s,%s}.accept_local=1 with rp_filter 0 or 2 on all, %s and %s (only for clients that bind their address: one that binds none still loops inside one device)", a.NIC, b.NIC, a.NIC, b.NIC)
+	switch {
+	case !v4:
+	case strict:
+		cmds = append(cmds, fmt.Sprintf("# or keep accept_local and loosen the filter: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.%s.rp_filter=2 net.ipv4.conf.%s.rp_filter=2", a.NIC, b.NIC))
+	default:
+		cmds = append(cmds, fmt.Sprintf("# or: sysctl -w net.ipv4.conf.{all,%s,%s}.accept_local=1 with rp_filter 0 or 2 on all, %s and %s (only for clients that bind their address: one that binds none still loops inside one device)", a.NIC, b.NIC, a.NIC, b.NIC))
 	}
-	cmds = append(cmds, alt)
+	desc := "route each endpoint's traffic out of its own NIC (policy routing), so the receiving NIC's source check finds a unicast route back through itself; it works with any rp_filter"
+	if !v4 {
+		desc = "route each endpoint's traffic to the other's IPv6 address out of its own NIC (policy routing) instead of through lo"
+	}
 	fix := &FindingFix{
-		Description: "route each endpoint's traffic out of its own NIC (policy routing), so the receiving NIC's source check finds a unicast route back through itself; it works with any rp_filter",
+		Description: desc,
 		Scenario:    "fixes:\n  - name: policy-routing\n    policy_routing: {}",
 		Commands:    cmds,
 	}
 	if r.hasPolicyRouting() {
-		fix.Description = "the scenario already has policy routing, so it is incomplete or overridden: compare `ip rule` and the tables with the commands below"
+		fix.Description = "the scenario already has policy routing, so it is incomplete or overridden: compare `ip rule` (and `ip -6 rule`) and the tables with the commands below"
 		return fix
 	}
 	fix.Apply = &scenario.Fix{Name: FixName, Description: "added by rocebed diagnose --fix", PolicyRouting: &pr}
 	return fix
+}
+
+// addressPairs are the endpoints' addresses (a, b) per family, from the a->b directions
+// (one per family the lab probes), else the endpoints' own addresses.
+func (r ruler) addressPairs(a, b *EndpointEvidence) [][2]netip.Addr {
+	var out [][2]netip.Addr
+	for _, d := range r.ev.Directions {
+		if d.Name != scenario.DirectionAToB {
+			continue
+		}
+		x, errX := netip.ParseAddr(d.SrcAddr)
+		y, errY := netip.ParseAddr(d.DstAddr)
+		if errX == nil && errY == nil {
+			out = append(out, [2]netip.Addr{x.Unmap(), y.Unmap()})
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	x, errX := netip.ParseAddr(a.Address)
+	y, errY := netip.ParseAddr(b.Address)
+	if errX != nil || errY != nil {
+		return nil
+	}
+	return [][2]netip.Addr{{x.Unmap(), y.Unmap()}}
 }
 
 // FixName names the fix group `diagnose --fix` adds.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/testbed/counters"
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // A rule is a function of the evidence: the one finding it makes, or nil. Each rule, or small
@@ -20,6 +21,7 @@ var rules = []rule{
 	ruler.noListener,    // rules_listener.go
 	ruler.neighbor,      // rules_neighbor.go: neighbor-martian, rp-filter (ARP), neighbor-unresolved
 	ruler.martianSource, // rules_martian.go: martian-source, rp-filter (RoCE)
+	ruler.localRoute,    // rules_local_route.go
 	ruler.notOnWire,     // rules_wire.go
 	ruler.mtuMismatch,   // rules_mtu.go
 	ruler.retryExceeded, // rules_retry.go
@@ -99,11 +101,13 @@ func (r ruler) endpoint(side Side) *EndpointEvidence {
 	return nil
 }
 
-// direction is the direction whose packets leave through NIC src.
-func (r ruler) direction(src string) *DirectionEvidence {
+// direction is the direction of batch b: the one whose packets leave through b's sender NIC,
+// in b's family (any, for evidence recorded without families).
+func (r ruler) direction(b BatchEvidence) *DirectionEvidence {
 	for i := range r.ev.Directions {
-		if r.ev.Directions[i].SrcNIC == src {
-			return &r.ev.Directions[i]
+		d := &r.ev.Directions[i]
+		if d.SrcNIC == b.Sender.NIC && (b.Family == "" || d.Family == "" || d.Family == b.Family) {
+			return d
 		}
 	}
 	return nil
@@ -147,8 +151,8 @@ func (r ruler) counters(b BatchEvidence) *counters.Snapshot {
 // packets, from the route back and the NIC's effective sysctls.
 func (r ruler) predict(d *DirectionEvidence) kernel.SourceVerdict {
 	dst := r.nic(d.DstNIC)
-	if dst == nil {
-		return kernel.SourceUnknown
+	if dst == nil || d.Family == scenario.FamilyIPv6 {
+		return kernel.SourceUnknown // IPv6 input routing has no martian or reverse-path check
 	}
 	return kernel.PredictSource(dst.AcceptLocal, dst.RPFilter, kernel.RouteBack{Type: int(d.RouteBack.Type), Dev: d.RouteBack.Dev}, d.DstNIC)
 }

@@ -49,7 +49,7 @@ func (r ruler) martianSource() *Finding {
 		if t := b.Tally; t.FirstError != 0 {
 			ev = append(ev, fmt.Sprintf("requester completion %s after %s; responder completions: %d", t.FirstError, traffic.FormatMS(t.FirstErrorMS), t.ReceiverCompletions))
 		}
-		if d := r.direction(b.Sender.NIC); d != nil {
+		if d := r.direction(b); d != nil {
 			if r.predict(d) == kernel.SourceRPFilter || d.RouteIn.Errno == errnoEXDEV {
 				strict = true
 			}

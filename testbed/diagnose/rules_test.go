@@ -296,3 +296,69 @@ func TestPredictUsesTheReceivingNIC(t *testing.T) {
 	d.DstNIC = "nowhere"
 	assert.Equal(t, kernel.SourceUnknown, r.predict(d))
 }
+
+// seedV6Like turns the healthy evidence into seed-v6 as measured: IPv6 endpoints, no policy
+// routing, the output route of both directions the local table's route to lo, a->b RoCE
+// packets sent by rxe0 and seen by no NIC (rxe looped them back into itself).
+func seedV6Like(ev *Evidence) *Evidence {
+	ev.Fixes = nil
+	ev.NICs[0].Addresses, ev.NICs[1].Addresses = []string{"fd00::1/64"}, []string{"fd00::2/64"}
+	ev.Endpoints[0].Address, ev.Endpoints[1].Address = "fd00::1", "fd00::2"
+	ev.Endpoints[0].GID, ev.Endpoints[1].GID = "1 fd00::1 (RoCE v2) on vA", "1 fd00::2 (RoCE v2) on vB"
+	for i := range ev.Directions {
+		d := &ev.Directions[i]
+		d.Family = scenario.FamilyIPv6
+		d.SrcAddr, d.DstAddr = map[string]string{"vA": "fd00::1", "vB": "fd00::2"}[d.SrcNIC], map[string]string{"vA": "fd00::1", "vB": "fd00::2"}[d.DstNIC]
+		d.RouteOut = RouteAnswer{Query: "ip route get " + d.DstAddr + " from " + d.SrcAddr + " oif " + d.SrcNIC, Type: RouteLocal, Dev: "lo", Table: "local"}
+		d.RouteBack = RouteAnswer{Query: "back", Type: RouteLocal, Dev: "lo", Table: "local"}
+		d.ProbePassed = false
+	}
+	b := &ev.Traffic.Batches[0]
+	b.Family = scenario.FamilyIPv6
+	b.Pass, b.Class = false, traffic.ClassRetryExceeded
+	b.Tally.FirstError, b.Tally.FirstErrorMS = CompletionStatus(verbs.WCRetryExcErr), 58
+	b.Tally.SenderOK, b.Tally.ReceiverCompletions, b.Tally.ReceiverOK = 0, 0, 0
+	b.Counters = &counters.Snapshot{
+		RDMA:   map[string]rdma.Counters{"rxe0": {"sent_pkts": 30, "rcvd_pkts": 0, "completer_retry_err": 3}, "rxe1": {"sent_pkts": 0, "rcvd_pkts": 0}},
+		Links:  map[string]counters.LinkCounters{"vA": {}, "vB": {}, "lo": {}},
+		Kernel: map[string]uint64{counters.CounterMartianSrc: 0},
+	}
+	ev.Traffic.Batches = ev.Traffic.Batches[:1]
+	ev.Traffic.Pass = false
+	ev.Traffic.Delta = counters.Sum(nil, b.Counters)
+	return ev
+}
+
+// TestFindingsSeedV6LocalRoute: seed-v6's packets went to lo; the root cause is local-route,
+// its fix the IPv6 policy routing (with the oif rules, without the IPv4-only accept_local).
+func TestFindingsSeedV6LocalRoute(t *testing.T) {
+	d := Conclude(seedV6Like(healthyEvidence()))
+	assert.Equal(t, []FindingCode{CodeLocalRoute, CodeNotOnWire, CodeRetryExceeded}, d.Codes())
+	assertWellFormed(t, d)
+	f := d.Findings[0]
+	assert.Equal(t, RoleRootCause, f.Role)
+	assert.Contains(t, f.Summary, "IPv6 packets to a local address went to lo")
+	ev := strings.Join(f.Evidence, "\n")
+	assert.Contains(t, ev, "a->b output route: ip route get fd00::2 from fd00::1 oif vA: local dev lo table local")
+	assert.Contains(t, ev, "rc-both a->b: rxe0 sent_pkts +30, vA tx +0, lo tx +0, rxe1 rcvd_pkts +0: the packets never reached a NIC (rxe looped them back into rxe0)")
+	require.NotNil(t, f.Fix.Apply)
+	assert.Equal(t, FixName, f.Fix.Apply.Name)
+	assert.Contains(t, f.Fix.Commands, "ip -6 rule add pref 14 oif vA from fd00::1/128 to fd00::2/128 lookup 100")
+	assert.Contains(t, f.Fix.Commands, "ip route add fd00::2/128 dev vA src fd00::1 table 100")
+	assert.NotContains(t, strings.Join(f.Fix.Commands, "\n"), "accept_local", "accept_local is IPv4 only")
+	for _, c := range d.Findings[1:] {
+		assert.Equal(t, RoleConsequence, c.Role)
+	}
+}
+
+// TestFindingsLocalRouteIsIPv6Only: an IPv4 lab whose route-out answer is local is not
+// local-route (IPv4 honours rxe's output interface; that is another story).
+func TestFindingsLocalRouteIsIPv6Only(t *testing.T) {
+	ev := seedV6Like(healthyEvidence())
+	for i := range ev.Directions {
+		ev.Directions[i].Family = scenario.FamilyIPv4
+	}
+	ev.Traffic.Batches[0].Family = ""
+	d := Conclude(ev)
+	assert.NotContains(t, d.Codes(), CodeLocalRoute)
+}

@@ -59,10 +59,17 @@ const RDMAPort = 1
 // NIC's declared addresses, see scenario.EndpointAddr), else the first address the kernel has
 // on the NIC (IPv4 first) — an existing NIC the scenario gives no address.
 func EndpointAddr(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (netip.Addr, error) {
-	if a, ok := s.EndpointAddr(ep); ok {
+	return EndpointAddrIn(env, s, ep, "")
+}
+
+// EndpointAddrIn is EndpointAddr in family f ("" for the endpoint's own): the scenario's
+// address of that family (scenario.EndpointAddrIn), else the first one the kernel has on the
+// NIC, link-local addresses left out.
+func EndpointAddrIn(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint, f scenario.Family) (netip.Addr, error) {
+	if a, ok := s.EndpointAddrIn(ep, f); ok {
 		return a.Unmap(), nil
 	}
-	if ep.Address != "" {
+	if ep.Address != "" && f == "" {
 		return netip.Addr{}, fmt.Errorf("endpoint on %s: address %q is not an IP address", ep.NIC, ep.Address)
 	}
 	nsName := ""
@@ -78,7 +85,14 @@ func EndpointAddr(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (ne
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("endpoint on %s: %w", ep.NIC, err)
 	}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+	fams := []int{netlink.FAMILY_V4, netlink.FAMILY_V6}
+	switch f {
+	case scenario.FamilyIPv4:
+		fams = fams[:1]
+	case scenario.FamilyIPv6:
+		fams = fams[1:]
+	}
+	for _, fam := range fams {
 		addrs, err := kernel.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, fam) })
 		if err != nil {
 			return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ep.NIC, err)
@@ -88,6 +102,9 @@ func EndpointAddr(env *host.Env, s *scenario.Scenario, ep scenario.Endpoint) (ne
 				return ip.Unmap(), nil
 			}
 		}
+	}
+	if f != "" {
+		return netip.Addr{}, fmt.Errorf("endpoint on %s: no %s address: add one to the NIC's addresses", ep.NIC, f)
 	}
 	return netip.Addr{}, fmt.Errorf("endpoint on %s: no address: set endpoints.*.address, or give the NIC an address", ep.NIC)
 }
@@ -109,11 +126,17 @@ func (e *EndpointError) Unwrap() error { return e.Err }
 // follows the netdev's carrier, the GID is added by a kernel work item). A two-host lab has
 // one endpoint here: ResolveLocalEndpoints finds it.
 func ResolveEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) ([2]Endpoint, error) {
+	return ResolveEndpointsIn(ctx, env, s, "")
+}
+
+// ResolveEndpointsIn is ResolveEndpoints in family f: each endpoint's address of that family
+// (EndpointAddrIn) and its RoCE v2 GID. f "" is the endpoints' own family.
+func ResolveEndpointsIn(ctx context.Context, env *host.Env, s *scenario.Scenario, f scenario.Family) ([2]Endpoint, error) {
 	var ends [2]Endpoint
 	if s.TwoHost() {
 		return ends, fmt.Errorf("lab %s spans two hosts: this host has endpoint %s only, the other is on host %s", s.Name, s.Host, s.Host.Other())
 	}
-	local, err := ResolveLocalEndpoints(ctx, env, s)
+	local, err := ResolveLocalEndpointsIn(ctx, env, s, f)
 	if err != nil {
 		return ends, err
 	}
@@ -124,9 +147,14 @@ func ResolveEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) 
 // ResolveLocalEndpoints finds the endpoints this host has (scenario.LocalEndpoints): both of a
 // one-host lab, one of a two-host lab, as ResolveEndpoints does.
 func ResolveLocalEndpoints(ctx context.Context, env *host.Env, s *scenario.Scenario) ([]Endpoint, error) {
+	return ResolveLocalEndpointsIn(ctx, env, s, "")
+}
+
+// ResolveLocalEndpointsIn is ResolveLocalEndpoints in family f, as ResolveEndpointsIn.
+func ResolveLocalEndpointsIn(ctx context.Context, env *host.Env, s *scenario.Scenario, f scenario.Family) ([]Endpoint, error) {
 	var ends []Endpoint
 	for _, ep := range s.LocalEndpoints() {
-		e, err := resolveEndpoint(ctx, env, s, ep.Side, ep.Endpoint)
+		e, err := resolveEndpoint(ctx, env, s, ep.Side, ep.Endpoint, f)
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +163,7 @@ func ResolveLocalEndpoints(ctx context.Context, env *host.Env, s *scenario.Scena
 	return ends, nil
 }
 
-func resolveEndpoint(ctx context.Context, env *host.Env, s *scenario.Scenario, side string, ep scenario.Endpoint) (Endpoint, error) {
+func resolveEndpoint(ctx context.Context, env *host.Env, s *scenario.Scenario, side string, ep scenario.Endpoint, f scenario.Family) (Endpoint, error) {
 	sys := rdma.Sysfs{Root: env.SysfsRoot}
 	e := Endpoint{Side: side, NIC: ep.NIC}
 	if nic, ok := s.NIC(ep.NIC); ok {
@@ -145,7 +173,7 @@ func resolveEndpoint(ctx context.Context, env *host.Env, s *scenario.Scenario, s
 		return Endpoint{}, &EndpointError{Side: e.Side, NIC: ep.NIC, Err: err}
 	}
 	var err error
-	if e.Addr, err = EndpointAddr(env, s, ep); err != nil {
+	if e.Addr, err = EndpointAddrIn(env, s, ep, f); err != nil {
 		return fail(err)
 	}
 	if e.Device, err = EndpointDevice(env, s, ep); err != nil {

@@ -43,7 +43,7 @@ func runInNetns(tb testing.TB, ns, script string) {
 // checks they build the same namespace state as Up, and that the undo commands restore it:
 // the plan output is something a user can copy and paste.
 func TestPlanCommandsAreRealIproute2(t *testing.T) {
-	for _, name := range []string{"same-host", "same-host-sysctl", "seed-fixed"} {
+	for _, name := range []string{"same-host", "same-host-sysctl", "seed-fixed", "same-host-v6", "same-host-dual"} {
 		t.Run(name, func(t *testing.T) {
 			ns, env, s := testlab.InNetNS(t, name)
 			before := ns.Dump(t)

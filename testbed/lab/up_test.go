@@ -24,7 +24,7 @@ import (
 // addresses, rules, routes of every table, neighbours and every net.ipv4/net.ipv6 sysctl are
 // byte-identical to before, as iproute2 and /proc/sys see them.
 func TestUpDownRestoresExactly(t *testing.T) {
-	for _, name := range []string{"same-host", "same-host-sysctl", "same-host-nofix", "same-host-ud", "seed", "seed-fixed"} {
+	for _, name := range []string{"same-host", "same-host-sysctl", "same-host-nofix", "same-host-ud", "seed", "seed-fixed", "same-host-v6", "same-host-dual", "seed-v6"} {
 		t.Run(name, func(t *testing.T) {
 			ns, env, s := testlab.InNetNS(t, name)
 			state := t.TempDir()

@@ -9,13 +9,17 @@ import (
 	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
-// Addr adds an address to a NIC.
+// Addr adds an address to a NIC. NoDAD adds an IPv6 address without duplicate address
+// detection (IFA_F_NODAD, `nodad`): usable at once instead of tentative for a second or more,
+// which rocebed does on the veths it creates — nothing else is on their link.
 type Addr struct {
 	Link  string `json:"link"`
 	Addr  string `json:"addr"` // CIDR
 	Index int    `json:"ifindex,omitempty"`
+	NoDAD bool   `json:"nodad,omitempty"`
 }
 
 func (*Addr) Kind() Kind         { return KindAddr }
@@ -27,14 +31,24 @@ func (c *Addr) Prepare(env *host.Env) error {
 }
 
 func (c *Addr) Command() string {
+	cmd := fmt.Sprintf("ip addr add %s dev %s", Quote(c.Addr), Quote(c.Link))
 	// netlink's AddrAdd sets the IPv4 broadcast address below /31; `brd +` does the same.
 	if p, err := netip.ParsePrefix(c.Addr); err == nil && p.Addr().Is4() && p.Bits() < 31 {
-		return fmt.Sprintf("ip addr add %s brd + dev %s", Quote(c.Addr), Quote(c.Link))
+		cmd = fmt.Sprintf("ip addr add %s brd + dev %s", Quote(c.Addr), Quote(c.Link))
 	}
-	return fmt.Sprintf("ip addr add %s dev %s", Quote(c.Addr), Quote(c.Link))
+	if c.NoDAD {
+		cmd += " nodad"
+	}
+	return cmd
 }
 
+// UndoCommand deletes the address. An IPv6 one is gone already when its link went down before
+// (IPv6 drops a link's addresses on down unless keep_addr_on_down), where `ip addr del` would
+// fail: flushing exactly that address succeeds either way, as Undo does.
 func (c *Addr) UndoCommand() string {
+	if p, err := netip.ParsePrefix(c.Addr); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() {
+		return fmt.Sprintf("ip -6 addr flush dev %s to %s", Quote(c.Link), netip.PrefixFrom(p.Addr(), 128))
+	}
 	return fmt.Sprintf("ip addr del %s dev %s", Quote(c.Addr), Quote(c.Link))
 }
 
@@ -46,6 +60,9 @@ func (c *Addr) Apply(env *host.Env) error {
 	a, err := netlink.ParseAddr(c.Addr)
 	if err != nil {
 		return notMade(err)
+	}
+	if c.NoDAD {
+		a.Flags |= unix.IFA_F_NODAD
 	}
 	// EEXIST: the address is there already, put there by someone else since planning.
 	return notMade(env.NL.AddrAdd(l, a))

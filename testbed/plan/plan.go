@@ -121,8 +121,27 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			if l, ok := existing[n.Name]; ok && slices.Contains(l.Addrs, pfx) {
 				continue // already there: not ours to add or remove
 			}
-			add(Step{Change: &Addr{Link: n.Name, Addr: pfx.String()}})
+			// An address on a veth rocebed creates skips DAD: nothing else is on that cable,
+			// and a tentative address would hold up the routes and the first connection.
+			add(Step{Change: &Addr{Link: n.Name, Addr: pfx.String(), NoDAD: created[n.Name] && pfx.Addr().Is6()}})
 		}
+	}
+
+	// The veths rocebed creates for an IPv6 lab skip DAD, also for the link-local address the
+	// kernel gives them when they come up: until that one is usable, the RDMA core's neighbour
+	// discovery sends no solicitation and the first RC connection times out (see DADWait).
+	for _, n := range s.NICs {
+		if !created[n.Name] || !hasIPv6(n) {
+			continue
+		}
+		key := "net.ipv6.conf." + strings.ReplaceAll(n.Name, ".", "/") + ".accept_dad"
+		old, err := plannedOld(h, key, created)
+		if err != nil {
+			errs = append(errs, &preflight.Error{Check: "sysctl " + key, Need: "IPv6 (net.ipv6.conf.default.accept_dad)", Have: "none on this kernel", Err: err,
+				Hint: "enable IPv6 (ipv6.disable=0 on the kernel command line), or give the lab IPv4 addresses only"})
+			continue
+		}
+		add(Step{Change: &Sysctl{Key: key, Value: "0", Old: old}})
 	}
 
 	// Sysctls of every fix, before the links come up, so ARP starts under the fixed settings.
@@ -151,6 +170,13 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			continue
 		}
 		add(Step{Change: &LinkUp{Link: n.Name, Old: "down"}})
+	}
+	// IPv6 addresses of existing NICs go through DAD once their link is up, and so does the
+	// link-local address the kernel adds then: wait for it (DADWait says why).
+	for _, n := range s.NICs {
+		if _, ok := existing[n.Name]; ok && hasIPv6(n) {
+			add(Step{Change: &DADWait{Link: n.Name, TimeoutMS: int(DADTimeout(h, n.Name).Milliseconds())}})
+		}
 	}
 
 	// Routing fixes: neighbours, rules and routes.
@@ -230,24 +256,25 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			addRule(f.Name, rs)
 		}
 		if pr := f.PolicyRouting; pr != nil {
-			a, okA := s.EndpointAddr(s.Endpoints.A)
-			b, okB := s.EndpointAddr(s.Endpoints.B)
-			if !okA || !okB {
+			pairs := EndpointPairs(s)
+			if len(pairs) == 0 {
 				errs = append(errs, s.FieldErr("fixes", "policy_routing needs an address on both endpoint NICs"))
 				continue
 			}
-			changes := PolicyRoutingChanges(a, b, s.Endpoints.A.NIC, s.Endpoints.B.NIC, *pr)
-			if s.Host != "" {
-				changes = PolicyRoutingHalf(changes, s.Host, *pr)
-			}
-			for _, c := range changes {
-				switch c := c.(type) {
-				case *RuleAdd:
-					addRule(f.Name, *c.Rule)
-				case *RuleDel:
-					moveLocal(f.Name, c.Rule.Family) // the kernel's own rule, protocol included
-				case *Route:
-					addRoute(f.Name, *c.Route)
+			for _, ab := range pairs {
+				changes := PolicyRoutingChanges(ab[0], ab[1], s.Endpoints.A.NIC, s.Endpoints.B.NIC, *pr)
+				if s.Host != "" {
+					changes = PolicyRoutingHalf(changes, s.Host, *pr)
+				}
+				for _, c := range changes {
+					switch c := c.(type) {
+					case *RuleAdd:
+						addRule(f.Name, *c.Rule)
+					case *RuleDel:
+						moveLocal(f.Name, c.Rule.Family) // the kernel's own rule, protocol included
+					case *Route:
+						addRoute(f.Name, *c.Route)
+					}
 				}
 			}
 		}
@@ -277,19 +304,35 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 	return p, nil
 }
 
+// EndpointPairs lists the endpoints' addresses (a, b) in each family both have one in
+// (scenario.Families): what the policy-routing fix covers. It is empty when an endpoint's
+// address is not declared.
+func EndpointPairs(s *scenario.Scenario) [][2]netip.Addr {
+	var out [][2]netip.Addr
+	for _, f := range s.Families() {
+		a, okA := s.EndpointAddrIn(s.Endpoints.A, f)
+		b, okB := s.EndpointAddrIn(s.Endpoints.B, f)
+		if okA && okB {
+			out = append(out, [2]netip.Addr{a.Unmap(), b.Unmap()})
+		}
+	}
+	return out
+}
+
 // PolicyRoutingChanges is the policy-routing fix for endpoints with addresses a (on nicA) and b
-// (on nicB), in the order it is made: the local table's rule moved from priority 0 to
-// pr.LocalRulePriority, then per direction a route out of the sender's NIC in its own table
-// and the rules that send the host's traffic to the other endpoint through it — traffic from
-// the endpoint's address, and traffic with no source yet (see scenario.PolicyRoutingRules).
-// It is what `up` makes (MakePlan fits it to the host's rules) and what diagnose prints.
+// (on nicB) of one family, in the order it is made: the local table's rule moved from
+// priority 0 to pr.LocalRulePriority, then per direction a route out of the sender's NIC in its
+// own table and the rules that send the host's traffic to the other endpoint through it —
+// traffic from the endpoint's address, and traffic with no source yet; for IPv6 also the
+// lookups that name the NIC as output interface (see scenario.PolicyRoutingRulesIPv6). It is
+// what `up` makes (MakePlan fits it to the host's rules) and what diagnose prints.
 func PolicyRoutingChanges(a, b netip.Addr, nicA, nicB string, pr scenario.PolicyRouting) []Change {
 	pr = pr.WithDefaults()
-	fam, unspec := kernel.AFInet, netip.IPv4Unspecified()
-	if a.Is6() && !a.Is4In6() {
-		fam, unspec = kernel.AFInet6, netip.IPv6Unspecified()
-	}
 	host := func(x netip.Addr) string { return hostPrefix(x.String()) }
+	if a.Is6() && !a.Is4In6() {
+		return policyRoutingChanges6(a, b, nicA, nicB, pr)
+	}
+	fam, unspec := kernel.AFInet, netip.IPv4Unspecified()
 	return []Change{
 		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.LocalRulePriority, Table: kernel.TableLocal}},
 		&RuleDel{Rule: &RuleSpec{Family: fam, Priority: 0, Table: kernel.TableLocal}},
@@ -298,13 +341,46 @@ func PolicyRoutingChanges(a, b netip.Addr, nicA, nicB string, pr scenario.Policy
 		&Route{Route: &RouteSpec{To: host(a), Dev: nicB, Src: b.String(), Table: pr.TableB}},
 		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 1, IIF: "lo", From: host(b), To: host(a), Table: pr.TableB}},
 		// A client that binds no source (most rdma_cm software) looks the route up with
-		// source 0.0.0.0 (::): without these it gets the local table's route through lo,
-		// and rdma_cm picks the device that owns the destination, so the traffic loops
-		// inside one device instead of crossing the cable. The unspecified source as a /32
-		// (/128) matches only such lookups, so traffic bound to a local address still goes
-		// through lo.
+		// source 0.0.0.0: without these it gets the local table's route through lo, and
+		// rdma_cm picks the device that owns the destination, so the traffic loops inside
+		// one device instead of crossing the cable. The unspecified source as a /32 matches
+		// only such lookups, so traffic bound to a local address still goes through lo.
 		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 2, IIF: "lo", From: host(unspec), To: host(b), Table: pr.TableA}},
 		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 3, IIF: "lo", From: host(unspec), To: host(a), Table: pr.TableB}},
+	}
+}
+
+// policyRoutingChanges6 is PolicyRoutingChanges for IPv6, where two lookups differ from IPv4's
+// (measured on Debian's 6.1 and 6.12, read in net/ipv6/fib6_rules.c and drivers/infiniband/
+// core/cma.c):
+//   - A rule with a source never matches a lookup that has no source yet (fib6_rule_match
+//     skips it without RT6_LOOKUP_F_HAS_SADDR), so `from ::/128` would never catch the
+//     unbound client it is for. Its IPv6 rule has no source: every lookup from this host to
+//     the endpoint that the bound rule did not take — unbound, or from another of the host's
+//     addresses — leaves through the other endpoint's NIC. IPv6 has no martian-source drop,
+//     so such packets are delivered as before, through the cable.
+//   - rdma_cm accepts a connection only if the route from its own address back to the client,
+//     looked up with its NIC as output interface and no input interface
+//     (validate_ipv6_net_dev), leaves through that NIC. IPv6 output routing takes the local
+//     table's route for an address of this host whatever the output interface, so without a
+//     rule for that lookup the answer is the client's own NIC and the connection is rejected
+//     (RDMA_CM_EVENT_REJECTED, status 28: IB_CM_REJ_CONSUMER_DEFINED). The `oif` rules give
+//     it the route out of its own NIC. (IPv4's lookup skips routes of other devices when an
+//     output interface is given, so IPv4 needs no such rule.)
+func policyRoutingChanges6(a, b netip.Addr, nicA, nicB string, pr scenario.PolicyRouting) []Change {
+	fam := kernel.AFInet6
+	host := func(x netip.Addr) string { return hostPrefix(x.String()) }
+	return []Change{
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.LocalRulePriority, Table: kernel.TableLocal}},
+		&RuleDel{Rule: &RuleSpec{Family: fam, Priority: 0, Table: kernel.TableLocal}},
+		&Route{Route: &RouteSpec{To: host(b), Dev: nicA, Src: a.String(), Table: pr.TableA}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority, IIF: "lo", From: host(a), To: host(b), Table: pr.TableA}},
+		&Route{Route: &RouteSpec{To: host(a), Dev: nicB, Src: b.String(), Table: pr.TableB}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 1, IIF: "lo", From: host(b), To: host(a), Table: pr.TableB}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 2, IIF: "lo", To: host(b), Table: pr.TableA}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 3, IIF: "lo", To: host(a), Table: pr.TableB}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 4, OIF: nicA, From: host(a), To: host(b), Table: pr.TableA}},
+		&RuleAdd{Rule: &RuleSpec{Family: fam, Priority: pr.RulePriority + 5, OIF: nicB, From: host(b), To: host(a), Table: pr.TableB}},
 	}
 }
 
@@ -373,6 +449,16 @@ func plannedOld(h HostView, key string, created map[string]bool) (string, error)
 		key = strings.Replace(key, "."+ifc+".", ".default.", 1)
 	}
 	return h.Sysctl(key)
+}
+
+// hasIPv6 reports whether a NIC declares an IPv6 address.
+func hasIPv6(n scenario.NIC) bool {
+	for _, a := range n.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() {
+			return true
+		}
+	}
+	return false
 }
 
 // familiesOf lists the address families the lab's NICs use.

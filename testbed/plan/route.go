@@ -1,12 +1,14 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Route adds a route. Index is the ifindex of its device when Prepare ran.
@@ -36,7 +38,37 @@ func (c *Route) Apply(env *host.Env) error {
 	}
 	r.LinkIndex = l.Attrs().Index
 	// EEXIST: the route is there already, added by someone else since planning.
-	return notMade(env.NL.RouteAdd(r))
+	if err := notMade(env.NL.RouteAdd(r)); err != nil {
+		return explainRouteErr(env, c.Route, err)
+	}
+	return nil
+}
+
+// explainRouteErr adds what the kernel knows but netlink's EINVAL does not say: an IPv6 route
+// whose source is not (yet) a usable address of this host is refused with "Invalid source
+// address" in the extended ack, which rocebed's netlink handles do not ask for.
+func explainRouteErr(env *host.Env, rs *RouteSpec, err error) error {
+	src := net.ParseIP(rs.Src)
+	if !errors.Is(err, unix.EINVAL) || src == nil || src.To4() != nil {
+		return err
+	}
+	addrs, lerr := kernel.Dump(func() ([]netlink.Addr, error) { return env.NL.AddrList(nil, netlink.FAMILY_V6) })
+	if lerr != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if !a.IP.Equal(src) {
+			continue
+		}
+		switch {
+		case a.Flags&unix.IFA_F_DADFAILED != 0:
+			return fmt.Errorf("%w: src %s failed duplicate address detection, so the kernel refuses it as a source: another node on its link uses it", err, rs.Src)
+		case a.Flags&unix.IFA_F_TENTATIVE != 0:
+			return fmt.Errorf("%w: src %s is still tentative (duplicate address detection running), and the kernel refuses a tentative address as a source: wait for DAD (`ip -6 addr show tentative`) or add the address with nodad", err, rs.Src)
+		}
+		return err
+	}
+	return fmt.Errorf("%w: src %s is not an address of this host", err, rs.Src)
 }
 
 func (c *Route) Undo(env *host.Env) error {

@@ -27,6 +27,7 @@ const (
 	KindRoute    Kind = "route"    // ip route add ...
 	KindNeighbor Kind = "neighbor" // ip neigh replace IP lladdr MAC dev NIC nud permanent
 	KindRXE      Kind = "rxe"      // rdma link add NAME type rxe netdev NIC
+	KindDAD      Kind = "dad"      // wait until an IPv6 address is no longer tentative (changes nothing)
 )
 
 // Change is one kind of host change: everything rocebed knows about it lives on its type —
@@ -80,6 +81,7 @@ var kinds = map[Kind]func() Change{
 	KindRoute:    func() Change { return &Route{} },
 	KindNeighbor: func() Change { return &Neighbor{} },
 	KindRXE:      func() Change { return &RXE{} },
+	KindDAD:      func() Change { return &DADWait{} },
 }
 
 // Step is one change of a plan, with the fix group it belongs to ("" for the topology). It is

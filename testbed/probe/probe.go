@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rocebed/rocebed/testbed/scenario"
 )
 
 // The probe checks the path between the lab's two NICs layer by layer with plain IP traffic,
@@ -55,6 +57,8 @@ type Report struct {
 type DirectionReport struct {
 	// Name is "a->b" or "b->a".
 	Name string `json:"name"`
+	// Family is the address family probed: a dual-stack lab has two directions of each.
+	Family scenario.Family `json:"family,omitempty"`
 	// From and To describe the endpoints: "a (vA 10.10.0.1)".
 	From   string        `json:"from"`
 	To     string        `json:"to"`
@@ -86,6 +90,14 @@ func (r *Report) FirstFailure() (*DirectionReport, *LayerResult) {
 		}
 	}
 	return nil, nil
+}
+
+// Label names the direction for people: its Name, with "(ipv6)" for an IPv6 one.
+func (d *DirectionReport) Label() string {
+	if d.Family == scenario.FamilyIPv6 {
+		return d.Name + " (ipv6)"
+	}
+	return d.Name
 }
 
 // FirstFailure returns the direction's failing layer, or nil.
@@ -120,7 +132,7 @@ func (r *Report) Summary() string {
 		}
 		return "fail: incomplete probe"
 	}
-	return fmt.Sprintf("fail at %s %s: %s", d.Name, l.Layer, l.Detail)
+	return fmt.Sprintf("fail at %s %s: %s", d.Label(), l.Layer, l.Detail)
 }
 
 // WriteText prints the report for people: one line per layer, then the verdict and, for a
@@ -129,7 +141,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "probe lab %s\n", r.Lab)
 	for _, d := range r.Directions {
-		fmt.Fprintf(&b, "%s: %s -> %s\n", d.Name, d.From, d.To)
+		fmt.Fprintf(&b, "%s: %s -> %s\n", d.Label(), d.From, d.To)
 		for _, l := range d.Layers {
 			fmt.Fprintf(&b, "  %s %-9s %s\n", statusMark(l.Status), l.Layer, l.Detail)
 			if l.Status == Fail {
@@ -142,7 +154,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	d, l := r.FirstFailure()
 	switch {
 	case l != nil:
-		fmt.Fprintf(&b, "FAIL at %s %s: %s\n", d.Name, l.Layer, l.Detail)
+		fmt.Fprintf(&b, "FAIL at %s %s: %s\n", d.Label(), l.Layer, l.Detail)
 		if l.Fix != "" {
 			fmt.Fprintf(&b, "fix: %s\n", l.Fix)
 		}

@@ -3,16 +3,20 @@ package probe
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/kernel"
+	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/vishvananda/netlink"
@@ -30,10 +34,23 @@ const (
 	probeDatagrams = 5
 	// probePort is RoCE v2's UDP port: the probe's datagrams take the path RoCE takes.
 	probePort = 4791
+	// discardPort takes the neighbour layer's trigger datagram when port 4791 is unsafe.
+	discardPort = 9
 )
 
 // probeFix is the remedy for the same-host martian drop, measured on 6.1 and 6.18.
 const probeFix = "add the policy-routing fix (`fixes: - policy_routing: {}`), or set accept_local=1 (all and both NICs) with rp_filter 0 or 2"
+
+// probeFix6 is the remedy for IPv6, where the packets go to lo: only routing helps.
+const probeFix6 = "add the policy-routing fix (`fixes: - policy_routing: {}`): it routes the packets to the other NIC's IPv6 address out of the sender's NIC (accept_local is IPv4 only and does not help)"
+
+// fix is the remedy for a path that does not cross the cable, for this direction's family.
+func (p *prober) fix() string {
+	if p.src.v6() {
+		return probeFix6
+	}
+	return probeFix
+}
 
 // probeEnd is one endpoint as the probe sees it.
 type probeEnd struct {
@@ -47,29 +64,38 @@ type probeEnd struct {
 func (e *probeEnd) String() string { return fmt.Sprintf("%s (%s %s)", e.role, e.nic, e.addr) }
 
 // Run checks, for a->b and b->a, that plain IP traffic between the endpoints' addresses
-// crosses the cable: link, neighbour, output route, input route, UDP 4791. It sends a few
-// small datagrams and ARP requests; it changes no configuration. The error is for failures of
-// the probe itself (cancelled ctx, netlink errors); a broken lab is a failing layer.
+// crosses the cable: link, neighbour, output route, input route, UDP 4791 — in each address
+// family both endpoints have an address in (scenario.Families), the endpoints' own first. It
+// sends a few small datagrams and ARP or neighbour solicitations; it changes no
+// configuration. The error is for failures of the probe itself (cancelled ctx, netlink
+// errors); a broken lab is a failing layer.
 func Run(ctx context.Context, env *host.Env, s *scenario.Scenario) (*Report, error) {
-	a, err := newProbeEnd(env, s, "a", s.Endpoints.A)
-	if err != nil {
-		return nil, err
-	}
-	b, err := newProbeEnd(env, s, "b", s.Endpoints.B)
-	if err != nil {
-		return nil, err
+	fams := s.Families()
+	if len(fams) == 0 {
+		fams = []scenario.Family{""} // an existing NIC with no declared address: the kernel's
 	}
 	r := &Report{Lab: s.Name}
-	for _, d := range []struct {
-		name     string
-		src, dst probeEnd
-	}{{"a->b", a, b}, {"b->a", b, a}} {
-		p := &prober{env: env, src: d.src, dst: d.dst}
-		dr, err := p.run(ctx, d.name)
+	for _, f := range fams {
+		a, err := newProbeEnd(env, s, "a", s.Endpoints.A, f)
 		if err != nil {
-			return r, fmt.Errorf("probe %s %s: %w", s.Name, d.name, err)
+			return nil, err
 		}
-		r.Directions = append(r.Directions, dr)
+		b, err := newProbeEnd(env, s, "b", s.Endpoints.B, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range []struct {
+			name     string
+			src, dst probeEnd
+		}{{"a->b", a, b}, {"b->a", b, a}} {
+			p := &prober{env: env, src: d.src, dst: d.dst}
+			dr, err := p.run(ctx, d.name)
+			if err != nil {
+				return r, fmt.Errorf("probe %s %s: %w", s.Name, d.name, err)
+			}
+			dr.Family = scenario.FamilyOf(d.src.ip())
+			r.Directions = append(r.Directions, dr)
+		}
 	}
 	r.Passed = true
 	for i := range r.Directions {
@@ -78,18 +104,18 @@ func Run(ctx context.Context, env *host.Env, s *scenario.Scenario) (*Report, err
 	return r, nil
 }
 
-func newProbeEnd(env *host.Env, s *scenario.Scenario, role string, ep scenario.Endpoint) (probeEnd, error) {
+func newProbeEnd(env *host.Env, s *scenario.Scenario, role string, ep scenario.Endpoint, f scenario.Family) (probeEnd, error) {
 	e := probeEnd{role: role, nic: ep.NIC}
 	if n, ok := s.NIC(ep.NIC); ok {
 		e.nns = n.Netns
 	}
 	var addr netip.Addr
 	var err error
-	switch a, ok := s.EndpointAddr(ep); {
+	switch a, ok := s.EndpointAddrIn(ep, f); {
 	case ok:
 		addr = a.Unmap()
 	case env != nil && ep.Address == "":
-		addr, err = lab.EndpointAddr(env, s, ep) // an existing NIC with no declared address
+		addr, err = lab.EndpointAddrIn(env, s, ep, f) // an existing NIC with no declared address
 	default:
 		err = fmt.Errorf("no address")
 	}
@@ -100,6 +126,15 @@ func newProbeEnd(env *host.Env, s *scenario.Scenario, role string, ep scenario.E
 	return e, nil
 }
 
+// ip is the endpoint's address as a netip.Addr.
+func (e *probeEnd) ip() netip.Addr {
+	a, _ := netip.AddrFromSlice(e.addr)
+	return a.Unmap()
+}
+
+// v6 reports whether the endpoint's address is IPv6.
+func (e *probeEnd) v6() bool { return e.addr.To4() == nil }
+
 // prober runs the layers of one direction.
 type prober struct {
 	env      *host.Env
@@ -109,7 +144,9 @@ type prober struct {
 	// on a same-host lab, would itself travel over lo).
 	listener     int
 	listenerNote string
-	nonce        [4]byte
+	nonce        [3]byte
+	// unsafe4791, when set, says why no datagram may go to dB:4791 (see rxeSafe).
+	unsafe4791 string
 }
 
 func (p *prober) run(ctx context.Context, name string) (DirectionReport, error) {
@@ -152,6 +189,7 @@ func (p *prober) run(ctx context.Context, name string) (DirectionReport, error) 
 		}
 		if l.layer == LayerLink && res.Status == Pass {
 			p.openListener()
+			p.unsafe4791 = p.rxeSafe(ctx)
 		}
 	}
 	return dr, nil
@@ -229,12 +267,16 @@ func (p *prober) checkLink(ctx context.Context) (LayerResult, error) {
 }
 
 // checkNeighbor sends one datagram from sA on S to dB, which makes the kernel resolve dB on
-// S, and waits for the neighbour entry. A usable entry with D's MAC means ARP crossed the
-// cable both ways.
+// S, and waits for the neighbour entry. A usable entry with D's MAC means ARP (IPv6: neighbour
+// discovery) crossed the cable both ways.
 func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 	ev := map[string]string{}
 	before, merr := p.martianSrc()
-	sent, err := p.send(1)
+	port := probePort
+	if p.unsafe4791 != "" {
+		port = discardPort
+	}
+	sent, err := p.send(1, port, true)
 	if err != nil {
 		ev["error"] = err.Error()
 		return probeFailed(fmt.Sprintf("cannot send to %s from %s on %s: %v", p.dst.addr, p.src.addr, p.src.nic, errors.Unwrap(err)),
@@ -295,6 +337,11 @@ func (p *prober) checkNeighbor(ctx context.Context) (LayerResult, error) {
 	// Not resolved: explain with the receiving NIC's source check (route back and sysctls),
 	// corroborated by the martian counter. The counter is host-wide, so it alone proves nothing.
 	detail := fmt.Sprintf("%s does not resolve on %s (neighbour %s)", p.dst.addr, p.src.nic, state)
+	if p.src.v6() {
+		// IPv6 drops no neighbour solicitation for its source address: no martian to explain.
+		return probeFailed(detail+": no answer to the neighbour solicitation from "+p.dst.nic,
+			fmt.Sprintf("check that %s is on %s and not tentative or dadfailed (`ip -6 addr show dev %s`), ip6tables/nft rules for ICMPv6, and that %s and %s share a link", p.dst.addr, p.dst.nic, p.dst.nic, p.src.nic, p.dst.nic), ev)
+	}
 	acc, rpf, sev := p.sourceSysctls()
 	for k, v := range sev {
 		ev[k] = v
@@ -354,9 +401,10 @@ func (p *prober) predictSource(acceptLocal, rpFilter int, back *netlink.Route) k
 	return kernel.PredictSource(acceptLocal, rpFilter, kernel.RouteBack{Type: back.Type, Dev: p.linkName(back.LinkIndex)}, p.dst.nic)
 }
 
-// hasIifLoRules reports whether any IPv4 rule matches iif lo: the mark of policy routing.
+// hasIifLoRules reports whether any rule of the direction's family matches iif lo: the mark
+// of policy routing.
 func (p *prober) hasIifLoRules() bool {
-	rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return p.env.NL.RuleList(unix.AF_INET) })
+	rules, err := kernel.Dump(func() ([]netlink.Rule, error) { return p.env.NL.RuleList(kernel.FamilyOf(p.src.addr)) })
 	if err != nil {
 		return false
 	}
@@ -399,9 +447,13 @@ func (p *prober) checkRouteOut(ctx context.Context) (LayerResult, error) {
 	}
 	r := routes[0]
 	ev["route"] = p.routeString(r)
+	if p.src.v6() && r.Type == unix.RTN_LOCAL {
+		return probeFailed(fmt.Sprintf("%s -> %s goes to %s as local: IPv6 routes a packet to one of this host's own addresses through the local table's route to lo, whatever output interface rxe names (it binds only for link-local and multicast destinations), so RoCE packets never reach the cable",
+			p.src.addr, p.dst.addr, p.linkName(r.LinkIndex)), p.fix(), ev)
+	}
 	if r.LinkIndex != p.src.link.Attrs().Index || r.Type != unix.RTN_UNICAST {
 		return probeFailed(fmt.Sprintf("%s -> %s leaves through %s as %s, not as unicast out of %s", p.src.addr, p.dst.addr, p.linkName(r.LinkIndex), kernel.RouteTypeName(r.Type), p.src.nic),
-			probeFix, ev)
+			p.fix(), ev)
 	}
 	return probePassed(fmt.Sprintf("%s -> %s leaves through %s (unicast)", p.src.addr, p.dst.addr, p.src.nic), ev)
 }
@@ -414,6 +466,12 @@ func (p *prober) checkRouteOut(ctx context.Context) (LayerResult, error) {
 func (p *prober) checkRouteIn(ctx context.Context) (LayerResult, error) {
 	ev := map[string]string{}
 	routes, err := p.env.NL.RouteGetWithOptions(p.dst.addr, &netlink.RouteGetOptions{SrcAddr: p.src.addr, IifIndex: p.dst.link.Attrs().Index})
+	if err != nil && p.src.v6() {
+		// IPv6 input routing has no martian-source or reverse-path check to explain.
+		ev["error"] = err.Error()
+		return probeFailed(fmt.Sprintf("input route %s -> %s on %s: %v", p.src.addr, p.dst.addr, p.dst.nic, err),
+			fmt.Sprintf("check the IPv6 rules (`ip -6 rule`) and that %s is on %s", p.dst.addr, p.dst.nic), ev)
+	}
 	if err != nil {
 		ev["error"] = err.Error()
 		acc, rpf, sev := p.sourceSysctls()
@@ -456,6 +514,9 @@ func (p *prober) checkUDP(ctx context.Context) (LayerResult, error) {
 	if p.listenerNote != "" {
 		ev["listener"] = p.listenerNote
 	}
+	if p.unsafe4791 != "" {
+		return probeFailed(p.unsafe4791, fmt.Sprintf("check that %s is on %s and the rxe device on %s is up (`rdma link show`, `ls /sys/class/infiniband/*/ports/1/gids`)", p.dst.addr, p.dst.nic, p.dst.nic), ev)
+	}
 	p.drain()
 	before, err := p.udpCounters()
 	if err != nil {
@@ -464,7 +525,7 @@ func (p *prober) checkUDP(ctx context.Context) (LayerResult, error) {
 	if _, err := rand.Read(p.nonce[:]); err != nil {
 		return LayerResult{}, err
 	}
-	n, err := p.send(probeDatagrams)
+	n, err := p.send(probeDatagrams, probePort, false)
 	if err != nil {
 		ev["error"] = err.Error()
 		return probeFailed(fmt.Sprintf("sent %d of %d datagrams: %v", n, probeDatagrams, errors.Unwrap(err)), "", ev)
@@ -513,7 +574,7 @@ func (p *prober) checkUDP(ctx context.Context) (LayerResult, error) {
 	un := uint64(n)
 	switch {
 	case dstRx < un && loRx >= un:
-		return probeFailed(fmt.Sprintf("the datagrams went through lo (lo rx +%d, %s rx +%d): they never crossed the cable", loRx, p.dst.nic, dstRx), probeFix, ev)
+		return probeFailed(fmt.Sprintf("the datagrams went through lo (lo rx +%d, %s rx +%d): they never crossed the cable", loRx, p.dst.nic, dstRx), p.fix(), ev)
 	case dstRx < un:
 		return probeFailed(fmt.Sprintf("only %d of %d datagrams arrived on %s (%s tx +%d)", dstRx, n, p.dst.nic, p.src.nic, srcTx),
 			"check qdiscs, firewall rules and the link between the NICs", ev)
@@ -523,7 +584,7 @@ func (p *prober) checkUDP(ctx context.Context) (LayerResult, error) {
 		return probeFailed(fmt.Sprintf("the datagrams reached %s but only %d of %d were delivered to %s:%d", p.dst.nic, received, n, p.dst.addr, probePort),
 			"check firewall rules for UDP 4791 (`nft list ruleset`)", ev)
 	case loRx >= un:
-		return probeFailed(fmt.Sprintf("lo moved by %d packets while %d datagrams were sent: part of the path runs over lo", loRx, n), probeFix, ev)
+		return probeFailed(fmt.Sprintf("lo moved by %d packets while %d datagrams were sent: part of the path runs over lo", loRx, n), p.fix(), ev)
 	}
 	detail := fmt.Sprintf("%d datagrams to %s:%d crossed from %s to %s (%s rx +%d, lo +%d)", n, p.dst.addr, probePort, p.src.nic, p.dst.nic, p.dst.nic, dstRx, loRx)
 	if p.listener >= 0 {
@@ -593,26 +654,49 @@ func (p *prober) drain() int {
 		return 0
 	}
 	buf := make([]byte, 64)
+	want := probePayload(p.nonce)
 	n := 0
 	for {
 		m, from, err := unix.Recvfrom(p.listener, buf, unix.MSG_DONTWAIT)
 		if err != nil {
 			return n
 		}
-		if m == len(probePayload(p.nonce)) && string(buf[:m]) == string(probePayload(p.nonce)) && probeSockaddrIP(from).Equal(p.src.addr) {
+		if m == len(want) && string(buf[:m]) == string(want) && probeSockaddrIP(from).Equal(p.src.addr) {
 			n++
 		}
 	}
 }
 
-// probePayload is 8 bytes: shorter than an InfiniBand BTH (12), so an rxe device that owns
-// port 4791 drops it before counting anything.
-func probePayload(nonce [4]byte) []byte {
-	return append([]byte("rcbp"), nonce[:]...)
+// probePayload is the probe's datagram, built so that an rxe device owning UDP 4791 drops it
+// without harm. rxe_rcv (Debian's 6.1.0-57 and 6.12.95 alike; read in their rdma_rxe.ko) drops
+// a datagram shorter than a BTH (12 bytes), or one to an address that is not a RoCE v2 GID of
+// the device, *before* it clears pkt->qp, and its drop path calls rxe_put(pkt->qp) on whatever
+// skb->cb holds there. Over IPv4 that is zero; over IPv6 it is inet6_skb_parm's
+// srcrt/dst1/lastopt/nhoff (nhoff = 6), so the kernel dereferences 0x0006000000000000+0x128:
+// `RIP: __rxe_put+0xb [rdma_rxe]`, "Fatal exception in interrupt" — the guest panic the 8-byte
+// probe caused. This datagram is 15 bytes: a BTH, so the first drop is not taken (the second
+// is avoided by rxeSafe), with the opcode of a UD SEND-only, whose headers and ICRC need 24
+// bytes, so rxe drops it at its header-length check, after pkt->qp = NULL, touching no QP and
+// counting nothing. 15 is also below 16 (BTH + ICRC), the shortest RoCE packet there is. The
+// PSN field carries the nonce; "rcb" marks it as the probe's.
+func probePayload(nonce [3]byte) []byte {
+	bth := []byte{
+		probeOpcode, 0, 0xff, 0xff, // opcode, SE/M/pad/tver, P_Key (default)
+		0, 0, 0, 0, // reserved, destination QP 0
+		0, nonce[0], nonce[1], nonce[2], // A/reserved, PSN
+	}
+	return append(bth, "rcb"...)
 }
 
-// send sends count datagrams from sA, bound to S, to dB:4791.
-func (p *prober) send(count int) (int, error) {
+// probeOpcode is IB_OPCODE_UD_SEND_ONLY: BTH + DETH (20 bytes) + ICRC, more than the probe sends.
+const probeOpcode = 0x64
+
+// send sends count datagrams from sA to dB:port. strict pins them to S (SO_BINDTODEVICE), which
+// the neighbour layer wants: resolve dB across the cable whatever the routing says. Otherwise
+// an IPv6 datagram only names S as a hint (IPV6_UNICAST_IF), the way rxe looks its route up —
+// so it takes the path RoCE takes, through lo when the lab has no fix. (IPv4 honours the
+// output interface either way, for rxe too.)
+func (p *prober) send(count, port int, strict bool) (int, error) {
 	sent := 0
 	err := p.env.Do(func() error {
 		fd, err := unix.Socket(kernel.FamilyOf(p.src.addr), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -620,16 +704,20 @@ func (p *prober) send(count int) (int, error) {
 			return fmt.Errorf("open udp socket: %w", err)
 		}
 		defer unix.Close(fd)
-		if err := unix.BindToDevice(fd, p.src.nic); err != nil {
-			return fmt.Errorf("bind udp socket to %s: %w", p.src.nic, err)
+		if strict || !p.src.v6() {
+			if err := unix.BindToDevice(fd, p.src.nic); err != nil {
+				return fmt.Errorf("bind udp socket to %s: %w", p.src.nic, err)
+			}
+		} else if err := setUnicastIf(fd, p.src.link.Attrs().Index); err != nil {
+			return fmt.Errorf("set IPV6_UNICAST_IF %s on udp socket: %w", p.src.nic, err)
 		}
 		if err := unix.Bind(fd, probeSockaddr(p.src.addr, 0)); err != nil {
 			return fmt.Errorf("bind udp socket to %s: %w", p.src.addr, err)
 		}
-		to := probeSockaddr(p.dst.addr, probePort)
+		to := probeSockaddr(p.dst.addr, port)
 		for range count {
 			if err := unix.Sendto(fd, probePayload(p.nonce), 0, to); err != nil {
-				return fmt.Errorf("send udp %s -> %s:%d on %s: %w", p.src.addr, p.dst.addr, probePort, p.src.nic, err)
+				return fmt.Errorf("send udp %s -> %s:%d on %s: %w", p.src.addr, p.dst.addr, port, p.src.nic, err)
 			}
 			sent++
 		}
@@ -637,6 +725,51 @@ func (p *prober) send(count int) (int, error) {
 	})
 	return sent, err
 }
+
+// setUnicastIf sets IPV6_UNICAST_IF, which takes the interface index in network byte order.
+func setUnicastIf(fd, index int) error {
+	var be [4]byte
+	binary.BigEndian.PutUint32(be[:], uint32(index))
+	return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_IF, int(int32(binary.NativeEndian.Uint32(be[:]))))
+}
+
+// rxeSafe returns why the probe must not send to dB:4791, or "". It matters for IPv6 only
+// (see probePayload): a datagram to an address that is not a RoCE v2 GID of the rxe device
+// on D would take rxe's early drop and crash kernels up to at least 6.12. So each rxe device
+// whose parent is D must have dB as a RoCE v2 GID on port 1; a GID follows its address by a
+// kernel work item, so a missing one gets gidWait to appear.
+func (p *prober) rxeSafe(ctx context.Context) string {
+	if !p.dst.v6() || p.env == nil {
+		return ""
+	}
+	sys := rdma.Sysfs{Root: p.env.SysfsRoot}
+	devs, err := sys.Devices()
+	if err != nil {
+		return "" // no RDMA at all: nothing listens on 4791 but the probe
+	}
+	want := p.dst.ip()
+	for _, dev := range devs {
+		parent, err := os.ReadFile(filepath.Join(p.env.SysfsRoot, "class/infiniband", dev, "parent"))
+		if err != nil || strings.TrimSpace(string(parent)) != p.dst.nic {
+			continue
+		}
+		var gerr error
+		for deadline := time.Now().Add(gidWait); ; {
+			if _, gerr = sys.FindGID(dev, lab.RDMAPort, want); gerr == nil || time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(probePoll)
+		}
+		if gerr != nil {
+			return fmt.Sprintf("rxe device %s on %s has no RoCE v2 GID for %s (%v): rxe would drop the datagram on a path that crashes Linux up to at least 6.12 for IPv6, so the probe sends none to port %d",
+				dev, p.dst.nic, want, gerr, probePort)
+		}
+	}
+	return ""
+}
+
+// gidWait bounds the wait for an rxe device's GID of dB.
+const gidWait = 2 * time.Second
 
 // martianSrc sums the in_martian_src column of /proc/net/stat/rt_cache over all CPUs.
 func (p *prober) martianSrc() (uint64, error) {

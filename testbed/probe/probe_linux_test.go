@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/nsutil"
 	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/testbed/scenario"
@@ -132,7 +137,7 @@ func TestProbeArguments(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 
 	// CIDR form is accepted.
-	e, err := newProbeEnd(nil, fixScenario(), "a", scenario.Endpoint{NIC: "vA", Address: "10.10.0.1/24"})
+	e, err := newProbeEnd(nil, fixScenario(), "a", scenario.Endpoint{NIC: "vA", Address: "10.10.0.1/24"}, "")
 	require.NoError(t, err)
 	assert.Equal(t, "a (vA 10.10.0.1)", e.String())
 }
@@ -146,9 +151,9 @@ func TestProbeUDPMartian(t *testing.T) {
 	lab.sysctls(t, "rp_filter", "0")
 	lab.staticNeighbors(t)
 	s := fixScenario()
-	a, err := newProbeEnd(nil, s, "a", s.Endpoints.A)
+	a, err := newProbeEnd(nil, s, "a", s.Endpoints.A, "")
 	require.NoError(t, err)
-	b, err := newProbeEnd(nil, s, "b", s.Endpoints.B)
+	b, err := newProbeEnd(nil, s, "b", s.Endpoints.B, "")
 	require.NoError(t, err)
 	p := &prober{env: lab.env(t), src: a, dst: b, listener: -1}
 	ctx := context.Background()
@@ -213,4 +218,65 @@ func TestProbePortTaken(t *testing.T) {
 		got++
 	}
 	assert.Equal(t, 2*(1+probeDatagrams), got)
+}
+
+// TestProbePayload pins the datagram rxe must drop harmlessly (see probePayload): longer than
+// a BTH, shorter than the shortest RoCE packet, with a UD SEND-only opcode whose headers it
+// cannot hold, and the nonce in the PSN.
+func TestProbePayload(t *testing.T) {
+	b := probePayload([3]byte{0xaa, 0xbb, 0xcc})
+	assert.Len(t, b, 15)
+	assert.Greater(t, len(b), 12, "a BTH is 12 bytes: shorter takes rxe's crashing drop")
+	assert.Less(t, len(b), 16, "BTH + ICRC is the shortest RoCE packet")
+	assert.Equal(t, byte(0x64), b[0], "IB_OPCODE_UD_SEND_ONLY")
+	assert.Less(t, len(b), 12+8+4, "UD SEND-only needs BTH + DETH + ICRC")
+	assert.Equal(t, []byte{0xaa, 0xbb, 0xcc}, b[9:12])
+	assert.Equal(t, []byte{0, 0, 0}, b[5:8], "destination QP 0")
+}
+
+// TestProbeRXESafe: over IPv6 the probe sends to dB:4791 only when every rxe device on D has dB
+// as a RoCE v2 GID (else rxe's early drop would crash the kernel); other devices, and IPv4,
+// do not matter.
+func TestProbeRXESafe(t *testing.T) {
+	root := t.TempDir()
+	write := func(rel, v string) {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(v+"\n"), 0o644))
+	}
+	gid := func(dev string, i int, g string) {
+		write(fmt.Sprintf("class/infiniband/%s/ports/1/gids/%d", dev, i), g)
+		write(fmt.Sprintf("class/infiniband/%s/ports/1/gid_attrs/types/%d", dev, i), "RoCE v2")
+	}
+	write("class/infiniband/rxe1/parent", "vB")
+	gid("rxe1", 0, "fe80:0000:0000:0000:0000:00ff:fe00:0002")
+	write("class/infiniband/rxe0/parent", "vA") // on the other NIC: not in the way
+	gid("rxe0", 0, "fe80:0000:0000:0000:0000:00ff:fe00:0001")
+
+	done, cancel := context.WithCancel(context.Background())
+	cancel() // look once, do not wait for the GID
+	p := &prober{env: &host.Env{SysfsRoot: root}, dst: probeEnd{nic: "vB", addr: net.ParseIP("fd00::2")}}
+	msg := p.rxeSafe(done)
+	assert.Contains(t, msg, "rxe device rxe1 on vB has no RoCE v2 GID for fd00::2")
+	assert.Contains(t, msg, "sends none to port 4791")
+
+	gid("rxe1", 1, "fd00:0000:0000:0000:0000:0000:0000:0002")
+	assert.Empty(t, p.rxeSafe(done))
+
+	p.dst.addr = net.ParseIP("10.10.0.9")
+	assert.Empty(t, p.rxeSafe(done), "IPv4's drop path is harmless")
+	p.dst.addr = net.ParseIP("fd00::2")
+	p.env.SysfsRoot = t.TempDir()
+	assert.Empty(t, p.rxeSafe(done), "no RDMA: nothing but the probe listens on 4791")
+}
+
+// TestProbeReportIPv6Label: an IPv6 direction says so wherever it is named.
+func TestProbeReportIPv6Label(t *testing.T) {
+	r := &Report{Lab: "seed-v6", Directions: []DirectionReport{{Name: "a->b", Family: scenario.FamilyIPv6, From: "a (vA fd00::1)", To: "b (vB fd00::2)",
+		Layers: []LayerResult{{Layer: LayerRouteOut, Status: Fail, Detail: "fd00::1 -> fd00::2 goes to lo as local"}}}}}
+	assert.Equal(t, "fail at a->b (ipv6) route-out: fd00::1 -> fd00::2 goes to lo as local", r.Summary())
+	var b bytes.Buffer
+	require.NoError(t, r.WriteText(&b))
+	assert.Contains(t, b.String(), "a->b (ipv6): a (vA fd00::1) -> b (vB fd00::2)\n")
 }

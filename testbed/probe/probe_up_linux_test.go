@@ -16,8 +16,9 @@ import (
 
 // TestProbeShippedLabs brings each shipped network-only lab up with Up, probes it, and takes it
 // down again. Expected outcomes are what this kernel does (measured, and matching the VM
-// notes): the fixes pass both ways, no fix fails at the neighbour layer with in_martian_src
-// moving, and the sysctl fix with a strict rp_filter fails.
+// notes): the fixes pass both ways (in each family of a dual-stack lab), no fix fails at the
+// neighbour layer with in_martian_src moving (IPv4) or at the output route, to lo (IPv6), and
+// the sysctl fix with a strict rp_filter fails.
 func TestProbeShippedLabs(t *testing.T) {
 	for _, tc := range []struct {
 		scenario  string
@@ -30,6 +31,9 @@ func TestProbeShippedLabs(t *testing.T) {
 		{scenario: "same-host-sysctl", rpFilter: "1", wantLayer: LayerNeighbor},
 		{scenario: "same-host-nofix", wantLayer: LayerNeighbor},
 		{scenario: "seed-fixed"},
+		{scenario: "same-host-v6"},
+		{scenario: "same-host-dual"},
+		{scenario: "seed-v6", wantLayer: LayerRouteOut},
 	} {
 		name := tc.scenario
 		if tc.rpFilter != "" {
@@ -52,7 +56,11 @@ func TestProbeShippedLabs(t *testing.T) {
 			require.NoError(t, err)
 			rep, err := Run(context.Background(), env, s)
 			require.NoError(t, err)
-			require.Len(t, rep.Directions, 2)
+			require.Len(t, rep.Directions, 2*len(s.Families()))
+			for i, f := range s.Families() {
+				assert.Equal(t, f, rep.Directions[2*i].Family)
+				assert.Equal(t, f, rep.Directions[2*i+1].Family)
+			}
 			if tc.wantLayer == "" {
 				assert.True(t, rep.Passed, "probe failed: %s", rep.Summary())
 				for _, d := range rep.Directions {
@@ -63,6 +71,12 @@ func TestProbeShippedLabs(t *testing.T) {
 				_, l := rep.FirstFailure()
 				require.NotNil(t, l)
 				assert.Equal(t, tc.wantLayer, l.Layer, "first failure: %s", l.Detail)
+				if tc.scenario == "seed-v6" {
+					// The IPv6 face of the seed: neighbour discovery works, the packets go to lo.
+					assert.Contains(t, l.Detail, "goes to lo as local")
+					assert.Contains(t, l.Fix, "policy-routing")
+					assert.Equal(t, Pass, rep.Directions[0].Layers[1].Status, "neighbour discovery must work without a fix")
+				}
 				if tc.scenario == "same-host-nofix" {
 					n, err := strconv.Atoi(l.Evidence["in_martian_src_delta"])
 					require.NoError(t, err, "evidence: %v", l.Evidence)

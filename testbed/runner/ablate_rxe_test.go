@@ -15,8 +15,9 @@ import (
 )
 
 // TestAblateShippedFixes runs the ablation on a real rxe kernel: the policy-routing fix is
-// necessary for same-host, accept_local is necessary for same-host-sysctl and a loose
-// rp_filter is not (the guest's rp_filter is 0, and accept_local works with 0 or 2).
+// necessary for same-host (and for the IPv6 and dual-stack labs: without it IPv6 packets go to
+// lo), accept_local is necessary for same-host-sysctl and a loose rp_filter is not (the
+// guest's rp_filter is 0, and accept_local works with 0 or 2).
 func TestAblateShippedFixes(t *testing.T) {
 	testenv.RequireRXE(t)
 	ns := testenv.InitialNetNS(t)
@@ -30,6 +31,8 @@ func TestAblateShippedFixes(t *testing.T) {
 	}{
 		{"same-host", []string{"policy-routing"}, nil},
 		{"same-host-sysctl", []string{"accept-local"}, []string{"loose-rp-filter"}},
+		{"same-host-v6", []string{"policy-routing"}, nil},
+		{"same-host-dual", []string{"policy-routing"}, nil},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			s, err := scenario.Load(tc.scenario, nil)

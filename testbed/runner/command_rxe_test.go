@@ -20,10 +20,11 @@ import (
 
 // Ready checks for an outside server: rdma_cm servers show a listening cm_id (`rdma resource
 // show cm_id`), perftest and the pingpong examples listen on TCP 18515 (0x4853) for their QP
-// exchange.
+// exchange — a socket in state 0A (LISTEN): the TIME_WAIT socket a previous client leaves on
+// that port for a minute must not count, or the client starts before the server listens.
 const (
 	cmListening  = `rdma resource show cm_id 2>/dev/null | grep -q LISTEN`
-	tcpListening = `grep -q ':4853 ' /proc/net/tcp`
+	tcpListening = `grep -qE '^ *[0-9]+: [0-9A-F]{8}:4853 [0-9A-F]{8}:[0-9A-F]{4} 0A ' /proc/net/tcp`
 )
 
 // serverThenClient is a sh script that starts server, waits (bounded, with a reason) until
@@ -71,7 +72,9 @@ func runCommandOn(t *testing.T, name string, argv []string, loopbackOK bool) *Co
 	require.NoError(t, err)
 	t.Logf("%s on %s: exit %d; %s\n%s", strings.Join(argv, " "), name, res.ExitCode, res.Verdict, out.String())
 	testenv.SameState(t, before, ns.Dump(t), "the lab was not taken down exactly")
-	for _, v := range []string{"ROCEBED_LAB=" + s.Name, "ROCEBED_A_DEVICE=rxe0", "ROCEBED_B_NIC=vB", "ROCEBED_B_ADDR=10.10.0.2"} {
+	b, ok := s.EndpointAddr(s.Endpoints.B)
+	require.True(t, ok)
+	for _, v := range []string{"ROCEBED_LAB=" + s.Name, "ROCEBED_A_DEVICE=rxe0", "ROCEBED_B_NIC=vB", "ROCEBED_B_ADDR=" + b.String()} {
 		assert.Contains(t, res.Env, v)
 	}
 	return res
@@ -111,6 +114,27 @@ func TestOutsideClientsCrossTheCable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			requireCrossed(t, runCommandOn(t, "same-host", tc.argv, false))
+		})
+	}
+}
+
+// TestOutsideClientsCrossTheCableIPv6 is the same over IPv6, on same-host-v6: rdma_cm clients
+// bound and unbound (its IPv6 rules), and a verbs client naming the IPv6 GID.
+func TestOutsideClientsCrossTheCableIPv6(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		argv []string
+	}{
+		{"rping unbound", serverThenClient(`rping -s -a "$ROCEBED_B_ADDR" -C 10`, cmListening, `rping -c -a "$ROCEBED_B_ADDR" -C 10`)},
+		{"rping bound", serverThenClient(`rping -s -a "$ROCEBED_B_ADDR" -C 10`, cmListening, `rping -c -I "$ROCEBED_A_ADDR" -a "$ROCEBED_B_ADDR" -C 10`)},
+		{"ucmatose bound", serverThenClient(`ucmatose -f ipv6 -b "$ROCEBED_B_ADDR" -C 5`, cmListening, `ucmatose -f ipv6 -b "$ROCEBED_A_ADDR" -s "$ROCEBED_B_ADDR" -C 5`)},
+		{"ibv_rc_pingpong", serverThenClient(`ibv_rc_pingpong -d "$ROCEBED_B_DEVICE" -g "$ROCEBED_B_GID_INDEX" -n 20`, tcpListening,
+			`ibv_rc_pingpong -d "$ROCEBED_A_DEVICE" -g "$ROCEBED_A_GID_INDEX" -n 20 127.0.0.1`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runCommandOn(t, "same-host-v6", tc.argv, false)
+			assert.Contains(t, res.Env, "ROCEBED_A_ADDR=fd00::1")
+			requireCrossed(t, res)
 		})
 	}
 }

@@ -190,7 +190,7 @@ func (d *decoder) value(path string, n ast.Node, v reflect.Value) {
 			// param default, "name: 1a" style names).
 			text = sv.GetToken().Value
 		default:
-			d.errAt(at, path, "want string, got %s", kindName(n))
+			d.errAt(at, path, "want string, got %s%s", kindName(n), unquotedIPv6Hint(n))
 			return
 		}
 		if d.subst != nil {

@@ -65,6 +65,9 @@ func (s *Scenario) SetDefaults() {
 			t.DeadlineMS = DefaultDeadlineMS
 		}
 	}
+	if s.TwoHost() {
+		s.Endpoints.A.Host, s.Endpoints.B.Host = HostA, HostB
+	}
 	s.Endpoints.A.Address = s.endpointAddress("a", s.Endpoints.A)
 	s.Endpoints.B.Address = s.endpointAddress("b", s.Endpoints.B)
 }
@@ -105,7 +108,7 @@ func (s *Scenario) EndpointAddr(ep Endpoint) (addr netip.Addr, ok bool) {
 		}
 		return netip.Addr{}, false
 	}
-	nic, ok := s.NIC(ep.NIC)
+	nic, ok := s.EndpointNIC(ep)
 	if !ok {
 		return netip.Addr{}, false
 	}

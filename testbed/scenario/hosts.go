@@ -81,18 +81,29 @@ func (s *Scenario) LocalEndpoints() []SideEndpoint {
 	return []SideEndpoint{{"a", s.Endpoints.A}, {"b", s.Endpoints.B}}
 }
 
-// nicOn finds NIC name for endpoint side: in a two-host lab the one on that side's host, else
-// the one of that name.
+// nicOn finds NIC name for endpoint side: in a two-host lab the one on that side's host (also
+// when ForHost left it out of NICs), else the one of that name.
 func (s *Scenario) nicOn(side, name string) (*NIC, bool) {
 	if !s.TwoHost() {
 		return s.NIC(name)
 	}
-	for i := range s.NICs {
-		if s.NICs[i].Name == name && string(s.NICs[i].Host) == side {
-			return &s.NICs[i], true
+	for _, list := range [][]NIC{s.NICs, s.others} {
+		for i := range list {
+			if list[i].Name == name && string(list[i].Host) == side {
+				return &list[i], true
+			}
 		}
 	}
 	return nil, false
+}
+
+// EndpointNIC is the declared NIC endpoint ep is on: in a two-host lab the one of its host
+// (NIC names are unique per host only), else the one of its name.
+func (s *Scenario) EndpointNIC(ep Endpoint) (*NIC, bool) {
+	if ep.Host != "" {
+		return s.nicOn(string(ep.Host), ep.NIC)
+	}
+	return s.NIC(ep.NIC)
 }
 
 // ForHost returns the part of the lab that host h makes: for a two-host lab a copy with only
@@ -122,12 +133,14 @@ func (s *Scenario) ForHost(h HostName) (*Scenario, error) {
 	c := *s
 	c.fingerprint = s.Fingerprint()
 	c.Host = h
-	c.NICs = nil
+	c.NICs, c.others = nil, nil
 	local := map[string]bool{}
 	for _, n := range s.NICs {
 		if n.Host == h {
 			c.NICs = append(c.NICs, n)
 			local[n.Name] = true
+		} else {
+			c.others = append(c.others, n)
 		}
 	}
 	c.Fixes = make([]Fix, len(s.Fixes))

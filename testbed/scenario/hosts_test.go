@@ -188,3 +188,40 @@ func TestForHost(t *testing.T) {
 	_, err = one.ForHost(HostA)
 	assert.ErrorContains(t, err, "is on one host (no NIC says host:): leave --side out")
 }
+
+// TestTwoHostDualStackAddresses: with both hosts' NICs called eth1, each endpoint's address of
+// either family is its own host's — in the whole lab and in either host's part.
+func TestTwoHostDualStackAddresses(t *testing.T) {
+	s, err := Parse("dual.yaml", []byte(`version: 1
+name: lab
+nics:
+  - {name: eth1, host: a, kind: existing, addresses: [10.20.0.1/24, "fd20::1/64"]}
+  - {name: eth1, host: b, kind: existing, addresses: [10.20.0.2/24, "fd20::2/64"]}
+endpoints:
+  a: {nic: eth1, rxe: rxe0}
+  b: {nic: eth1, rxe: rxe0}
+traffic:
+  - {name: rc, transport: rc, direction: both, messages: 1, size: 1}
+expect:
+  result: pass
+`), nil)
+	require.NoError(t, err)
+	parts := []*Scenario{s}
+	for _, h := range []HostName{HostA, HostB} {
+		p, err := s.ForHost(h)
+		require.NoError(t, err)
+		parts = append(parts, p)
+	}
+	for _, p := range parts {
+		for _, tc := range []struct {
+			ep   Endpoint
+			f    Family
+			want string
+		}{{p.Endpoints.A, FamilyIPv4, "10.20.0.1"}, {p.Endpoints.B, FamilyIPv4, "10.20.0.2"}, {p.Endpoints.A, FamilyIPv6, "fd20::1"}, {p.Endpoints.B, FamilyIPv6, "fd20::2"}} {
+			a, ok := p.EndpointAddrIn(tc.ep, tc.f)
+			require.True(t, ok, "host %q: endpoint on %s has no %s address", p.Host, tc.ep.Host, tc.f)
+			assert.Equal(t, tc.want, a.String(), "host %q's view of endpoint %s in %s", p.Host, tc.ep.Host, tc.f)
+		}
+		assert.Equal(t, []Family{FamilyIPv4, FamilyIPv6}, p.Families(), "host %q", p.Host)
+	}
+}

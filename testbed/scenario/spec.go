@@ -37,8 +37,10 @@ type Scenario struct {
 	Host HostName `yaml:"-" json:"host,omitempty"`
 	// positions maps a field path ("nics[1].addresses[0]") to where it stands in File.
 	positions map[string]Position
-	// fingerprint is the whole lab's Fingerprint, kept by ForHost.
+	// fingerprint is the whole lab's Fingerprint, kept by ForHost; others are the NICs of the
+	// other host, which ForHost leaves out of NICs but keeps for its endpoint's addresses.
 	fingerprint string
+	others      []NIC
 }
 
 // Param is one named scenario parameter.
@@ -102,6 +104,9 @@ type Endpoint struct {
 	// Address is the NIC address whose RoCE v2 GID the endpoint uses; empty means the NIC's
 	// first IPv4 address.
 	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Host is, in a two-host lab, the host the endpoint is on (its own name: endpoint a is on
+	// host a), set by SetDefaults so that its NIC is looked up there.
+	Host HostName `yaml:"-" json:"-"`
 }
 
 // Fix is one named group of host changes. All its parts are applied together and removed
@@ -133,8 +138,14 @@ type Fix struct {
 // for traffic with no source yet (a client that binds none, as most rdma_cm software).
 const PolicyRoutingRules = 4
 
+// PolicyRoutingRulesIPv6 is how many it takes when the lab has IPv6 endpoints: the IPv6 rules
+// add, per direction, one matching the endpoint's NIC as output interface, for the route
+// lookup rdma_cm makes (with no input interface) to accept a connection.
+const PolicyRoutingRulesIPv6 = 6
+
 // PolicyRouting holds the knobs of the generated policy-routing fix. The zero value is the
-// measured recipe: local rule at 100, rules at 10 to 13, tables 100 and 101.
+// measured recipe: local rule at 100, rules at 10 to 13 (10 to 15 for IPv6), tables 100 and
+// 101. It covers every address family both endpoints have an address in.
 type PolicyRouting struct {
 	LocalRulePriority int `yaml:"local_rule_priority,omitempty" json:"local_rule_priority,omitempty"`
 	RulePriority      int `yaml:"rule_priority,omitempty" json:"rule_priority,omitempty"`
@@ -205,6 +216,10 @@ type Traffic struct {
 	Messages  int       `yaml:"messages" json:"messages"`
 	// Size of each message in bytes. UD messages must fit the path MTU.
 	Size int `yaml:"size" json:"size"`
+	// Family is the address family the batch runs over (ipv4 or ipv6): each endpoint uses its
+	// NIC's address of that family and its RoCE v2 GID. Empty takes the endpoints' own
+	// addresses (endpoints.*.address, or each NIC's first IPv4 address).
+	Family Family `yaml:"family,omitempty" json:"family,omitempty"`
 	// RC holds the reliable-connection timers; nil takes defaults that give a bounded verdict
 	// on a broken path (timeout 12, retry_cnt 2: measured ~58 ms to IBV_WC_RETRY_EXC_ERR).
 	RC *RCParams `yaml:"rc,omitempty" json:"rc,omitempty"`
@@ -251,11 +266,16 @@ const (
 	FailureNoListener Failure = "no-listener"
 	// FailureRetryExceeded: the requester exhausted its retries for another reason.
 	FailureRetryExceeded Failure = "retry-exceeded"
+	// FailureLocalRoute: the RoCE packets to the other endpoint's IPv6 address are routed to
+	// lo — IPv6 output routing takes the local table's route for an address of this host
+	// although rxe names its NIC — so the sender's own MAC becomes the destination, rxe loops
+	// them back into the sending device, and none reaches the cable or the other device.
+	FailureLocalRoute Failure = "local-route"
 )
 
 // KnownFailures lists every Failure a scenario may expect.
 var KnownFailures = []Failure{
-	FailureNeighborMartian, FailureMartianSource, FailureRPFilter, FailureNoListener, FailureRetryExceeded,
+	FailureNeighborMartian, FailureMartianSource, FailureRPFilter, FailureNoListener, FailureRetryExceeded, FailureLocalRoute,
 }
 
 // Expect is what the scenario must produce.

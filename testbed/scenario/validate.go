@@ -408,22 +408,22 @@ func (v *validator) fixes() {
 }
 
 func (v *validator) policyRouting(p string, pr PolicyRouting) {
-	ok := true
+	ok, n := true, v.s.PolicyRoutingRules()
 	if pr.LocalRulePriority < 1 || pr.LocalRulePriority > maxRulePrio {
 		v.add(p+".local_rule_priority", "local_rule_priority %d out of range: want 1..%d", pr.LocalRulePriority, maxRulePrio)
 		ok = false
 	}
-	if pr.RulePriority < 1 || pr.RulePriority > maxRulePrio-(PolicyRoutingRules-1) {
-		v.add(p+".rule_priority", "rule_priority %d out of range: want 1..%d (the fix uses it and the next %d)", pr.RulePriority, maxRulePrio-(PolicyRoutingRules-1), PolicyRoutingRules-1)
+	if pr.RulePriority < 1 || pr.RulePriority > maxRulePrio-(n-1) {
+		v.add(p+".rule_priority", "rule_priority %d out of range: want 1..%d (the fix uses it and the next %d)", pr.RulePriority, maxRulePrio-(n-1), n-1)
 		ok = false
 	}
-	if last := pr.RulePriority + PolicyRoutingRules - 1; ok && last >= pr.LocalRulePriority {
+	if last := pr.RulePriority + n - 1; ok && last >= pr.LocalRulePriority {
 		v.add(p+".rule_priority", "rules %d to %d must come before local_rule_priority %d: the per-endpoint rules must win over the local table",
 			pr.RulePriority, last, pr.LocalRulePriority)
 		ok = false
 	}
 	if ok {
-		for i := range PolicyRoutingRules {
+		for i := range n {
 			v.claimPrio(p+".rule_priority", pr.RulePriority+i)
 		}
 		v.claimPrio(p+".local_rule_priority", pr.LocalRulePriority)
@@ -671,6 +671,7 @@ func (v *validator) traffic() {
 		default:
 			v.add(p+".direction", "unknown direction %q: want %s", t.Direction, oneOf(directions))
 		}
+		v.trafficFamily(p+".family", t.Family)
 		if t.Messages < 1 || t.Messages > maxMessages {
 			v.add(p+".messages", "messages %d out of range: want 1..%d", t.Messages, maxMessages)
 		}
@@ -692,6 +693,30 @@ func (v *validator) traffic() {
 		}
 		if t.DeadlineMS < 0 || t.DeadlineMS > maxDeadlineMS {
 			v.add(p+".deadline_ms", "deadline_ms %d out of range: want 0 (default %d) or up to %d", t.DeadlineMS, DefaultDeadlineMS, maxDeadlineMS)
+		}
+	}
+}
+
+// trafficFamily checks a traffic item's family: a known one, in which both endpoints have an
+// address (when their NICs declare any: an existing NIC's addresses are the host's).
+func (v *validator) trafficFamily(p string, f Family) {
+	if f == "" {
+		return
+	}
+	if !slices.Contains(families, f) {
+		v.add(p, "unknown family %q: want %s", f, oneOf(families))
+		return
+	}
+	for _, side := range []struct {
+		name string
+		ep   Endpoint
+	}{{"a", v.s.Endpoints.A}, {"b", v.s.Endpoints.B}} {
+		nic, ok := v.s.NIC(side.ep.NIC)
+		if !ok || len(nic.Addresses) == 0 {
+			continue
+		}
+		if _, ok := v.s.EndpointAddrIn(side.ep, f); !ok {
+			v.add(p, "family %s: endpoint %s's nic %q has no %s address (%s): add one to its addresses, or leave family out", f, side.name, nic.Name, f, strings.Join(nic.Addresses, ", "))
 		}
 	}
 }

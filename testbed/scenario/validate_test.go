@@ -261,6 +261,15 @@ func TestValidate(t *testing.T) {
 		{"rc timeout", trf(0, func(t *Traffic) { t.RC.Timeout = intp(32) }), []string{"traffic[0].rc.timeout: timeout 32 out of range: want 0..31"}},
 		{"rc retry", trf(0, func(t *Traffic) { t.RC.RetryCount = intp(8) }), []string{"traffic[0].rc.retry_cnt: retry_cnt 8 out of range: want 0..7"}},
 		{"rc rnr", trf(0, func(t *Traffic) { t.RC.RNRRetry = intp(-1) }), []string{"traffic[0].rc.rnr_retry: rnr_retry -1 out of range: want 0..7"}},
+		{"family unknown", trf(0, func(t *Traffic) { t.Family = "ipv5" }), []string{`traffic[0].family: unknown family "ipv5": want ipv4 or ipv6`}},
+		{"family without addresses", trf(0, func(t *Traffic) { t.Family = FamilyIPv6 }), []string{
+			`traffic[0].family: family ipv6: endpoint a's nic "vA" has no ipv6 address (10.10.0.1/24): add one to its addresses, or leave family out`,
+			`traffic[0].family: family ipv6: endpoint b's nic "vB" has no ipv6 address (10.10.0.2/24): add one to its addresses, or leave family out`}},
+		{"family ok", func(s *Scenario) {
+			s.NICs[0].Addresses = append(s.NICs[0].Addresses, "fd00::1/64")
+			s.NICs[1].Addresses = append(s.NICs[1].Addresses, "fd00::2/64")
+			s.Traffic[0].Family = FamilyIPv6
+		}, nil},
 		{"deadline negative", trf(0, func(t *Traffic) { t.DeadlineMS = -1 }), []string{"traffic[0].deadline_ms: deadline_ms -1 out of range: want 0 (default 30000) or up to 3600000"}},
 		{"deadline big", trf(0, func(t *Traffic) { t.DeadlineMS = 3600001 }), []string{"traffic[0].deadline_ms: deadline_ms 3600001 out of range: want 0 (default 30000) or up to 3600000"}},
 
@@ -268,9 +277,9 @@ func TestValidate(t *testing.T) {
 		{"result empty", func(s *Scenario) { s.Expect.Result = "" }, []string{"expect.result: result is required: pass or fail"}},
 		{"result unknown", func(s *Scenario) { s.Expect.Result = "ok" }, []string{`expect.result: unknown result "ok": want pass or fail`}},
 		{"fail without failure", func(s *Scenario) { s.Expect.Result = ResultFail }, []string{
-			"expect: result fail needs failure: the failure that must happen, one of martian-source, neighbor-martian, no-listener, retry-exceeded, rp-filter"}},
+			"expect: result fail needs failure: the failure that must happen, one of local-route, martian-source, neighbor-martian, no-listener, retry-exceeded, rp-filter"}},
 		{"unknown failure", func(s *Scenario) { s.Expect = Expect{Result: ResultFail, Failure: "timeout"} }, []string{
-			`expect.failure: unknown failure "timeout": want one of martian-source, neighbor-martian, no-listener, retry-exceeded, rp-filter`}},
+			`expect.failure: unknown failure "timeout": want one of local-route, martian-source, neighbor-martian, no-listener, retry-exceeded, rp-filter`}},
 		{"pass with failure", func(s *Scenario) { s.Expect.Failure = FailureRPFilter }, []string{"expect.failure: failure is only for result fail"}},
 		{"fail ok", func(s *Scenario) { s.Expect = Expect{Result: ResultFail, Failure: FailureNoListener} }, nil},
 	}

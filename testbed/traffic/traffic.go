@@ -138,9 +138,12 @@ func (e End) counter(name string) string {
 // BatchResult is one traffic item in one direction: what was done, every completion, the
 // counter deltas, and the verdict.
 type BatchResult struct {
-	Traffic    string             `json:"traffic"`
-	Transport  scenario.Transport `json:"transport"`
-	Direction  scenario.Direction `json:"direction"` // a->b or b->a
+	Traffic   string             `json:"traffic"`
+	Transport scenario.Transport `json:"transport"`
+	Direction scenario.Direction `json:"direction"` // a->b or b->a
+	// Family is the address family of the endpoints' GIDs (the traffic item's, or the
+	// endpoints' own).
+	Family     scenario.Family    `json:"family,omitempty"`
 	Messages   int                `json:"messages"`
 	Size       int                `json:"size"`
 	RC         *scenario.RCParams `json:"rc,omitempty"`
@@ -372,7 +375,7 @@ func (b *BatchResult) onWire(n int) (bool, string) {
 		return false, "no counters were read"
 	}
 	cable := counters.Cable{SenderDevice: b.Sender.counter(b.Sender.Device), ReceiverDevice: b.Receiver.counter(b.Receiver.Device),
-		SenderNIC: b.Sender.counter(b.Sender.NIC), ReceiverNIC: b.Receiver.counter(b.Receiver.NIC)}
+		SenderNIC: b.Sender.counter(b.Sender.NIC), ReceiverNIC: b.Receiver.counter(b.Receiver.NIC), IPv6: b.Family == scenario.FamilyIPv6}
 	if b.Sender.Host != "" {
 		cable.Loopbacks = []string{b.Sender.counter("lo"), b.Receiver.counter("lo")}
 	}
@@ -408,7 +411,11 @@ func (b *BatchResult) evidence(withLinks bool) string {
 		}
 		for _, nic := range nics {
 			if l, ok := c.Link(nic); ok {
-				parts = append(parts, fmt.Sprintf("%s tx +%d rx +%d", nic, l.TxPackets, l.RxPackets))
+				p := fmt.Sprintf("%s tx +%d rx +%d", nic, l.TxPackets, l.RxPackets)
+				if b.Family == scenario.FamilyIPv6 {
+					p += fmt.Sprintf(" (IPv6 in +%d)", l.IP6InReceives)
+				}
+				parts = append(parts, p)
 			}
 		}
 	}
@@ -448,7 +455,11 @@ func (b *BatchResult) kernelCounter(name string) (uint64, bool) {
 //   - retry-exceeded: retry-exceeded;
 //   - rp-filter: the connection or the traffic failed and TcpExt.IPReversePathFilter moved;
 //   - no-listener: retry-exceeded or missing completions, and Udp.NoPorts moved (in any of the
-//     lab's namespaces).
+//     lab's namespaces);
+//   - local-route: retry-exceeded (RC) or missing receives (UD), no completion on the
+//     responder, the requester sent packets that neither reached its NIC nor the other
+//     device: routed to lo, rxe looped them back into the sending device (see
+//     scenario.FailureLocalRoute).
 func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 	if e.Result != scenario.ResultFail {
 		if b.Pass {
@@ -512,6 +523,29 @@ func MatchExpectation(b *BatchResult, e scenario.Expect) (bool, string) {
 			return false, fmt.Sprintf("%s, but %s did not move", b.Class, counters.CounterRPFilter)
 		}
 		return true, fmt.Sprintf("rp-filter: %s with %s +%d", b.Class, counters.CounterRPFilter, v)
+	case scenario.FailureLocalRoute:
+		recv := 0
+		for _, c := range b.Completions {
+			if c.Role == RoleReceiver {
+				recv++
+			}
+		}
+		lo, _ := c.Link("lo")
+		tx, txok := c.Link(b.Sender.NIC)
+		rcvd, rcok := c.ReceivedPackets(b.Receiver.Device)
+		switch {
+		case b.Class != ClassRetryExceeded && !(b.Class == ClassMissingCompletions && b.Transport == scenario.TransportUD):
+			return false, "expected local-route (retry-exceeded, or missing UD receives, with the packets kept off the cable), " + got
+		case recv > 0:
+			return false, fmt.Sprintf("%s, but the responder has %d completions", b.Class, recv)
+		case !sok || sentS == 0:
+			return false, string(b.Class) + ", but the requester's sent_pkts did not move"
+		case !txok || tx.TxPackets >= sentS:
+			return false, fmt.Sprintf("%s, but %s tx +%d ≥ %d packets sent: they reached the cable", b.Class, b.Sender.NIC, tx.TxPackets, sentS)
+		case !rcok || rcvd > 0:
+			return false, fmt.Sprintf("%s, but %s rcvd_pkts +%d: packets arrived", b.Class, b.Receiver.Device, rcvd)
+		}
+		return true, fmt.Sprintf("local-route: %s, no responder completion, %s sent_pkts +%d but %s tx +%d, lo tx +%d, %s rcvd_pkts +0: the packets never reached a NIC", b.Class, b.Sender.Device, sentS, b.Sender.NIC, tx.TxPackets, lo.TxPackets, b.Receiver.Device)
 	case scenario.FailureNoListener:
 		noPorts, _ := c.KernelSum(counters.CounterUDPNoPorts)
 		switch {

@@ -87,18 +87,27 @@ func run(ctx context.Context, env *host.Env, s *scenario.Scenario, peer Peer) (*
 		r.DurationMS = msSince(r.Started)
 		r.Finish()
 	}
-	ends, err := resolveTrafficEnds(ctx, env, s)
-	if err != nil {
-		if peer != nil && len(s.Traffic) > 0 {
-			// The other host waits for this one's end of the first batch: say why there is none.
-			first := (&BatchResult{Traffic: s.Traffic[0].Name, Direction: batchDirections(s.Traffic[0].Direction)[0]}).Name()
-			tctx, cancel := context.WithTimeout(ctx, peerGrace)
-			_ = peer.Send(tctx, msgEnd, endMsg{Batch: first, Error: err.Error()})
-			cancel()
-		}
-		return nil, err
-	}
+	resolved := map[scenario.Family]map[string]trafficEnd{}
 	for _, t := range s.Traffic {
+		ends, ok := resolved[t.Family]
+		if !ok {
+			var err error
+			if ends, err = resolveTrafficEnds(ctx, env, s, t.Family); err != nil {
+				if peer != nil {
+					// The other host waits for this one's end of the batch: say why there is none.
+					first := (&BatchResult{Traffic: t.Name, Direction: batchDirections(t.Direction)[0]}).Name()
+					tctx, cancel := context.WithTimeout(ctx, peerGrace)
+					_ = peer.Send(tctx, msgEnd, endMsg{Batch: first, Error: err.Error()})
+					cancel()
+				}
+				if len(r.Batches) == 0 {
+					return nil, err
+				}
+				finish()
+				return r, err
+			}
+			resolved[t.Family] = ends
+		}
 		for _, dir := range batchDirections(t.Direction) {
 			if err := ctx.Err(); err != nil {
 				finish()
@@ -133,12 +142,12 @@ func batchDirections(d scenario.Direction) []scenario.Direction {
 	return []scenario.Direction{scenario.DirectionAToB}
 }
 
-// resolveTrafficEnds finds this host's endpoints (both, or one of a two-host lab) by side,
-// waiting a bounded time for ports and GIDs.
-func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario) (map[string]trafficEnd, error) {
+// resolveTrafficEnds finds this host's endpoints (both, or one of a two-host lab) by side, in
+// family f ("" for their own), waiting a bounded time for ports and GIDs.
+func resolveTrafficEnds(ctx context.Context, env *host.Env, s *scenario.Scenario, f scenario.Family) (map[string]trafficEnd, error) {
 	wctx, cancel := context.WithTimeout(ctx, endpointWait)
 	defer cancel()
-	resolved, err := lab.ResolveLocalEndpoints(wctx, env, s)
+	resolved, err := lab.ResolveLocalEndpointsIn(wctx, env, s, f)
 	if err != nil {
 		var ee *lab.EndpointError
 		if errors.As(err, &ee) {
@@ -286,7 +295,7 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		b.sndSide, b.rcvSide, b.dir = "b", "a", verbs.BToA
 	}
 	res = &BatchResult{
-		Traffic: t.Name, Transport: t.Transport, Direction: dir, Messages: t.Messages, Size: t.Size,
+		Traffic: t.Name, Transport: t.Transport, Direction: dir, Family: endsFamily(ends), Messages: t.Messages, Size: t.Size,
 		RC: t.RC, DeadlineMS: t.DeadlineMS,
 		Sender: declaredEnd(s, b.sndSide), Receiver: declaredEnd(s, b.rcvSide), Completions: []CompletionRecord{},
 	}
@@ -453,6 +462,17 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		}
 	}
 	return b.merge(env, s, before)
+}
+
+// endsFamily is the address family of a batch: its ends' (this host's are enough; both ends of
+// a batch are of one family).
+func endsFamily(ends map[string]trafficEnd) scenario.Family {
+	for _, side := range []string{"a", "b"} {
+		if e, ok := ends[side]; ok {
+			return scenario.FamilyOf(e.Addr)
+		}
+	}
+	return ""
 }
 
 // declaredEnd is what the scenario says of endpoint side, before its host has opened it.

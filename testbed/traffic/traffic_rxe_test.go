@@ -197,3 +197,75 @@ func BenchmarkTrafficRXESameHost(b *testing.B) {
 	b.ReportMetric(rate/float64(b.N), "msg/s")
 	b.ReportMetric(connect/float64(b.N), "connect-ms")
 }
+
+// TestTrafficRXEIPv6 runs the IPv6 and dual-stack labs: every batch passes with every
+// completion on both sides, and each IPv6 batch's packets were IPv6 packets on the receiving
+// NIC (Ip6InReceives), crossed the cable and never touched lo. Up and down leave the initial
+// namespace byte-identical, IPv6 rules, routes, sysctls and addresses included.
+func TestTrafficRXEIPv6(t *testing.T) {
+	testenv.RequireRXE(t)
+	ns := testenv.InitialNetNS(t)
+	for _, tc := range []struct {
+		name       string
+		families   map[scenario.Family]int // batches per family
+		transports []scenario.Transport
+	}{
+		{"same-host-v6", map[scenario.Family]int{scenario.FamilyIPv6: 4}, []scenario.Transport{scenario.TransportRC, scenario.TransportUD}},
+		{"same-host-dual", map[scenario.Family]int{scenario.FamilyIPv4: 2, scenario.FamilyIPv6: 4}, []scenario.Transport{scenario.TransportRC, scenario.TransportUD}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := ns.Dump(t)
+			rep := runLab(t, tc.name)
+			testenv.SameState(t, before, ns.Dump(t), "up and down of %s left changes", tc.name)
+			assert.True(t, rep.Pass, rep.Verdict)
+			assert.True(t, rep.ExpectationMet, rep.Verdict)
+			got := map[scenario.Family]int{}
+			for _, b := range rep.Batches {
+				got[b.Family]++
+				n := uint64(b.Messages)
+				assert.Equal(t, b.Messages, completions(b, RoleSender, verbs.WCSend, verbs.WCSuccess), "%s: sends", b.Name())
+				assert.Equal(t, b.Messages, completions(b, RoleReceiver, verbs.WCRecv, verbs.WCSuccess), "%s: receives", b.Name())
+				assert.Equal(t, b.Family == scenario.FamilyIPv6, strings.Contains(b.Sender.Address, ":"), "%s: sender address %s", b.Name(), b.Sender.Address)
+				sent, _ := b.Counters.SentPackets(b.Sender.Device)
+				rcvd, _ := b.Counters.ReceivedPackets(b.Receiver.Device)
+				tx, _ := b.Counters.Link(b.Sender.NIC)
+				rx, _ := b.Counters.Link(b.Receiver.NIC)
+				lo, _ := b.Counters.Link("lo")
+				assert.GreaterOrEqual(t, sent, n, "%s: %s sent_pkts", b.Name(), b.Sender.Device)
+				assert.GreaterOrEqual(t, rcvd, n, "%s: %s rcvd_pkts", b.Name(), b.Receiver.Device)
+				assert.GreaterOrEqual(t, tx.TxPackets, n, "%s: %s tx", b.Name(), b.Sender.NIC)
+				assert.GreaterOrEqual(t, rx.RxPackets, n, "%s: %s rx", b.Name(), b.Receiver.NIC)
+				assert.Zero(t, lo.TxPackets+lo.RxPackets, "%s: lo moved", b.Name())
+				if b.Family == scenario.FamilyIPv6 {
+					assert.GreaterOrEqual(t, rx.IP6InReceives, n, "%s: %s Ip6InReceives", b.Name(), b.Receiver.NIC)
+					assert.Zero(t, lo.IP6InReceives, "%s: lo Ip6InReceives", b.Name())
+				}
+				t.Logf("%s %s %s: %s sent +%d, %s rcvd +%d, %s tx +%d, %s rx +%d (IPv6 in +%d), lo tx +%d rx +%d (IPv6 in +%d)", b.Name(), b.Family, b.Transport,
+					b.Sender.Device, sent, b.Receiver.Device, rcvd, b.Sender.NIC, tx.TxPackets, b.Receiver.NIC, rx.RxPackets, rx.IP6InReceives, lo.TxPackets, lo.RxPackets, lo.IP6InReceives)
+			}
+			assert.Equal(t, tc.families, got)
+		})
+	}
+}
+
+// TestTrafficRXESeedV6LocalRoute is seed-v6: the route to the other NIC's IPv6 address is the
+// local one through lo, so rxe loops the RoCE packets back into the sending device and none
+// reaches a NIC; the requester exhausts its retries and the expectation (local-route) holds.
+func TestTrafficRXESeedV6LocalRoute(t *testing.T) {
+	rep := runLab(t, "seed-v6")
+	require.Len(t, rep.Batches, 1)
+	b := rep.Batches[0]
+	assert.False(t, rep.Pass)
+	assert.True(t, rep.ExpectationMet, b.Expectation)
+	assert.Equal(t, ClassRetryExceeded, b.Class)
+	assert.Equal(t, scenario.FamilyIPv6, b.Family)
+	sent, _ := b.Counters.RDMACounter(b.Sender.Device, "sent_pkts")
+	rcvd, _ := b.Counters.RDMACounter(b.Receiver.Device, "rcvd_pkts")
+	lo, _ := b.Counters.Link("lo")
+	tx, _ := b.Counters.Link(b.Sender.NIC)
+	assert.Positive(t, sent)
+	assert.Zero(t, rcvd)
+	assert.Less(t, tx.TxPackets, sent, "the packets must not reach the cable")
+	assert.Less(t, lo.TxPackets, sent, "nor lo's netdev: rxe loops them back itself")
+	t.Logf("%s sent_pkts +%d, lo tx +%d, %s tx +%d: %s", b.Sender.Device, sent, lo.TxPackets, b.Sender.NIC, tx.TxPackets, b.Expectation)
+}

@@ -79,6 +79,17 @@ func retryBatch(martian uint64) *BatchResult {
 	return b
 }
 
+// loRouteBatch is seed-v6 as measured on 6.1: rxe0 sent 30 packets, none reached vA (nor lo:
+// rxe looped them back into rxe0), and rxe1 received none.
+func loRouteBatch() *BatchResult {
+	b := retryBatch(0)
+	b.Family = scenario.FamilyIPv6
+	b.Sender.Address, b.Receiver.Address = "fd00::1", "fd00::2"
+	b.Counters.Links["vA"] = counters.LinkCounters{RxPackets: 1, IP6InReceives: 1}
+	b.Counters.Links["vB"] = counters.LinkCounters{TxPackets: 1}
+	return b
+}
+
 // udMartianBatch is the seed with UD: the sends complete locally, every packet dies as a
 // martian source, and no receive completes.
 func udMartianBatch() *BatchResult {
@@ -177,6 +188,11 @@ func TestJudgeFailures(t *testing.T) {
 			delete(b.Counters.RDMA, "rxe1")
 			return b
 		}, ClassNotOnWire, "rxe1 rcvd_pkts unreadable"},
+		{"IPv6 packets not counted as IPv6 on the receiving NIC", func() *BatchResult {
+			b := okBatch(scenario.TransportRC, 100)
+			b.Family = scenario.FamilyIPv6
+			return b
+		}, ClassNotOnWire, "vB Ip6InReceives +0 < 100"},
 		{"no ACKs came back", func() *BatchResult {
 			b := okBatch(scenario.TransportRC, 100)
 			b.Counters.RDMA["rxe1"]["sent_pkts"] = 0
@@ -206,6 +222,7 @@ func TestMatchExpectation(t *testing.T) {
 	re := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureRetryExceeded}
 	rp := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureRPFilter}
 	nl := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureNoListener}
+	lr := scenario.Expect{Result: scenario.ResultFail, Failure: scenario.FailureLocalRoute}
 	cases := []struct {
 		name string
 		b    func() *BatchResult
@@ -253,6 +270,19 @@ func TestMatchExpectation(t *testing.T) {
 			return b
 		}, nl, true, "Udp.NoPorts +30"},
 		{"no-listener without NoPorts", func() *BatchResult { return retryBatch(0) }, nl, false, "did not move"},
+		{"local-route", loRouteBatch, lr, true, "local-route: retry-exceeded, no responder completion, rxe0 sent_pkts +30 but vA tx +0, lo tx +0, rxe1 rcvd_pkts +0: the packets never reached a NIC"},
+		{"local-route, but on the cable", func() *BatchResult { return retryBatch(0) }, lr, false, "vA tx +30 ≥ 30 packets sent: they reached the cable"},
+		{"local-route, but received", func() *BatchResult {
+			b := loRouteBatch()
+			b.Counters.RDMA["rxe1"]["rcvd_pkts"] = 30
+			return b
+		}, lr, false, "rxe1 rcvd_pkts +30: packets arrived"},
+		{"local-route, and the cable too", func() *BatchResult {
+			b := loRouteBatch()
+			b.Counters.Links["vA"] = counters.LinkCounters{TxPackets: 30}
+			return b
+		}, lr, false, "vA tx +30 ≥ 30 packets sent: they reached the cable"},
+		{"local-route vs connect timeout", connectTimeoutBatch, lr, false, "expected local-route"},
 		{"unknown failure", func() *BatchResult { return retryBatch(0) }, scenario.Expect{Result: scenario.ResultFail, Failure: "gremlins"}, false, "cannot be matched"},
 	}
 	for _, c := range cases {
@@ -400,4 +430,16 @@ func TestWriteText(t *testing.T) {
 	assert.Contains(t, out, "FAIL quote\"&<less> b->a")
 	assert.Contains(t, out, "connect-timeout")
 	assert.Contains(t, out, "EXPECTATION FAILED")
+}
+
+// TestIPv6BatchPasses: an IPv6 batch passes when the receiving NIC counted the packets as
+// IPv6, and its verdict shows the IPv6 counts of both NICs and lo.
+func TestIPv6BatchPasses(t *testing.T) {
+	b := okBatch(scenario.TransportRC, 100)
+	b.Family = scenario.FamilyIPv6
+	b.Sender.Address, b.Receiver.Address = "fd00::1", "fd00::2"
+	b.Counters.Links["vA"] = counters.LinkCounters{TxPackets: 100, RxPackets: 100, IP6InReceives: 100}
+	b.Counters.Links["vB"] = counters.LinkCounters{TxPackets: 100, RxPackets: 100, IP6InReceives: 100}
+	assert.True(t, judged(b).Pass, b.Verdict)
+	assert.Contains(t, b.Verdict, "vA tx +100 rx +100 (IPv6 in +100), vB tx +100 rx +100 (IPv6 in +100), lo tx +0 rx +0 (IPv6 in +0)")
 }
