@@ -262,10 +262,43 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			add(Step{Change: &RXE{Link: ep.NIC, RXE: ep.RXE}})
 		}
 	}
+	// Last, with every fix in place: resolve the cable's neighbours, so the lab's first
+	// connection does not wait for them (see Resolve).
+	if r := resolveStep(s); r != nil {
+		add(Step{Change: r})
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// resolveStep resolves the endpoints' addresses across the cable, from A's side unless a fix
+// makes that entry static; nil when both are static or an endpoint has no address.
+func resolveStep(s *scenario.Scenario) *Resolve {
+	a, okA := s.EndpointAddr(s.Endpoints.A)
+	b, okB := s.EndpointAddr(s.Endpoints.B)
+	if !okA || !okB || s.Endpoints.A.NIC == s.Endpoints.B.NIC {
+		return nil
+	}
+	static := func(nic string, addr netip.Addr) bool {
+		for _, f := range s.Fixes {
+			for _, n := range f.Neighbors {
+				if ip, err := netip.ParseAddr(n.IP); err == nil && n.NIC == nic && ip == addr {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	r := &Resolve{NIC: s.Endpoints.A.NIC, Addr: a.String(), PeerNIC: s.Endpoints.B.NIC, PeerAddr: b.String()}
+	switch sa, sb := static(r.NIC, b), static(r.PeerNIC, a); {
+	case sa && sb:
+		return nil
+	case sa:
+		r = &Resolve{NIC: r.PeerNIC, Addr: r.PeerAddr, PeerNIC: r.NIC, PeerAddr: r.Addr}
+	}
+	return r
 }
 
 // PolicyRoutingChanges is the policy-routing fix for endpoints with addresses a (on nicA) and b

@@ -24,6 +24,7 @@ const (
 	KindRoute    Kind = "route"    // ip route add ...
 	KindNeighbor Kind = "neighbor" // ip neigh replace IP lladdr MAC dev NIC nud permanent
 	KindRXE      Kind = "rxe"      // rdma link add NAME type rxe netdev NIC
+	KindResolve  Kind = "resolve"  // ip neigh add PEER dev NIC nud none use (resolve the cable's neighbours now)
 )
 
 // Change is one kind of host change: everything rocebed knows about it lives on its type —
@@ -59,6 +60,7 @@ var kinds = map[Kind]func() Change{
 	KindRoute:    func() Change { return &Route{} },
 	KindNeighbor: func() Change { return &Neighbor{} },
 	KindRXE:      func() Change { return &RXE{} },
+	KindResolve:  func() Change { return &Resolve{} },
 }
 
 // Step is one change of a plan, with the fix group it belongs to ("" for the topology). It is
