@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +42,20 @@ const (
 	// endpointWait bounds waiting for a port to be ACTIVE and its RoCE v2 GID to appear
 	// right after `up`.
 	endpointWait = 10 * time.Second
+
+	// A side with work outstanding polls its CQ without sleeping for spinFor after its last
+	// completion (while traffic flows one comes every few tens of µs, and under TCG a sleep
+	// costs more than many polls), then sleeps, backing off from minWait to maxWait.
+	spinFor          = 2 * time.Millisecond
+	minWait, maxWait = 20 * time.Microsecond, time.Millisecond
+
+	// Every message is filled before the first send when they all fit in maxPrefillBytes; a
+	// longer batch refills a ring of buffers, each when its slot comes round.
+	maxPrefillBytes = 64 << 20
+
+	// maxInline is the largest message sent inline (copied into the work request at post),
+	// perftest's default for its latency tests.
+	maxInline = 236
 )
 
 // trafficEnd is one endpoint resolved to its device and GID, with the GID in verbs' form.
@@ -167,8 +183,9 @@ func (v *verbsSide) close() error {
 	return errors.Join(errs...)
 }
 
-// open creates the device context, PD, one CQ for both queues, a buffer of bufBytes and a QP.
-func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin int) error {
+// open creates the device context, PD, one CQ for both queues, a buffer of bufBytes and a QP
+// that sends messages of up to inline bytes inline.
+func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin, inline int) error {
 	var err error
 	if v.ctx, err = verbs.OpenDevice(v.end.Device); err != nil {
 		if errors.Is(err, verbs.ErrNoVerbs) || errors.Is(err, verbs.ErrDeviceNotFound) {
@@ -189,31 +206,54 @@ func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin i
 	if v.mr, err = v.pd.RegMR(bufBytes); err != nil {
 		return err
 	}
-	v.qp, err = v.pd.CreateQP(verbs.QPConfig{Type: typ, SendCQ: v.cq, RecvCQ: v.cq, MaxSend: sendWin, MaxRecv: recvWin, MaxSGE: 1})
+	v.qp, err = v.pd.CreateQP(verbs.QPConfig{Type: typ, SendCQ: v.cq, RecvCQ: v.cq, MaxSend: sendWin, MaxRecv: recvWin, MaxSGE: 1, MaxInline: inline})
+	if err != nil && inline > 0 {
+		// A device that cannot send inline sends from the buffer.
+		v.qp, err = v.pd.CreateQP(verbs.QPConfig{Type: typ, SendCQ: v.cq, RecvCQ: v.cq, MaxSend: sendWin, MaxRecv: recvWin, MaxSGE: 1})
+	}
 	return err
 }
 
-// batch is the state of one running batch.
+// batch is the state of one running batch. The sender's goroutine owns the fields under
+// "sender", the receiver's those under "receiver"; runBatch reads them once both are done.
 type batch struct {
-	res        *BatchResult
-	snd, rcv   *verbsSide
-	dir        verbs.Direction
-	size       int
-	recvSlot   int // bytes per receive buffer (size, +GRH on UD)
-	recvOff    int // payload offset in a receive buffer
-	sendWin    int
-	recvWin    int
-	remoteQPN  uint32
-	t0         time.Time
-	postAt     []time.Duration
-	posted     int // sends posted
-	sendDone   int // send completions
+	res       *BatchResult
+	snd, rcv  *verbsSide
+	dir       verbs.Direction
+	size      int
+	messages  int
+	recvSlot  int // bytes per receive buffer (size, +GRH on UD)
+	recvOff   int // payload offset in a receive buffer
+	sendWin   int
+	recvWin   int
+	sendSlots int  // send buffer slots: every message when they fit, else a ring refilled on use
+	prefilled bool // every message was filled before the first send
+	remoteQPN uint32
+	t0        time.Time
+
+	// sender
+	postAt   []time.Duration // when message k was posted, since t0
+	posted   int
+	sendDone int
+	stopSend bool
+	latSum   time.Duration
+	latN     int
+	sendRecs []CompletionRecord
+	sendErrs []string
+
+	// receiver
 	recvPosted int
 	recvDone   int
-	stopSend   bool
 	seen       map[uint32]bool // UD: sequence numbers received
-	latSum     time.Duration
-	latN       int
+	recvAt     []time.Duration // when message k's RECV completion was polled, since t0 (0: not yet)
+	recvRecs   []CompletionRecord
+	recvErrs   []string
+
+	// shared: receives posted so far (the sender keeps no more SENDs outstanding than there
+	// are receives for them), the receiver's last progress, and when the sender finished.
+	recvReady      atomic.Int64
+	recvProgressNS atomic.Int64 // since t0
+	sendFinishedNS atomic.Int64 // since t0, +1 (0: not finished)
 }
 
 func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenario.Traffic, dir scenario.Direction, ends [2]trafficEnd) (res *BatchResult, err error) {
@@ -223,7 +263,7 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	}
 	res = &BatchResult{
 		Traffic: t.Name, Transport: t.Transport, Direction: dir, Messages: t.Messages, Size: t.Size,
-		RC: t.RC, DeadlineMS: t.DeadlineMS,
+		RC: t.RC, DeadlineMS: t.DeadlineMS, Window: t.Window,
 		Sender:      End{Side: sndEnd.Side, Device: sndEnd.Device, NIC: sndEnd.NIC, Address: sndEnd.Addr.String(), GIDIndex: sndEnd.GID.Index},
 		Receiver:    End{Side: rcvEnd.Side, Device: rcvEnd.Device, NIC: rcvEnd.NIC, Address: rcvEnd.Addr.String(), GIDIndex: rcvEnd.GID.Index},
 		Completions: []CompletionRecord{},
@@ -248,7 +288,7 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		res.Counters = after.Delta(before)
 	}()
 
-	b := &batch{res: res, dir: vdir, size: t.Size, snd: &verbsSide{end: sndEnd}, rcv: &verbsSide{end: rcvEnd}}
+	b := &batch{res: res, dir: vdir, size: t.Size, messages: t.Messages, snd: &verbsSide{end: sndEnd}, rcv: &verbsSide{end: rcvEnd}}
 	defer func() {
 		for _, v := range []*verbsSide{b.snd, b.rcv} {
 			if cerr := v.close(); cerr != nil {
@@ -269,11 +309,17 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		b.sendWin = min(b.sendWin, t.Window)
 	}
 	b.recvWin = clampWindow(t.Messages, maxRecvWindow, b.recvSlot)
+	b.sendSlots = min(t.Messages, max(b.sendWin, maxPrefillBytes/max(t.Size, 1)))
+	b.prefilled = b.sendSlots == t.Messages
+	inline := 0
+	if t.Size <= maxInline {
+		inline = maxInline
+	}
 	depth := b.sendWin + b.recvWin + 16
-	if err := b.snd.open(typ, depth, b.sendWin*t.Size, b.sendWin, b.recvWin); err != nil {
+	if err := b.snd.open(typ, depth, b.sendSlots*t.Size, b.sendWin, b.recvWin, inline); err != nil {
 		return res, fmt.Errorf("%s %s: set up sender %s: %w", t.Name, dir, sndEnd.Device, err)
 	}
-	if err := b.rcv.open(typ, depth, b.recvWin*b.recvSlot, b.sendWin, b.recvWin); err != nil {
+	if err := b.rcv.open(typ, depth, b.recvWin*b.recvSlot, b.sendWin, b.recvWin, inline); err != nil {
 		return res, fmt.Errorf("%s %s: set up receiver %s: %w", t.Name, dir, rcvEnd.Device, err)
 	}
 	res.Sender.QPN, res.Receiver.QPN = b.snd.qp.QPN(), b.rcv.qp.QPN()
@@ -290,23 +336,30 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		return res, nil
 	}
 
-	// Every receive (up to the window) before any send.
+	// Every receive (up to the window) before any send, and every message filled when they
+	// all fit: the timed part is posting, transport and completions.
 	for b.recvPosted < min(b.recvWin, t.Messages) {
 		if err := b.postRecv(); err != nil {
 			return res, err
 		}
 	}
-	b.postAt = make([]time.Duration, t.Messages)
-	b.seen = map[uint32]bool{}
-	b.t0 = time.Now()
-	for b.posted < min(b.sendWin, t.Messages) && !b.stopSend {
-		b.postSend()
+	if b.prefilled {
+		buf := b.snd.mr.Bytes()
+		for seq := range t.Messages {
+			fillMessage(buf[seq*b.size:(seq+1)*b.size], b.dir, uint32(seq))
+		}
 	}
-	err = b.poll(ctx, bctx, t)
+	b.postAt = make([]time.Duration, t.Messages)
+	b.recvAt = make([]time.Duration, t.Messages)
+	b.seen = map[uint32]bool{}
+	b.sendRecs = make([]CompletionRecord, 0, t.Messages)
+	b.recvRecs = make([]CompletionRecord, 0, t.Messages)
+	err = b.run(ctx, bctx, t)
 	res.ElapsedMS = msSince(b.t0)
 	if b.latN > 0 {
 		res.MeanLatencyUS = float64(b.latSum.Microseconds()) / float64(b.latN)
 	}
+	res.OneWayUS = b.oneWay()
 	if last := lastRecvAt(res.Completions); last > 0 && b.recvDone == t.Messages {
 		res.MsgPerSec = float64(t.Messages) / (last / 1000)
 	}
@@ -336,8 +389,9 @@ func randomPSN() uint32 {
 }
 
 // connect brings both QPs to RTS. RC: INIT, then RTR on the sender and on the receiver (each
-// resolves the other's MAC: ~1 s on a cold neighbour, ETIMEDOUT when it never resolves), then
-// RTS. UD: INIT/RTR/RTS with the queue key, and an address handle to the receiver's GID.
+// resolves the other's MAC, which the lab's up resolved already; ETIMEDOUT when it never
+// resolves), then RTS. UD: INIT/RTR/RTS with the queue key, and an address handle to the
+// receiver's GID.
 func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
 	sides := []*verbsSide{b.snd, b.rcv}
 	for _, v := range sides {
@@ -403,16 +457,20 @@ func (b *batch) postRecv() error {
 		return fmt.Errorf("post receive %d on %s: %w", wr, b.rcv.end.Device, err)
 	}
 	b.recvPosted++
+	b.recvReady.Store(int64(b.recvPosted))
 	return nil
 }
 
-// postSend fills the next message into its slot and posts it signalled. A failed post stops
-// sending (the batch then lacks completions) and is noted.
+// postSend posts the next message signalled, filling its slot first unless every message was
+// filled before the first send. A failed post stops sending (the batch then lacks
+// completions) and is noted.
 func (b *batch) postSend() {
 	seq := b.posted
-	slot := seq % b.sendWin
-	buf := b.snd.mr.Bytes()[slot*b.size : (slot+1)*b.size]
-	fillMessage(buf, b.dir, uint32(seq))
+	slot := seq % b.sendSlots
+	if !b.prefilled {
+		fillMessage(b.snd.mr.Bytes()[slot*b.size:(slot+1)*b.size], b.dir, uint32(seq))
+	}
+	b.postAt[seq] = time.Since(b.t0)
 	var err error
 	if b.snd.qp.Type() == verbs.QPTypeUD {
 		err = b.snd.qp.PostSendUD(b.snd.mr, slot*b.size, b.size, uint64(seq), b.snd.ah, b.remoteQPN, trafficQKey)
@@ -421,106 +479,247 @@ func (b *batch) postSend() {
 	}
 	if err != nil {
 		b.stopSend = true
-		b.res.Errors = append(b.res.Errors, fmt.Sprintf("post send %d: %v", seq, err))
+		b.sendErrs = append(b.sendErrs, fmt.Sprintf("post send %d: %v", seq, err))
 		return
 	}
-	b.postAt[seq] = time.Since(b.t0)
 	b.posted++
 	b.res.Posted = b.posted
 }
 
-// poll polls both CQs until every completion arrived, the deadline (bctx), the receiver going
-// idle after the sender finished, or ctx's cancellation.
-func (b *batch) poll(ctx, bctx context.Context, t scenario.Traffic) error {
+// run drives the batch: the sender on this goroutine, the receiver on another, each on its
+// own OS thread polling its own CQ, so receiving and checking payloads runs beside sending
+// (on another CPU where there is one). It returns when both are done: every completion in,
+// the deadline (bctx), the receiver idle for its grace after the sender finished, or ctx
+// cancelled.
+func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	grace := rcReceiverGrace
 	if t.Transport == scenario.TransportUD {
 		grace = udReceiverGrace
 	}
-	const minWait, maxWait = 20 * time.Microsecond, time.Millisecond
-	wait := minWait
-	lastProgress := time.Now()
+	b.t0 = time.Now()
+	var recvReason string
+	var recvErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		recvReason, recvErr = b.receive(ctx, bctx, grace)
+	}()
+	runtime.LockOSThread()
+	sendReason, sendErr := b.send(ctx, bctx, grace)
+	runtime.UnlockOSThread()
+	<-done
+
+	b.res.Completions = mergeByTime(b.sendRecs, b.recvRecs)
+	b.res.Errors = append(append(b.res.Errors, b.sendErrs...), b.recvErrs...)
+	switch {
+	case sendErr != nil || recvErr != nil:
+		b.res.StopReason = "polling failed"
+		return errors.Join(sendErr, recvErr)
+	case sendReason == stopCancelled || recvReason == stopCancelled:
+		b.res.StopReason = "cancelled"
+		return fmt.Errorf("traffic %s interrupted: %w", t.Name, ctx.Err())
+	case sendReason == stopDone && recvReason == stopDone:
+		b.res.StopReason = "complete"
+	case recvReason == stopIdle:
+		b.res.StopReason = fmt.Sprintf("the receiver stayed idle for %s after the sender finished", grace)
+	default:
+		b.res.StopReason = fmt.Sprintf("deadline %d ms reached", t.DeadlineMS)
+	}
+	return nil
+}
+
+// Why a side stopped.
+const (
+	stopDone      = "done"
+	stopIdle      = "idle"
+	stopDeadline  = "deadline"
+	stopCancelled = "cancelled"
+)
+
+// send keeps up to sendWin SENDs outstanding (and never more than the receives posted for
+// them) and polls the sender's CQ until every posted SEND has completed and nothing is left
+// to post.
+func (b *batch) send(ctx, bctx context.Context, grace time.Duration) (string, error) {
+	defer func() { b.sendFinishedNS.Store(int64(time.Since(b.t0)) + 1) }()
+	var wcs [verbs.PollBatch]verbs.Completion
+	var w waiter
+	flowControl := b.messages > b.recvWin
 	for {
-		got := 0
-		for _, v := range []*verbsSide{b.snd, b.rcv} {
-			wcs, err := v.cq.Poll(64)
-			if err != nil {
-				return err
+		for !b.stopSend && b.posted < b.messages && b.posted-b.sendDone < b.sendWin {
+			if flowControl && int64(b.posted) >= b.recvReady.Load() {
+				// Wait for the receiver to repost, unless it has made no progress for its
+				// grace (UD messages that were lost never free their receive).
+				if time.Since(b.t0)-time.Duration(b.recvProgressNS.Load()) < grace {
+					break
+				}
+				flowControl = false
 			}
-			for _, wc := range wcs {
-				b.record(v, wc)
-			}
-			got += len(wcs)
+			b.postSend()
 		}
-		if got > 0 {
-			wait = minWait
-			lastProgress = time.Now()
+		if (b.stopSend || b.posted == b.messages) && b.sendDone == b.posted {
+			return stopDone, nil
 		}
-		sendFinished := (b.stopSend || b.posted == t.Messages) && b.sendDone == b.posted
-		switch {
-		case sendFinished && b.recvDone == t.Messages:
-			b.res.StopReason = "complete"
-			return nil
-		case sendFinished && time.Since(lastProgress) > grace:
-			b.res.StopReason = fmt.Sprintf("the receiver stayed idle for %s after the sender finished", grace)
-			return nil
-		case ctx.Err() != nil:
-			b.res.StopReason = "cancelled"
-			return fmt.Errorf("traffic %s interrupted: %w", t.Name, ctx.Err())
-		case bctx.Err() != nil:
-			b.res.StopReason = fmt.Sprintf("deadline %d ms reached", t.DeadlineMS)
-			return nil
+		n, err := b.snd.cq.PollInto(wcs[:])
+		if err != nil {
+			return stopDone, err
 		}
-		if got == 0 {
-			time.Sleep(wait)
-			wait = min(2*wait, maxWait)
+		for _, wc := range wcs[:n] {
+			b.recordSend(wc)
 		}
+		if n > 0 {
+			w.progress()
+			continue
+		}
+		if reason := stopped(ctx, bctx); reason != "" {
+			return reason, nil
+		}
+		w.idle()
 	}
 }
 
-// record keeps one completion, checks a received payload, and refills the windows.
-func (b *batch) record(v *verbsSide, wc verbs.Completion) {
-	at := time.Since(b.t0)
-	role := RoleSender
-	if v == b.rcv {
-		role = RoleReceiver
+// receive polls the receiver's CQ, checks each payload and reposts its receive, until every
+// message arrived or the receiver has been idle for grace after the sender finished.
+func (b *batch) receive(ctx, bctx context.Context, grace time.Duration) (string, error) {
+	var wcs [verbs.PollBatch]verbs.Completion
+	var w waiter
+	for {
+		n, err := b.rcv.cq.PollInto(wcs[:])
+		if err != nil {
+			return stopDone, err
+		}
+		for _, wc := range wcs[:n] {
+			b.recordRecv(wc)
+		}
+		if b.recvDone >= b.messages {
+			return stopDone, nil
+		}
+		if n > 0 {
+			b.recvProgressNS.Store(int64(time.Since(b.t0)))
+			w.progress()
+			continue
+		}
+		if fin := b.sendFinishedNS.Load(); fin != 0 {
+			quiet := time.Duration(max(fin-1, b.recvProgressNS.Load()))
+			if time.Since(b.t0)-quiet > grace {
+				return stopIdle, nil
+			}
+		}
+		if reason := stopped(ctx, bctx); reason != "" {
+			return reason, nil
+		}
+		w.idle()
 	}
-	c := CompletionRecord{
+}
+
+// stopped says whether the batch was cancelled or reached its deadline.
+func stopped(ctx, bctx context.Context) string {
+	select {
+	case <-ctx.Done():
+		return stopCancelled
+	case <-bctx.Done():
+		return stopDeadline
+	default:
+		return ""
+	}
+}
+
+// waiter paces a polling loop that found nothing: it keeps polling (yielding the processor
+// to other goroutines) for spinFor after the last completion, then sleeps, backing off from
+// minWait to maxWait, so a stalled batch does not hold a CPU until its deadline.
+type waiter struct {
+	since time.Time
+	wait  time.Duration
+}
+
+func (w *waiter) progress() { w.since, w.wait = time.Time{}, 0 }
+
+func (w *waiter) idle() {
+	now := time.Now()
+	if w.since.IsZero() {
+		w.since = now
+	}
+	if now.Sub(w.since) < spinFor {
+		runtime.Gosched()
+		return
+	}
+	w.wait = min(max(2*w.wait, minWait), maxWait)
+	time.Sleep(w.wait)
+}
+
+// recordSend keeps one SEND completion.
+func (b *batch) recordSend(wc verbs.Completion) {
+	at := time.Since(b.t0)
+	b.sendDone++
+	if wc.Status != verbs.WCSuccess {
+		b.stopSend = true // the QP is in error; what is posted flushes
+	} else if int(wc.WRID) < len(b.postAt) {
+		b.latSum += at - b.postAt[wc.WRID]
+		b.latN++
+	}
+	b.sendRecs = append(b.sendRecs, b.completionRecord(b.snd, RoleSender, wc, at))
+}
+
+// recordRecv keeps one RECV completion, checks its payload and reposts the receive.
+func (b *batch) recordRecv(wc verbs.Completion) {
+	at := time.Since(b.t0)
+	c := b.completionRecord(b.rcv, RoleReceiver, wc, at)
+	b.recvDone++
+	if wc.Status == verbs.WCSuccess {
+		var seq int
+		seq, c.Payload = b.checkPayload(wc)
+		if seq >= 0 && seq < len(b.recvAt) && b.recvAt[seq] == 0 {
+			b.recvAt[seq] = at
+		}
+		if b.recvPosted < b.messages {
+			if err := b.postRecv(); err != nil {
+				b.recvErrs = append(b.recvErrs, err.Error())
+			}
+		}
+	}
+	b.recvRecs = append(b.recvRecs, c)
+}
+
+func (b *batch) completionRecord(v *verbsSide, role string, wc verbs.Completion, at time.Duration) CompletionRecord {
+	return CompletionRecord{
 		Side: v.end.Side, Role: role, Device: v.end.Device, WRID: wc.WRID, Status: wc.Status, Opcode: wc.Opcode,
 		ByteLen: wc.ByteLen, QPN: wc.QPN, SrcQP: wc.SrcQP, WCFlags: uint32(wc.Flags), VendorErr: wc.VendorErr,
 		AtMS: float64(at.Nanoseconds()) / 1e6,
 	}
-	if role == RoleSender {
-		b.sendDone++
-		if wc.Status != verbs.WCSuccess {
-			b.stopSend = true // the QP is in error; what is posted flushes
-		} else {
-			if int(wc.WRID) < len(b.postAt) {
-				b.latSum += at - b.postAt[wc.WRID]
-				b.latN++
-			}
-			if !b.stopSend && b.posted < b.res.Messages {
-				b.postSend()
-			}
-		}
-	} else {
-		b.recvDone++
-		if wc.Status == verbs.WCSuccess {
-			c.Payload = b.checkPayload(wc)
-			if b.recvPosted < b.res.Messages {
-				if err := b.postRecv(); err != nil {
-					b.res.Errors = append(b.res.Errors, err.Error())
-				}
-			}
-		}
-	}
-	b.res.Completions = append(b.res.Completions, c)
 }
 
-// checkPayload verifies the receive buffer of wc: "ok" or what is wrong.
-func (b *batch) checkPayload(wc verbs.Completion) string {
+// mergeByTime merges two lists that are each in time order into one.
+func mergeByTime(a, b []CompletionRecord) []CompletionRecord {
+	out := make([]CompletionRecord, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if b[0].AtMS < a[0].AtMS {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}
+
+// oneWay summarises, over the messages that arrived, the time from posting each SEND to
+// polling its RECV completion.
+func (b *batch) oneWay() *LatencyStats {
+	var us []float64
+	for seq, at := range b.recvAt {
+		if at > 0 && seq < b.posted {
+			us = append(us, float64((at-b.postAt[seq]).Nanoseconds())/1e3)
+		}
+	}
+	return NewLatencyStats(us)
+}
+
+// checkPayload verifies the receive buffer of wc: the message's sequence number (-1 if it
+// cannot be told) and "ok" or what is wrong.
+func (b *batch) checkPayload(wc verbs.Completion) (int, string) {
 	want := b.size + b.recvOff
 	if int(wc.ByteLen) != want {
-		return fmt.Sprintf("byte_len %d, want %d", wc.ByteLen, want)
+		return -1, fmt.Sprintf("byte_len %d, want %d", wc.ByteLen, want)
 	}
 	slot := int(wc.WRID) % b.recvWin
 	buf := b.rcv.mr.Bytes()[slot*b.recvSlot+b.recvOff : slot*b.recvSlot+b.recvOff+b.size]
@@ -529,16 +728,16 @@ func (b *batch) checkPayload(wc verbs.Completion) string {
 		// UD may lose a message; name what arrived by its header, and catch duplicates.
 		if _, hs, ok := verbs.ParsePayloadHeader(buf); ok {
 			if b.seen[hs] {
-				return fmt.Sprintf("duplicate of message %d", hs)
+				return -1, fmt.Sprintf("duplicate of message %d", hs)
 			}
 			b.seen[hs] = true
 			seq = hs
 		}
 	}
 	if err := verifyMessage(buf, b.dir, seq); err != nil {
-		return err.Error()
+		return int(seq), err.Error()
 	}
-	return "ok"
+	return int(seq), "ok"
 }
 
 // fillMessage writes message seq: the verbs payload pattern, or for messages shorter than its
