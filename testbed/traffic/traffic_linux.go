@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -214,8 +215,8 @@ func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin, 
 	return err
 }
 
-// batch is the state of one running batch. The sender's goroutine owns the fields under
-// "sender", the receiver's those under "receiver"; runBatch reads them once both are done.
+// batch is the state of one running batch. The fields under "sender" are guarded by sendMu,
+// those under "receiver" by recvMu; runBatch reads them once the workers are done.
 type batch struct {
 	res       *BatchResult
 	snd, rcv  *verbsSide
@@ -232,6 +233,10 @@ type batch struct {
 	t0        time.Time
 
 	// sender
+	sendMu   sync.Mutex
+	sendWCs  [verbs.PollBatch]verbs.Completion
+	sendEnd  string // why the sender stopped ("" while it runs)
+	sendErr  error
 	postAt   []time.Duration // when message k was posted, since t0
 	posted   int
 	sendDone int
@@ -242,6 +247,10 @@ type batch struct {
 	sendErrs []string
 
 	// receiver
+	recvMu     sync.Mutex
+	recvWCs    [verbs.PollBatch]verbs.Completion
+	recvEnd    string // why the receiver stopped ("" while it runs)
+	recvErr    error
 	recvPosted int
 	recvDone   int
 	seen       map[uint32]bool // UD: sequence numbers received
@@ -486,43 +495,40 @@ func (b *batch) postSend() {
 	b.res.Posted = b.posted
 }
 
-// run drives the batch: the sender on this goroutine, the receiver on another, each on its
-// own OS thread polling its own CQ, so receiving and checking payloads runs beside sending
-// (on another CPU where there is one). It returns when both are done: every completion in,
+// run drives the batch with two workers, one on this goroutine and one on another, so that
+// receiving and checking payloads runs beside sending (on another CPU where there is one).
+// Each worker serves its own side first and then the other one if nobody is serving it, so
+// the batch keeps moving when one worker's CPU is taken away (under TCG on a busy host a vCPU
+// can stall for many milliseconds). It returns when both sides are done: every completion in,
 // the deadline (bctx), the receiver idle for its grace after the sender finished, or ctx
-// cancelled.
+// cancelled. The goroutines are not locked to threads: a locked goroutine that yields hands
+// its thread over through the kernel, which costs milliseconds under TCG.
 func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	grace := rcReceiverGrace
 	if t.Transport == scenario.TransportUD {
 		grace = udReceiverGrace
 	}
 	b.t0 = time.Now()
-	var recvReason string
-	var recvErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		recvReason, recvErr = b.receive(ctx, bctx, grace)
+		b.work(ctx, bctx, grace, false)
 	}()
-	runtime.LockOSThread()
-	sendReason, sendErr := b.send(ctx, bctx, grace)
-	runtime.UnlockOSThread()
+	b.work(ctx, bctx, grace, true)
 	<-done
 
 	b.res.Completions = mergeByTime(b.sendRecs, b.recvRecs)
 	b.res.Errors = append(append(b.res.Errors, b.sendErrs...), b.recvErrs...)
 	switch {
-	case sendErr != nil || recvErr != nil:
+	case b.sendErr != nil || b.recvErr != nil:
 		b.res.StopReason = "polling failed"
-		return errors.Join(sendErr, recvErr)
-	case sendReason == stopCancelled || recvReason == stopCancelled:
+		return errors.Join(b.sendErr, b.recvErr)
+	case b.sendEnd == stopCancelled || b.recvEnd == stopCancelled:
 		b.res.StopReason = "cancelled"
 		return fmt.Errorf("traffic %s interrupted: %w", t.Name, ctx.Err())
-	case sendReason == stopDone && recvReason == stopDone:
+	case b.sendEnd == stopDone && b.recvEnd == stopDone:
 		b.res.StopReason = "complete"
-	case recvReason == stopIdle:
+	case b.recvEnd == stopIdle:
 		b.res.StopReason = fmt.Sprintf("the receiver stayed idle for %s after the sender finished", grace)
 	default:
 		b.res.StopReason = fmt.Sprintf("deadline %d ms reached", t.DeadlineMS)
@@ -538,79 +544,122 @@ const (
 	stopCancelled = "cancelled"
 )
 
-// send keeps up to sendWin SENDs outstanding (and never more than the receives posted for
-// them) and polls the sender's CQ until every posted SEND has completed and nothing is left
-// to post.
-func (b *batch) send(ctx, bctx context.Context, grace time.Duration) (string, error) {
-	defer func() { b.sendFinishedNS.Store(int64(time.Since(b.t0)) + 1) }()
-	var wcs [verbs.PollBatch]verbs.Completion
+// work serves the sender's side (sendFirst) or the receiver's first, then the other side,
+// each only when no other worker is serving it, until both sides have stopped.
+func (b *batch) work(ctx, bctx context.Context, grace time.Duration, sendFirst bool) {
 	var w waiter
-	flowControl := b.messages > b.recvWin
 	for {
-		for !b.stopSend && b.posted < b.messages && b.posted-b.sendDone < b.sendWin {
-			if flowControl && int64(b.posted) >= b.recvReady.Load() {
-				// Wait for the receiver to repost, unless it has made no progress for its
-				// grace (UD messages that were lost never free their receive).
-				if time.Since(b.t0)-time.Duration(b.recvProgressNS.Load()) < grace {
-					break
-				}
-				flowControl = false
+		moved, finished := 0, 0
+		for i := range 2 {
+			if (i == 0) == sendFirst {
+				n, fin := b.serveSend(ctx, bctx)
+				moved, finished = moved+n, finished+fin
+			} else {
+				n, fin := b.serveRecv(ctx, bctx, grace)
+				moved, finished = moved+n, finished+fin
 			}
-			b.postSend()
 		}
-		if (b.stopSend || b.posted == b.messages) && b.sendDone == b.posted {
-			return stopDone, nil
-		}
-		n, err := b.snd.cq.PollInto(wcs[:])
-		if err != nil {
-			return stopDone, err
-		}
-		for _, wc := range wcs[:n] {
-			b.recordSend(wc)
-		}
-		if n > 0 {
+		switch {
+		case finished == 2:
+			return
+		case moved > 0:
 			w.progress()
-			continue
+		default:
+			w.idle()
 		}
-		if reason := stopped(ctx, bctx); reason != "" {
-			return reason, nil
-		}
-		w.idle()
 	}
 }
 
-// receive polls the receiver's CQ, checks each payload and reposts its receive, until every
-// message arrived or the receiver has been idle for grace after the sender finished.
-func (b *batch) receive(ctx, bctx context.Context, grace time.Duration) (string, error) {
-	var wcs [verbs.PollBatch]verbs.Completion
-	var w waiter
-	for {
-		n, err := b.rcv.cq.PollInto(wcs[:])
-		if err != nil {
-			return stopDone, err
-		}
-		for _, wc := range wcs[:n] {
-			b.recordRecv(wc)
-		}
-		if b.recvDone >= b.messages {
-			return stopDone, nil
-		}
-		if n > 0 {
-			b.recvProgressNS.Store(int64(time.Since(b.t0)))
-			w.progress()
-			continue
-		}
-		if fin := b.sendFinishedNS.Load(); fin != 0 {
-			quiet := time.Duration(max(fin-1, b.recvProgressNS.Load()))
-			if time.Since(b.t0)-quiet > grace {
-				return stopIdle, nil
-			}
-		}
-		if reason := stopped(ctx, bctx); reason != "" {
-			return reason, nil
-		}
-		w.idle()
+// serveSend, unless another worker is at it, keeps up to sendWin SENDs outstanding (and never
+// more than the receives posted for them) and polls the sender's CQ. It returns how many
+// completions it took and 1 once the sender has stopped: every posted SEND completed and
+// nothing left to post, or the batch ended.
+func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
+	if !b.sendMu.TryLock() {
+		return 0, 0
 	}
+	defer b.sendMu.Unlock()
+	if b.sendEnd != "" {
+		return 0, 1
+	}
+	for !b.stopSend && b.posted < b.messages && b.posted-b.sendDone < b.sendWin && b.mayPost() {
+		b.postSend()
+	}
+	if (b.stopSend || b.posted == b.messages) && b.sendDone == b.posted {
+		b.sendEnd = stopDone
+		b.sendFinishedNS.Store(int64(time.Since(b.t0)) + 1)
+		return 0, 1
+	}
+	n, err := b.snd.cq.PollInto(b.sendWCs[:])
+	if err != nil {
+		b.sendEnd, b.sendErr = stopDone, err
+		b.sendFinishedNS.Store(int64(time.Since(b.t0)) + 1)
+		return 0, 1
+	}
+	for _, wc := range b.sendWCs[:n] {
+		b.recordSend(wc)
+	}
+	if n == 0 {
+		if reason := stopped(ctx, bctx); reason != "" {
+			b.sendEnd = reason
+			b.sendFinishedNS.Store(int64(time.Since(b.t0)) + 1)
+			return 0, 1
+		}
+	}
+	return n, 0
+}
+
+// mayPost says whether the next SEND has a receive posted for it. Where the batch has more
+// messages than receives in flight, the sender waits for the receiver to repost, unless the
+// receiver has made no progress for its grace (UD messages that were lost never free their
+// receive): then it sends anyway.
+func (b *batch) mayPost() bool {
+	if int64(b.posted) < b.recvReady.Load() {
+		return true
+	}
+	return time.Since(b.t0)-time.Duration(b.recvProgressNS.Load()) > udReceiverGrace
+}
+
+// serveRecv, unless another worker is at it, polls the receiver's CQ, checks each payload and
+// reposts its receive. It returns how many completions it took and 1 once the receiver has
+// stopped: every message arrived, it stayed idle for grace after the sender finished, or the
+// batch ended.
+func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, int) {
+	if !b.recvMu.TryLock() {
+		return 0, 0
+	}
+	defer b.recvMu.Unlock()
+	if b.recvEnd != "" {
+		return 0, 1
+	}
+	n, err := b.rcv.cq.PollInto(b.recvWCs[:])
+	if err != nil {
+		b.recvEnd, b.recvErr = stopDone, err
+		return 0, 1
+	}
+	for _, wc := range b.recvWCs[:n] {
+		b.recordRecv(wc)
+	}
+	switch {
+	case b.recvDone >= b.messages:
+		b.recvEnd = stopDone
+		return n, 1
+	case n > 0:
+		b.recvProgressNS.Store(int64(time.Since(b.t0)))
+		return n, 0
+	}
+	if fin := b.sendFinishedNS.Load(); fin != 0 {
+		quiet := time.Duration(max(fin-1, b.recvProgressNS.Load()))
+		if time.Since(b.t0)-quiet > grace {
+			b.recvEnd = stopIdle
+			return 0, 1
+		}
+	}
+	if reason := stopped(ctx, bctx); reason != "" {
+		b.recvEnd = reason
+		return 0, 1
+	}
+	return 0, 0
 }
 
 // stopped says whether the batch was cancelled or reached its deadline.
@@ -625,9 +674,9 @@ func stopped(ctx, bctx context.Context) string {
 	}
 }
 
-// waiter paces a polling loop that found nothing: it keeps polling (yielding the processor
-// to other goroutines) for spinFor after the last completion, then sleeps, backing off from
-// minWait to maxWait, so a stalled batch does not hold a CPU until its deadline.
+// waiter paces a polling loop that found nothing: it keeps polling for spinFor after the last
+// completion (yielding only where both workers share one processor), then sleeps, backing
+// off from minWait to maxWait, so a stalled batch does not hold a CPU until its deadline.
 type waiter struct {
 	since time.Time
 	wait  time.Duration
@@ -641,7 +690,9 @@ func (w *waiter) idle() {
 		w.since = now
 	}
 	if now.Sub(w.since) < spinFor {
-		runtime.Gosched()
+		if runtime.GOMAXPROCS(0) == 1 {
+			runtime.Gosched() // let the other side poll
+		}
 		return
 	}
 	w.wait = min(max(2*w.wait, minWait), maxWait)
