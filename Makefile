@@ -76,10 +76,10 @@ bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysct
 # boot runs every package below with ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1.
 VM_TEST_PKGS ?= ./internal/... ./rdma/... ./testbed/... ./vm/guesttest
 VM_TIMEOUT   ?= 15m
-VM_ROCEBED   ?= $(GO) run ./cmd/rocebed
+VM_ROCEBED   ?= $(CURDIR)/$(BIN)
 
 .PHONY: vm-prepare
-vm-prepare: ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
+vm-prepare: build ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
 	$(VM_ROCEBED) vm prepare
 
 .PHONY: test-vm
