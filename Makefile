@@ -65,11 +65,12 @@ test-nocgo: ## unit tests without cgo
 check: deps test test-vm ## everything CI runs: deps, host tests, VM tests
 
 .PHONY: bench
-bench: bench-host bench-vm ## benchmarks and reports: host (up+down vs shell), VM (boot, traffic vs perftest)
+bench: build vm-prepare ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
+	bash .ci/bench
 
 .PHONY: bench-host
 bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysctl commands (ratio)
-	$(GO) test -run '^$$' -bench 'UpDownVsShell' -benchtime 1x -count 1 ./testbed/lab/
+	$(GO) test -run '^$$' -bench 'UpDownVsShell' -benchtime 3x -count 1 ./testbed/lab/
 
 # ---- VM tier (see vm/) ----
 # Real-kernel tests run in a QEMU guest booted with Debian's own kernel (it has rdma_rxe): one
@@ -93,7 +94,7 @@ test-vm-trace: vm-prepare build ## opt-in: diagnose's kfree_skb trace layer in t
 	cd testbed/diagnose && ROCEBED_DIAG_TRACE=1 ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1 $(CURDIR)/$(BIN) vm exec --timeout 5m -- $(CURDIR)/bin/testbed-trace.test -test.v -test.run 'TestDiagnoseRXETrace'
 
 .PHONY: bench-vm
-bench-vm: vm-prepare build ## guest boot-to-first-command and whole `vm exec -- true` times
+bench-vm: vm-prepare ## guest boot, then first connect, rate, latency (beside perftest) and broken paths in one guest
 	ROCEBED_VM_TESTS=1 $(GO) test -run '^$$' -bench BenchmarkExecTrue -benchtime 3x -count 1 ./vm/
 	@mkdir -p bin && $(GO) test -c -o bin/traffic.test ./testbed/traffic/
-	cd testbed/traffic && $(CURDIR)/$(BIN) vm exec --timeout 10m -- $(CURDIR)/bin/traffic.test -test.run '^$$' -test.bench 'VersusPerftest|TrafficRXE' -test.benchtime 1x
+	cd testbed/traffic && $(VM_ROCEBED) vm exec --timeout 20m -- $(CURDIR)/bin/traffic.test -test.run '^$$' -test.bench 'FirstConnect|Rate|Latency|BrokenPaths' -test.benchtime 3x
