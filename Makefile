@@ -65,7 +65,8 @@ test-nocgo: ## unit tests without cgo
 check: deps test test-vm ## everything CI runs: deps, host tests, VM tests
 
 .PHONY: bench
-bench: bench-parse bench-host bench-vm ## benchmarks and reports: parser bombs, host (up+down vs shell), VM (boot, traffic vs perftest)
+bench: build vm-prepare bench-parse ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
+	bash .ci/bench
 
 .PHONY: bench-parse
 bench-parse: ## every hostile 1 MiB scenario shape refused: exit code, seconds and peak MB of `rocebed validate`
@@ -73,17 +74,17 @@ bench-parse: ## every hostile 1 MiB scenario shape refused: exit code, seconds a
 
 .PHONY: bench-host
 bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysctl commands (ratio)
-	$(GO) test -run '^$$' -bench 'UpDownVsShell' -benchtime 1x -count 1 ./testbed/lab/
+	$(GO) test -run '^$$' -bench 'UpDownVsShell' -benchtime 3x -count 1 ./testbed/lab/
 
 # ---- VM tier (see vm/) ----
 # Real-kernel tests run in a QEMU guest booted with Debian's own kernel (it has rdma_rxe): one
 # boot runs every package below with ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1.
 VM_TEST_PKGS ?= ./internal/... ./rdma/... ./testbed/... ./vm/guesttest
 VM_TIMEOUT   ?= 20m
-VM_ROCEBED   ?= $(GO) run ./cmd/rocebed
+VM_ROCEBED   ?= $(CURDIR)/$(BIN)
 
 .PHONY: vm-prepare
-vm-prepare: ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
+vm-prepare: build ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
 	$(VM_ROCEBED) vm prepare
 
 .PHONY: test-vm
@@ -97,7 +98,7 @@ test-vm-trace: vm-prepare build ## opt-in: diagnose's kfree_skb trace layer in t
 	cd testbed/diagnose && ROCEBED_DIAG_TRACE=1 ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1 $(CURDIR)/$(BIN) vm exec --timeout 5m -- $(CURDIR)/bin/testbed-trace.test -test.v -test.run 'TestDiagnoseRXETrace'
 
 .PHONY: bench-vm
-bench-vm: vm-prepare build ## guest boot-to-first-command and whole `vm exec -- true` times
+bench-vm: vm-prepare ## guest boot, then first connect, rate, latency (beside perftest) and broken paths in one guest
 	ROCEBED_VM_TESTS=1 $(GO) test -run '^$$' -bench BenchmarkExecTrue -benchtime 3x -count 1 ./vm/
 	@mkdir -p bin && $(GO) test -c -o bin/traffic.test ./testbed/traffic/
-	cd testbed/traffic && $(CURDIR)/$(BIN) vm exec --timeout 10m -- $(CURDIR)/bin/traffic.test -test.run '^$$' -test.bench 'VersusPerftest|TrafficRXE' -test.benchtime 1x
+	cd testbed/traffic && $(VM_ROCEBED) vm exec --timeout 20m -- $(CURDIR)/bin/traffic.test -test.run '^$$' -test.bench 'FirstConnect|Rate|Latency|BrokenPaths' -test.benchtime 3x

@@ -28,6 +28,7 @@ type ExecOptions struct {
 	SMP       int    // default 2
 	MemMB     int    // default 1024
 	Accel     string // "auto" (default), "kvm" or "tcg"
+	Machine   string // "auto" (default: microvm under TCG where it can boot), "pc" or "microvm"
 	QEMU      string // default qemu-system-x86_64
 	Stdout    io.Writer
 	Stderr    io.Writer
@@ -117,14 +118,27 @@ func timeoutSeconds(d time.Duration) int {
 	return int(math.Ceil(d.Seconds()))
 }
 
+// tcgKernelArgs are kernel parameters for a TCG guest, where every instruction is emulated:
+//   - tsc=reliable: the vCPUs read the host's TSC, so it is stable and synchronised, but the
+//     boot-time sync check (disturbed by emulation) marks it unstable and the kernel falls
+//     back to the HPET; then every clock_gettime is a system call and an emulated MMIO read
+//     (about 30 µs here), which Go's runtime, every timestamp and every sleep pay;
+//   - cryptomgr.notests: no self-test of every crypto algorithm as it registers;
+//   - rodata=off: no read-only remapping of the kernel and no W+X page-table walk at boot;
+//   - mitigations=off: no retpolines or RSB filling on this throwaway guest's every branch.
+const tcgKernelArgs = "tsc=reliable cryptomgr.notests rodata=off mitigations=off"
+
 // qemuArgs builds the QEMU command line: no devices but a serial console and two 9p shares.
-func qemuArgs(img *Image, o *ExecOptions, accel, work string) []string {
+func qemuArgs(img *Image, o *ExecOptions, accel string, m machine, work string) []string {
 	loglevel := 4
 	if o.Console != nil {
 		loglevel = 6
 	}
-	appendLine := fmt.Sprintf("console=ttyS0 loglevel=%d panic=1 edd=off rdinit=/init rocebed.work=%s rocebed.timeout=%d",
-		loglevel, work, timeoutSeconds(o.Timeout))
+	appendLine := fmt.Sprintf("console=ttyS0 loglevel=%d panic=1 edd=off rdinit=/init rocebed.work=%s rocebed.timeout=%d rocebed.machine=%s",
+		loglevel, work, timeoutSeconds(o.Timeout), m.name)
+	if m.kernelArgs != "" {
+		appendLine += " " + m.kernelArgs
+	}
 	args := []string{
 		"-nographic", "-nodefaults", "-no-reboot", "-serial", "stdio",
 		"-smp", fmt.Sprint(o.SMP), "-m", fmt.Sprint(o.MemMB),
@@ -138,10 +152,9 @@ func qemuArgs(img *Image, o *ExecOptions, accel, work string) []string {
 		"-kernel", filepath.Join(img.Dir, img.Kernel),
 		"-initrd", filepath.Join(img.Dir, img.Initrd),
 		"-append", appendLine,
-		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap,id=hostroot",
-		"-virtfs", "local,path="+qemuEscape(work)+",mount_tag=work,security_model=none,id=work",
 	)
-	return append(args, nicArgs(o.NICs)...)
+	args = append(args, qemuArgsMachine(m, work)...)
+	return append(args, nicArgs(m, o.NICs)...)
 }
 
 // consoleTail keeps the last lines of the console and what the harness's markers said.

@@ -86,7 +86,11 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 	}
 
 	accel, why := chooseAccel(o.Accel)
-	fmt.Fprintf(o.Log, "vm: accelerator %s (%s), -smp %d -m %d, kernel %s\n", accel, why, o.SMP, o.MemMB, o.Image.KernelVersion)
+	m, err := chooseMachine(o.Image, accel, qemu, o.Machine)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Log, "vm: accelerator %s (%s), machine %s (%s), -smp %d -m %d, kernel %s\n", accel, why, m.name, m.why, o.SMP, o.MemMB, o.Image.KernelVersion)
 
 	hostCtx := ctx
 	var hostDeadline time.Duration
@@ -101,7 +105,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 	// that thread until QEMU is reaped, so no other goroutine's thread exit can kill the guest.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cmd := exec.Command(qemu, qemuArgs(o.Image, &o, accel, work)...)
+	cmd := exec.Command(qemu, qemuArgs(o.Image, &o, accel, m, work)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var qemuErr bytes.Buffer
 	cmd.Stderr = &qemuErr

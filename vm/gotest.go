@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -32,7 +33,9 @@ type TestPackage struct {
 var guestTestEnv = []string{"ROCEBED_REQUIRE_RXE=1", "ROCEBED_REQUIRE_ROOT=1"}
 
 // CompileTests runs `go test -c` for every package matched by patterns that has test files and
-// puts the binaries in dir. Patterns that match nothing are reported to log and skipped.
+// puts the binaries in dir. Patterns that match nothing are reported to log and skipped. The
+// packages compile in one `go test -c -o DIR/` (in parallel); two whose last path elements are
+// the same would name the same binary, so the second of such a pair compiles on its own.
 func CompileTests(ctx context.Context, goTool string, patterns []string, dir string, log io.Writer) ([]TestPackage, error) {
 	if goTool == "" {
 		goTool = "go"
@@ -66,23 +69,47 @@ func CompileTests(ctx context.Context, goTool string, patterns []string, dir str
 			}
 			seen[f[0]] = true
 			matched++
-			pkgs = append(pkgs, TestPackage{ImportPath: f[0], Dir: f[1],
-				Binary: filepath.Join(dir, strings.NewReplacer("/", "_", ".", "_").Replace(f[0])+".test")})
+			pkgs = append(pkgs, TestPackage{ImportPath: f[0], Dir: f[1]})
 		}
 		if matched == 0 {
 			fmt.Fprintf(log, "vm test: %s: no packages with tests, skipped\n", pat)
 		}
 	}
-	for _, p := range pkgs {
-		t0 := time.Now()
-		cmd := exec.CommandContext(ctx, goTool, "test", "-c", "-o", p.Binary, p.ImportPath)
+	t0 := time.Now()
+	var together []string
+	var alone []int
+	byBase := map[string]bool{}
+	for i, p := range pkgs {
+		base := path.Base(p.ImportPath)
+		if byBase[base] {
+			alone = append(alone, i)
+			pkgs[i].Binary = filepath.Join(dir, strings.NewReplacer("/", "_", ".", "_").Replace(p.ImportPath)+".test")
+			continue
+		}
+		byBase[base] = true
+		together = append(together, p.ImportPath)
+		pkgs[i].Binary = filepath.Join(dir, base+".test")
+	}
+	build := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, goTool, append([]string{"test", "-c"}, args...)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("go test -c %s: %w\n%s", p.ImportPath, err, out.String())
+			return fmt.Errorf("go test -c %s: %w\n%s", strings.Join(args, " "), err, out.String())
 		}
-		fmt.Fprintf(log, "vm test: compiled %s (%.1fs)\n", p.ImportPath, time.Since(t0).Seconds())
+		return nil
 	}
+	if len(together) > 0 {
+		if err := build(append([]string{"-o", dir + string(filepath.Separator)}, together...)...); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range alone {
+		if err := build("-o", pkgs[i].Binary, pkgs[i].ImportPath); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(log, "vm test: compiled %d test packages (%.1fs)\n", len(pkgs), time.Since(t0).Seconds())
 	return pkgs, nil
 }
 

@@ -4,7 +4,7 @@
 # share (mount_tag work) at the same path as on the host, and runs the harness's command script in
 # a chroot. The command's stdout/stderr go to files in the work share, which the host streams. The
 # exit status goes to <work>/.vm/rc and to the console as ROCEBED-RC=N. Then it powers off.
-# Kernel parameters: rocebed.work=DIR rocebed.timeout=SECONDS (0: none).
+# Kernel parameters: rocebed.work=DIR rocebed.timeout=SECONDS (0: none) rocebed.machine=pc|microvm.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -18,22 +18,33 @@ fail() {
 	sleep 10
 }
 
-WORK= TMO=0
+WORK= TMO=0 MACHINE=
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	rocebed.work=*) WORK=${w#*=} ;;
 	rocebed.timeout=*) TMO=${w#*=} ;;
+	rocebed.machine=*) MACHINE=${w#*=} ;;
 	esac
 done
 [ -n "$WORK" ] || fail "no rocebed.work= on the kernel command line"
 
-# Modules, in dependency order: "FILE required|optional" per line.
-while read -r ko need; do
-	insmod "/lib/modules/$ko" 2>/insmod.err && continue
-	read -r out < /insmod.err
-	case "$out" in *"File exists"*) continue ;; esac
-	[ "$need" = required ] && fail "insmod $ko: $out"
-	echo "rocebed-init: optional module $ko not loaded: $out"
+# Modules: "NAME required|optional|ondemand [MACHINE]" per line. One modprobe loads them all
+# with their dependencies (lib/modules/KVER/modules.dep); modules for another QEMU machine and
+# those the kernel loads on demand are left out.
+load=
+while read -r name need machine; do
+	[ "$need" = ondemand ] && continue
+	[ -n "$machine" ] && [ -n "$MACHINE" ] && [ "$machine" != "$MACHINE" ] && continue
+	load="$load $name"
+done < /etc/rocebed/modules
+modprobe -a $load 2>/modprobe.err
+while read -r name need machine; do
+	[ "$need" = ondemand ] && continue
+	[ -n "$machine" ] && [ -n "$MACHINE" ] && [ "$machine" != "$MACHINE" ] && continue
+	[ -d "/sys/module/$name" ] && continue
+	read -r err < /modprobe.err
+	[ "$need" = required ] && fail "modprobe $name: $err"
+	echo "rocebed-init: optional module $name not loaded: $err"
 done < /etc/rocebed/modules
 read up _ < /proc/uptime
 echo "ROCEBED-MODULES uptime=$up"

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -142,4 +143,82 @@ func moduleData(ctx context.Context, file string) ([]byte, error) {
 		return nil, fmt.Errorf("decompress %s with %s: %w: %s", file, tool[0], err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return out, nil
+}
+
+// moduleFiles lays the module closure out as the initramfs's lib/modules/KVER, with a
+// modules.dep for busybox modprobe, the aliases of those modules (so the kernel can load one
+// on demand through the initramfs's /sbin/modprobe), and etc/rocebed/modules: the modules
+// /init loads, one "NAME required|optional|ondemand [MACHINE]" per line.
+func moduleFiles(ctx context.Context, modDir, kver string, mods []ModuleFile, specs []ModuleSpec) ([]initrdFile, error) {
+	var files []initrdFile
+	var dep strings.Builder
+	have := map[string]bool{}
+	for _, m := range mods {
+		if have[m.Name] {
+			return nil, fmt.Errorf("two modules named %s", m.Name)
+		}
+		have[m.Name] = true
+		data, err := moduleData(ctx, filepath.Join(modDir, m.Path))
+		if err != nil {
+			return nil, fmt.Errorf("module %s: %w", m.Name, err)
+		}
+		data = stripSignature(data)
+		files = append(files, initrdFile{name: "lib/modules/" + kver + "/" + m.Name + ".ko", data: data, mode: 0o644})
+		dep.WriteString(m.Name + ".ko:")
+		for _, d := range m.Deps {
+			dep.WriteString(" " + d + ".ko")
+		}
+		dep.WriteString("\n")
+	}
+	files = append(files, initrdFile{name: "lib/modules/" + kver + "/modules.dep", data: []byte(dep.String()), mode: 0o644})
+
+	var aliases strings.Builder
+	if all, err := os.ReadFile(filepath.Join(modDir, "modules.alias")); err == nil {
+		for _, line := range strings.Split(string(all), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "alias" && have[modName(f[2])] {
+				fmt.Fprintf(&aliases, "alias %s %s\n", f[1], modName(f[2]))
+			}
+		}
+	}
+	files = append(files, initrdFile{name: "etc/modprobe.d/rocebed-aliases.conf", data: []byte(aliases.String()), mode: 0o644})
+
+	var list strings.Builder
+	for _, s := range specs {
+		n := modName(s.Name)
+		if !have[n] {
+			continue // built in, or an optional module this kernel lacks
+		}
+		need := "optional"
+		switch {
+		case s.OnDemand:
+			need = "ondemand"
+		case s.Required:
+			need = "required"
+		}
+		list.WriteString(strings.TrimSpace(n+" "+need+" "+s.Machine) + "\n")
+	}
+	files = append(files, initrdFile{name: "etc/rocebed/modules", data: []byte(list.String()), mode: 0o644})
+	return files, nil
+}
+
+// moduleSigMagic ends a module with an appended signature (scripts/sign-file).
+const moduleSigMagic = "~Module signature appended~\n"
+
+// stripSignature removes a module's appended signature: the signature block and the 12-byte
+// struct module_signature before the magic, whose last four bytes are the block's length (big
+// endian). The guest kernel then skips the SHA-256 pass over every module and its RSA check,
+// which are slow under emulation (the kernel does not enforce signatures; it notes the
+// unsigned module as a taint).
+func stripSignature(ko []byte) []byte {
+	const infoLen = 12
+	if !bytes.HasSuffix(ko, []byte(moduleSigMagic)) || len(ko) < len(moduleSigMagic)+infoLen {
+		return ko
+	}
+	info := ko[len(ko)-len(moduleSigMagic)-infoLen : len(ko)-len(moduleSigMagic)]
+	sigLen := int(info[8])<<24 | int(info[9])<<16 | int(info[10])<<8 | int(info[11])
+	end := len(ko) - len(moduleSigMagic) - infoLen - sigLen
+	if sigLen <= 0 || end <= 0 {
+		return ko
+	}
+	return ko[:end]
 }

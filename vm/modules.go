@@ -14,17 +14,26 @@ import (
 type ModuleSpec struct {
 	Name     string
 	Required bool // the guest is useless without it: prepare fails when the kernel lacks it
+	// Machine limits loading at boot to guests on that QEMU machine ("pc" or "microvm").
+	Machine string
+	// OnDemand modules are not loaded at boot: the kernel asks for them when something first
+	// uses them (`ip link add ... type dummy` runs the initramfs's modprobe with their alias).
+	OnDemand bool
 }
 
 // DefaultModules is what a guest needs for rocebed: rdma_rxe and its user-space interfaces, the
-// link types scenarios use, and virtio 9p for the shares. crc32 comes first because rxe allocates
-// the crc32 shash when it registers a device ("failed to init crc32 algorithm" otherwise).
-// xfrm_user and nfnetlink are there because netlink.NewHandleAt(ns) opens NETLINK_XFRM and
-// NETLINK_NETFILTER sockets by default and fails with "protocol not supported" without them.
+// link types scenarios use, virtio 9p for the shares and virtio-net for cabled NICs (`--nics`),
+// over PCI on pc and over MMIO on microvm.
+// crc32 comes first because rxe allocates the crc32 shash when it registers a device ("failed to
+// init crc32 algorithm" otherwise). xfrm_user and nfnetlink are there because
+// netlink.NewHandleAt(ns) opens NETLINK_XFRM and NETLINK_NETFILTER sockets by default and fails
+// with "protocol not supported" without them. macvlan, dummy and overlay are for users'
+// commands, loaded when first used.
 var DefaultModules = []ModuleSpec{
 	{Name: "crc32_generic"},
 	{Name: "crc32_pclmul"},
-	{Name: "virtio_pci"},
+	{Name: "virtio_pci", Machine: machinePC},
+	{Name: "virtio_mmio", Machine: machineMicroVM},
 	{Name: "virtio_net"},
 	{Name: "9pnet_virtio", Required: true},
 	{Name: "9p", Required: true},
@@ -32,11 +41,11 @@ var DefaultModules = []ModuleSpec{
 	{Name: "ib_uverbs", Required: true},
 	{Name: "rdma_ucm", Required: true},
 	{Name: "veth", Required: true},
-	{Name: "macvlan"},
-	{Name: "dummy"},
 	{Name: "xfrm_user"},
 	{Name: "nfnetlink"},
-	{Name: "overlay"},
+	{Name: "macvlan", OnDemand: true},
+	{Name: "dummy", OnDemand: true},
+	{Name: "overlay", OnDemand: true},
 }
 
 // ModuleFile is one module file of the closure, in load order.
@@ -44,6 +53,7 @@ type ModuleFile struct {
 	Name     string // "rdma_rxe"
 	Path     string // relative to lib/modules/KVER, as in modules.dep: "kernel/.../rdma_rxe.ko.xz"
 	Required bool
+	Deps     []string // the names of every module it needs, as modules.dep lists them
 }
 
 // modName turns a module path or name into the kernel's module name: basename without .ko[.xz|.zst|.gz],
@@ -97,7 +107,11 @@ func ModuleClosure(dir string, specs []ModuleSpec) (files []ModuleFile, skipped 
 			visit(modName(d[i]), required)
 		}
 		index[name] = len(files)
-		files = append(files, ModuleFile{Name: name, Path: paths[name], Required: required})
+		var depNames []string
+		for _, dp := range d {
+			depNames = append(depNames, modName(dp))
+		}
+		files = append(files, ModuleFile{Name: name, Path: paths[name], Required: required, Deps: depNames})
 	}
 	var missing []string
 	for _, s := range specs {

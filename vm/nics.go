@@ -68,14 +68,19 @@ func freeUDPPort() (int, error) {
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
-// nicArgs are the QEMU options for the guest's NICs.
-func nicArgs(nics []NIC) []string {
+// nicArgs are the QEMU options for the guest's NICs on machine m: virtio-net over PCI on pc
+// (without an option ROM: the guest boots by PVH, not from the NIC), over MMIO on microvm.
+func nicArgs(m machine, nics []NIC) []string {
 	var args []string
 	for i, n := range nics {
 		id := fmt.Sprintf("nic%d", i)
+		dev := fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s,romfile=", id, n.MAC)
+		if m.name == machineMicroVM {
+			dev = fmt.Sprintf("virtio-net-device,netdev=%s,mac=%s", id, n.MAC)
+		}
 		args = append(args,
 			"-netdev", fmt.Sprintf("dgram,id=%s,local.type=inet,local.host=127.0.0.1,local.port=%d,remote.type=inet,remote.host=127.0.0.1,remote.port=%d", id, n.LocalPort, n.RemotePort),
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s,romfile=", id, n.MAC)) // no option ROM: the guest boots by PVH, not from the NIC
+			"-device", dev)
 	}
 	return args
 }

@@ -24,7 +24,7 @@ import (
 var initScript []byte
 
 // imageFormat changes whenever the layout of a prepared image changes; it is part of every key.
-const imageFormat = "rocebed-vm-image/2"
+const imageFormat = "rocebed-vm-image/3"
 
 // MetaPackage is the Debian package whose dependency names the current kernel.
 const MetaPackage = "linux-image-amd64"
@@ -106,7 +106,7 @@ func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:
 func specString(specs []ModuleSpec) string {
 	var b strings.Builder
 	for _, s := range specs {
-		fmt.Fprintf(&b, "%s:%t,", s.Name, s.Required)
+		fmt.Fprintf(&b, "%s:%t:%s:%t,", s.Name, s.Required, s.Machine, s.OnDemand)
 	}
 	return b.String()
 }
@@ -263,28 +263,14 @@ func buildImage(ctx context.Context, o PrepareOptions, tmp, key, source, kver, k
 	if err != nil {
 		return nil, err
 	}
-	files := []initrdFile{bbFile, {name: "init", data: initScript, mode: 0o755}}
-	var list strings.Builder
-	seen := map[string]bool{}
+	modFiles, err := moduleFiles(ctx, modDir, kver, mods, o.Modules)
+	if err != nil {
+		return nil, err
+	}
+	files := append([]initrdFile{bbFile, {name: "init", data: initScript, mode: 0o755}}, modFiles...)
 	for _, m := range mods {
-		data, err := moduleData(ctx, filepath.Join(modDir, m.Path))
-		if err != nil {
-			return nil, fmt.Errorf("module %s: %w", m.Name, err)
-		}
-		name := m.Name + ".ko"
-		if seen[name] {
-			return nil, fmt.Errorf("two modules named %s", m.Name)
-		}
-		seen[name] = true
-		files = append(files, initrdFile{name: "lib/modules/" + name, data: data, mode: 0o644})
-		need := "optional"
-		if m.Required {
-			need = "required"
-		}
-		fmt.Fprintf(&list, "%s %s\n", name, need)
 		img.Modules = append(img.Modules, m.Name)
 	}
-	files = append(files, initrdFile{name: "etc/rocebed/modules", data: []byte(list.String()), mode: 0o644})
 	var buf bytes.Buffer
 	if err := writeInitramfs(&buf, files, links); err != nil {
 		return nil, err

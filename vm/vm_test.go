@@ -115,6 +115,19 @@ func writeModTree(t *testing.T, dep, builtin string) string {
 	if err := os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte(builtin), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "modules.alias"), []byte(fakeAlias), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// veth carries an appended signature, as Debian's modules do.
+	veth := filepath.Join(dir, "kernel/drivers/net/veth.ko")
+	if b, err := os.ReadFile(veth); err == nil {
+		sig := []byte("PKCS7-SIGNATURE")
+		info := []byte{0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(sig))}
+		b = append(append(append(b, sig...), info...), moduleSigMagic...)
+		if err := os.WriteFile(veth, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return dir
 }
 
@@ -124,7 +137,14 @@ kernel/drivers/infiniband/core/ib_core.ko:
 kernel/net/ipv4/udp_tunnel.ko:
 kernel/net/ipv6/ip6_udp_tunnel.ko:
 kernel/drivers/net/veth.ko:
+kernel/drivers/net/dummy.ko:
 kernel/crypto/crc32-generic.ko:
+`
+
+const fakeAlias = `# Aliases extracted from modules themselves.
+alias rtnl-link-veth veth
+alias rtnl-link-macvlan macvlan
+alias fs-overlay overlay
 `
 
 func TestModuleClosure(t *testing.T) {
@@ -262,7 +282,7 @@ func TestPrepareFileIsCached(t *testing.T) {
 	}
 	cache := t.TempDir()
 	opts := PrepareOptions{KernelFile: kernel, ModulesDir: modDir, CacheDir: cache,
-		Modules: []ModuleSpec{{Name: "rdma_rxe", Required: true}, {Name: "veth"}}}
+		Modules: []ModuleSpec{{Name: "rdma_rxe", Required: true}, {Name: "veth", Machine: machineMicroVM}, {Name: "dummy", OnDemand: true}}}
 	r1, err := Prepare(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -312,17 +332,33 @@ func TestPrepareFileIsCached(t *testing.T) {
 	for _, r := range recs {
 		byName[r.Name] = r
 	}
-	for _, n := range []string{"init", "bin/busybox", "bin/sh", "sbin/insmod", "dev/console", "proc", "lib/modules/rdma_rxe.ko", "lib/modules/ib_core.ko"} {
+	for _, n := range []string{"init", "bin/busybox", "bin/sh", "sbin/modprobe", "dev/console", "proc",
+		"lib/modules/6.1.0-test/rdma_rxe.ko", "lib/modules/6.1.0-test/ib_core.ko", "lib/modules/6.1.0-test/modules.dep",
+		"etc/modprobe.d/rocebed-aliases.conf"} {
 		if _, ok := byName[n]; !ok {
 			t.Errorf("initramfs lacks %s", n)
 		}
 	}
+	file := func(name string) string {
+		b, _ := io.ReadAll(io.NewSectionReader(byName[name], 0, int64(byName[name].FileSize)))
+		return string(b)
+	}
+	// busybox modprobe loads a module's dependencies from modules.dep, named as in the initramfs.
+	if dep := file("lib/modules/6.1.0-test/modules.dep"); !strings.Contains(dep, "rdma_rxe.ko: ip6_udp_tunnel.ko udp_tunnel.ko ib_uverbs.ko ib_core.ko\n") ||
+		!strings.Contains(dep, "ib_core.ko:\n") {
+		t.Errorf("modules.dep:\n%s", dep)
+	}
+	if al := file("etc/modprobe.d/rocebed-aliases.conf"); al != "alias rtnl-link-veth veth\n" {
+		t.Errorf("aliases: %q, want only those of the modules in the image", al)
+	}
+	if ko := file("lib/modules/6.1.0-test/veth.ko"); ko != "module kernel/drivers/net/veth.ko" {
+		t.Errorf("veth.ko = %q: the appended signature should be gone", ko)
+	}
 	if r, ok := byName["dev/console"]; ok && (r.Mode&cpio.S_IFMT != cpio.S_IFCHR || r.Rmajor != 5 || r.Rminor != 1) {
 		t.Errorf("dev/console is %+v, want char 5:1", r.Info)
 	}
-	list, _ := io.ReadAll(io.NewSectionReader(byName["etc/rocebed/modules"], 0, int64(byName["etc/rocebed/modules"].FileSize)))
-	want := "ib_core.ko required\nib_uverbs.ko required\nudp_tunnel.ko required\nip6_udp_tunnel.ko required\nrdma_rxe.ko required\nveth.ko optional\n"
-	if string(list) != want {
+	// /init loads what the options name, with their machine; modprobe brings the dependencies.
+	if list, want := file("etc/rocebed/modules"), "rdma_rxe required\nveth optional microvm\ndummy ondemand\n"; list != want {
 		t.Errorf("etc/rocebed/modules:\n%s\nwant:\n%s", list, want)
 	}
 	init, _ := io.ReadAll(io.NewSectionReader(byName["init"], 0, int64(byName["init"].FileSize)))
@@ -408,10 +444,12 @@ func TestCableNICs(t *testing.T) {
 			t.Errorf("%s and %s are not cabled to each other: %+v %+v", a.Name, b.Name, a, b)
 		}
 	}
-	args := strings.Join(nicArgs(nics[:1]), " ")
-	for _, want := range []string{"dgram,id=nic0,local.type=inet,local.host=127.0.0.1", "remote.host=127.0.0.1", "virtio-net-pci,netdev=nic0,mac=52:54:00:ab:07:01,romfile="} {
-		if !strings.Contains(args, want) {
-			t.Errorf("QEMU args %q lack %q", args, want)
+	for m, dev := range map[string]string{machinePC: "virtio-net-pci,netdev=nic0,mac=52:54:00:ab:07:01,romfile=", machineMicroVM: "virtio-net-device,netdev=nic0,mac=52:54:00:ab:07:01"} {
+		args := strings.Join(nicArgs(machine{name: m}, nics[:1]), " ")
+		for _, want := range []string{"dgram,id=nic0,local.type=inet,local.host=127.0.0.1", "remote.host=127.0.0.1", dev} {
+			if !strings.Contains(args, want) {
+				t.Errorf("%s: QEMU args %q lack %q", m, args, want)
+			}
 		}
 	}
 	script := nicRenameScript(nics[:2])

@@ -41,6 +41,7 @@ type vmFlags struct {
 	smp      int
 	mem      int
 	accel    string
+	machine  string
 	cacheDir string
 	nics     int
 }
@@ -51,6 +52,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet, timeout time.Duration) {
 	fs.IntVar(&f.smp, "smp", 2, "guest vCPUs")
 	fs.IntVar(&f.mem, "mem", 1024, "guest memory in MiB")
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto (KVM when it can run the guest, else TCG), kvm or tcg")
+	fs.StringVar(&f.machine, "machine", "auto", "QEMU machine: auto (microvm under TCG where it can boot, else pc), pc or microvm")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "image cache (default $XDG_CACHE_HOME/rocebed, /var/cache/rocebed for root)")
 	fs.IntVar(&f.nics, "nics", 0, "give the guest N virtio-net NICs (N even), eth1…ethN, cabled in pairs (eth1–eth2, …) over UDP on 127.0.0.1")
 }
@@ -70,7 +72,7 @@ func (f *vmFlags) execOptions(cmd *cobra.Command) (vm.ExecOptions, error) {
 		return vm.ExecOptions{}, err
 	}
 	e := vm.ExecOptions{
-		Image: img, Timeout: f.timeout, SMP: f.smp, MemMB: f.mem, Accel: f.accel,
+		Image: img, Timeout: f.timeout, SMP: f.smp, MemMB: f.mem, Accel: f.accel, Machine: f.machine,
 		Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(), Log: cmd.ErrOrStderr(),
 		Env: guestEnv(), NICs: nics,
 	}

@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rocebed/rocebed/internal/kernel"
 	"github.com/rocebed/rocebed/internal/nsutil"
+	"golang.org/x/sys/unix"
 )
 
 // SettleTimeout bounds how long Dump waits for the kernel to finish what it does on its own
@@ -45,53 +46,89 @@ func (ns *NetNS) Dump(t testing.TB) string {
 	return ns.DumpNow(t)
 }
 
+// dumpCommands are the iproute2 commands of a dump, in its order.
+var dumpCommands = [][]string{
+	{"-d", "link", "show"},
+	{"addr", "show"},
+	{"-d", "-4", "rule", "show"},
+	{"-d", "-6", "rule", "show"},
+	{"-4", "route", "show", "table", "all"},
+	{"-6", "route", "show", "table", "all"},
+	{"neigh", "show"},
+}
+
 // DumpNow is Dump without waiting for the state to settle: what iproute2 prints at this moment.
+// The commands and the sysctl walk run at once (an exec costs tens of ms under TCG, and a test
+// takes many dumps); each reads state that nothing changes while it runs.
 func (ns *NetNS) DumpNow(t testing.TB) string {
 	t.Helper()
-	var b strings.Builder
-	for _, args := range [][]string{
-		{"-d", "link", "show"},
-		{"addr", "show"},
-		{"-d", "-4", "rule", "show"},
-		{"-d", "-6", "rule", "show"},
-		{"-4", "route", "show", "table", "all"},
-		{"-6", "route", "show", "table", "all"},
-		{"neigh", "show"},
-	} {
+	outs := make([][]byte, len(dumpCommands))
+	errs := make([]error, len(dumpCommands)+1)
+	argvs := make([][]string, len(dumpCommands))
+	var sysctls string
+	var wg sync.WaitGroup
+	for i, args := range dumpCommands {
 		if ns.Name != "" {
 			args = append([]string{"-n", ns.Name}, args...)
 		}
-		out, err := exec.Command("ip", args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		argvs[i] = args
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = exec.Command("ip", args...).CombinedOutput()
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sysctls, errs[len(dumpCommands)] = ns.sysctlDump()
+	}()
+	wg.Wait()
+	var b strings.Builder
+	for i, args := range argvs {
+		if errs[i] != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), errs[i], outs[i])
 		}
 		b.WriteString("### ip " + strings.Join(args, " ") + "\n")
-		b.Write(out)
+		b.Write(outs[i])
+	}
+	if err := errs[len(dumpCommands)]; err != nil {
+		t.Fatalf("dump sysctls in %s: %v", ns.Name, err)
 	}
 	b.WriteString("### sysctl\n")
-	if err := nsutil.Do(ns.Handle, func() error {
-		var lines []string
+	b.WriteString(sysctls)
+	return b.String()
+}
+
+// sysctlDump lists every readable net.ipv4 and net.ipv6 sysctl of the namespace as sorted
+// "key = value" lines. Each value is one open, one read and one close.
+func (ns *NetNS) sysctlDump() (string, error) {
+	var lines []string
+	err := nsutil.Do(ns.Handle, func() error {
+		buf := make([]byte, 4096)
 		for _, root := range []string{"/proc/sys/net/ipv4", "/proc/sys/net/ipv6"} {
 			err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 				if err != nil || d.IsDir() {
 					return nil
 				}
-				v, err := os.ReadFile(p)
+				fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 				if err != nil {
-					return nil // write-only or EIO (stable_secret unset)
+					return nil // write-only
 				}
-				lines = append(lines, strings.TrimPrefix(p, "/proc/sys/")+" = "+strings.TrimSpace(string(v)))
+				n, err := unix.Read(fd, buf)
+				unix.Close(fd)
+				if err != nil || n < 0 {
+					return nil // EIO (stable_secret unset)
+				}
+				lines = append(lines, strings.TrimPrefix(p, "/proc/sys/")+" = "+strings.TrimSpace(string(buf[:n])))
 				return nil
 			})
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}
-		sort.Strings(lines)
-		b.WriteString(strings.Join(lines, "\n"))
 		return nil
-	}); err != nil {
-		t.Fatalf("dump sysctls in %s: %v", ns.Name, err)
-	}
-	return b.String()
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n"), err
 }

@@ -116,3 +116,25 @@ func TestParsePayloadHeaderDetectsCorruptBody(t *testing.T) {
 		t.Error("zero buffer parsed as a payload")
 	}
 }
+
+// BenchmarkFillPayload and BenchmarkVerifyPayload measure the per-message payload work of the
+// traffic engine (4 KiB, the size of the rate benchmark).
+func BenchmarkFillPayload(b *testing.B) {
+	buf := make([]byte, 4096)
+	b.SetBytes(int64(len(buf)))
+	for i := 0; b.Loop(); i++ {
+		FillPayload(buf, AToB, uint32(i))
+	}
+}
+
+func BenchmarkVerifyPayload(b *testing.B) {
+	buf := make([]byte, 4096)
+	FillPayload(buf, AToB, 5)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := VerifyPayload(buf, AToB, 5); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -430,7 +430,8 @@ func (mr *MR) Close() error {
 // CQ is a completion queue (struct ibv_cq), polled without a completion channel.
 type CQ struct {
 	node
-	ctx *Context
+	ctx    *Context
+	pollOp string // the error prefix of Poll, made once: polling must not allocate
 }
 
 // CreateCQ creates a completion queue for at least depth completions.
@@ -448,7 +449,7 @@ func (c *Context) CreateCQ(depth int) (*CQ, error) {
 	if err != nil {
 		return nil, err
 	}
-	cq := &CQ{ctx: c}
+	cq := &CQ{ctx: c, pollOp: "poll cq on " + c.name}
 	cq.adopt(p, &c.node)
 	return cq, nil
 }
@@ -460,16 +461,38 @@ func (cq *CQ) Close() error {
 
 // Poll returns up to max completions that are ready now (ibv_poll_cq), possibly none.
 func (cq *CQ) Poll(max int) ([]Completion, error) {
-	op := "poll cq on " + cq.ctx.name
 	if max <= 0 {
-		return nil, &Error{Op: op, Err: fmt.Errorf("max must be positive: %w", syscall.EINVAL)}
+		return nil, &Error{Op: cq.pollOp, Err: fmt.Errorf("max must be positive: %w", syscall.EINVAL)}
 	}
-	h, err := cq.acquire(op)
+	got := make([]Completion, 0, min(max, PollBatch))
+	for len(got) < max {
+		var buf [PollBatch]Completion
+		want := min(max-len(got), PollBatch)
+		n, err := cq.PollInto(buf[:want])
+		got = append(got, buf[:n]...)
+		if err != nil || n < want {
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// PollBatch is the most completions one PollInto returns.
+const PollBatch = 64
+
+// PollInto polls up to len(dst) (at most PollBatch) completions that are ready now into dst
+// and returns how many it wrote. It allocates nothing, so a loop that polls continuously makes
+// no garbage.
+func (cq *CQ) PollInto(dst []Completion) (int, error) {
+	if len(dst) == 0 {
+		return 0, &Error{Op: cq.pollOp, Err: fmt.Errorf("no room for completions: %w", syscall.EINVAL)}
+	}
+	h, err := cq.acquire(cq.pollOp)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	defer cq.mu.RUnlock()
-	return sysPollCQ(op, h, max)
+	return sysPollCQ(cq.pollOp, h, dst[:min(len(dst), PollBatch)])
 }
 
 // PollUntil polls until n completions have arrived or ctx is done. It sleeps between empty
@@ -558,6 +581,8 @@ type QP struct {
 	typ  QPType
 	qpn  uint32
 	caps QPCaps
+	// The error prefixes of the posts, made once: posting must not allocate.
+	sendOp, recvOp string
 }
 
 // CreateQP creates a QP in state RESET. Only explicitly signalled sends complete on the send
@@ -606,7 +631,9 @@ func (pd *PD) CreateQP(cfg QPConfig) (*QP, error) {
 	if err != nil {
 		return nil, err
 	}
-	qp := &QP{ctx: pd.ctx, typ: cfg.Type, qpn: r.qpn, caps: r.caps}
+	qp := &QP{ctx: pd.ctx, typ: cfg.Type, qpn: r.qpn, caps: r.caps,
+		sendOp: fmt.Sprintf("post send on qp %#x on %s", r.qpn, pd.ctx.name),
+		recvOp: fmt.Sprintf("post recv on qp %#x on %s", r.qpn, pd.ctx.name)}
 	qp.adopt(r.qp, &pd.node, &cfg.SendCQ.node, &cfg.RecvCQ.node)
 	return qp, nil
 }
@@ -679,7 +706,7 @@ func (qp *QP) ToRTS(cfg RTSConfig) error {
 // PostRecv posts one receive of mr[offset:offset+length] with id wrID. UD receives need
 // GRHLen extra bytes in front of the payload.
 func (qp *QP) PostRecv(mr *MR, offset, length int, wrID uint64) error {
-	op := fmt.Sprintf("post recv on qp %#x on %s", qp.qpn, qp.ctx.name)
+	op := qp.recvOp
 	return qp.post(op, mr, offset, length, func(h, addr unsafe.Pointer) error {
 		return sysPostRecv(op, h, addr, length, mr.lkey, wrID)
 	})
@@ -689,7 +716,7 @@ func (qp *QP) PostRecv(mr *MR, offset, length int, wrID uint64) error {
 // produce a completion; a QP's send queue fills up unless some are signalled. Messages no
 // longer than the granted MaxInline are sent inline.
 func (qp *QP) PostSend(mr *MR, offset, length int, wrID uint64, signaled bool) error {
-	op := fmt.Sprintf("post send on qp %#x on %s", qp.qpn, qp.ctx.name)
+	op := qp.sendOp
 	if qp.typ != QPTypeRC {
 		return &Error{Op: op, Err: fmt.Errorf("PostSend is for RC QPs; use PostSendUD: %w", syscall.EINVAL)}
 	}

@@ -205,6 +205,7 @@ import "C"
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -508,17 +509,23 @@ func sysPostSend(op string, qp, addr unsafe.Pointer, length int, lkey uint32, wr
 	return rcError(op, int(rc))
 }
 
-func sysPollCQ(op string, h unsafe.Pointer, max int) ([]Completion, error) {
-	out := make([]C.struct_rb_wc, max)
-	n := C.rb_poll_cq((*C.struct_ibv_cq)(h), C.int(max), &out[0])
+// pollScratch is what one rb_poll_cq call fills, in C's layout; a pool keeps them so that
+// polling allocates nothing. It holds no Go pointers, so C may write it.
+type pollScratch [PollBatch]C.struct_rb_wc
+
+var pollScratchPool = sync.Pool{New: func() any { return new(pollScratch) }}
+
+func sysPollCQ(op string, h unsafe.Pointer, dst []Completion) (int, error) {
+	out := pollScratchPool.Get().(*pollScratch)
+	defer pollScratchPool.Put(out)
+	n := C.rb_poll_cq((*C.struct_ibv_cq)(h), C.int(len(dst)), &out[0])
 	if n < 0 {
 		// ibv_poll_cq(3) promises only "a negative value", not an errno.
-		return nil, &Error{Op: op, Err: fmt.Errorf("ibv_poll_cq failed with %d: %w", int(n), syscall.EIO)}
+		return 0, &Error{Op: op, Err: fmt.Errorf("ibv_poll_cq failed with %d: %w", int(n), syscall.EIO)}
 	}
-	cs := make([]Completion, int(n))
-	for i := range cs {
+	for i := range int(n) {
 		w := &out[i]
-		cs[i] = Completion{
+		dst[i] = Completion{
 			WRID:      uint64(w.wr_id),
 			Status:    WCStatus(w.status),
 			Opcode:    WCOpcode(w.opcode),
@@ -530,5 +537,5 @@ func sysPollCQ(op string, h unsafe.Pointer, max int) ([]Completion, error) {
 			ImmData:   uint32(w.imm_host),
 		}
 	}
-	return cs, nil
+	return int(n), nil
 }

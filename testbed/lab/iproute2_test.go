@@ -71,10 +71,14 @@ func TestPlanCommandsAreRealIproute2(t *testing.T) {
 // fe80::/64 prefix route).
 var linkLocalIID = regexp.MustCompile(`fe80::[0-9a-f][0-9a-f:]*`)
 
+// dynamicNUD matches the states a resolved neighbour moves through on its own timers.
+var dynamicNUD = regexp.MustCompile(` (REACHABLE|STALE|DELAY|PROBE) *$`)
+
 // stripMACs blanks what the kernel chooses anew for each creation (ifindexes, veth MACs and
-// the IPv6 link-local addresses derived from them) and sorts what follows from those choices:
-// the links (listed in ifindex order), the neighbour table (hash order) and the route tables,
-// whose order follows when addrconf happened to run on each NIC.
+// the IPv6 link-local addresses derived from them) and the state a resolved neighbour ages
+// through, and sorts what follows from those choices: the links (listed in ifindex order),
+// the neighbour table (hash order) and the route tables, whose order follows when addrconf
+// happened to run on each NIC.
 func stripMACs(dump string, p *plan.Plan) string {
 	var out, section []string
 	var mode string // how the current section's lines are ordered: "", "lines" or "links"
@@ -106,6 +110,7 @@ func stripMACs(dump string, p *plan.Plan) string {
 			l = l[:i] + "lladdr <mac>"
 		}
 		l = linkLocalIID.ReplaceAllString(l, "fe80::<from mac>")
+		l = dynamicNUD.ReplaceAllString(l, " <resolved>")
 		if i := strings.Index(l, ": "); i > 0 && !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "### ") && strings.Contains(l, "@") {
 			l = "<ifindex>" + l[i:] // ifindexes grow with every creation
 		}

@@ -298,6 +298,11 @@ func MakePlan(s *scenario.Scenario, h HostView, opts PlanOptions) (*Plan, error)
 			add(Step{Change: &RXE{Link: ep.NIC, RXE: ep.RXE}})
 		}
 	}
+	// Last, with every fix in place: resolve the cable's neighbours, so the lab's first
+	// connection does not wait for them (see Resolve).
+	for _, r := range resolveSteps(s) {
+		add(Step{Change: r})
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -315,6 +320,46 @@ func EndpointPairs(s *scenario.Scenario) [][2]netip.Addr {
 		if okA && okB {
 			out = append(out, [2]netip.Addr{a.Unmap(), b.Unmap()})
 		}
+	}
+	return out
+}
+
+// resolveSteps resolve the endpoints' addresses across the cable, one step per family both
+// endpoints have an address in (EndpointPairs), each from A's side unless a fix makes that
+// entry static. None for endpoints that share a NIC, for a NIC in another namespace (the
+// step acts in the lab's), and for one host's part of a two-host lab: there the other end's
+// reply comes back over a real wire, after ib_core has queued its request, and the
+// neighbour update wakes it (see Resolve).
+func resolveSteps(s *scenario.Scenario) []*Resolve {
+	nicA, nicB := s.Endpoints.A.NIC, s.Endpoints.B.NIC
+	if s.Host != "" || nicA == nicB {
+		return nil
+	}
+	for _, name := range []string{nicA, nicB} {
+		if n, ok := s.NIC(name); !ok || n.Netns != "" {
+			return nil
+		}
+	}
+	static := func(nic string, addr netip.Addr) bool {
+		for _, f := range s.Fixes {
+			for _, n := range f.Neighbors {
+				if ip, err := netip.ParseAddr(n.IP); err == nil && n.NIC == nic && ip.Unmap() == addr {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var out []*Resolve
+	for _, ab := range EndpointPairs(s) {
+		r := &Resolve{NIC: nicA, Addr: ab[0].String(), PeerNIC: nicB, PeerAddr: ab[1].String()}
+		switch sa, sb := static(nicA, ab[1]), static(nicB, ab[0]); {
+		case sa && sb:
+			continue
+		case sa:
+			r = &Resolve{NIC: nicB, Addr: r.PeerAddr, PeerNIC: nicA, PeerAddr: r.Addr}
+		}
+		out = append(out, r)
 	}
 	return out
 }

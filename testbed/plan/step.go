@@ -28,6 +28,7 @@ const (
 	KindNeighbor Kind = "neighbor" // ip neigh replace IP lladdr MAC dev NIC nud permanent
 	KindRXE      Kind = "rxe"      // rdma link add NAME type rxe netdev NIC
 	KindDAD      Kind = "dad"      // wait until an IPv6 address is no longer tentative (changes nothing)
+	KindResolve  Kind = "resolve"  // ip neigh add PEER dev NIC nud none use (resolve the cable's neighbours now)
 )
 
 // Change is one kind of host change: everything rocebed knows about it lives on its type —
@@ -82,6 +83,7 @@ var kinds = map[Kind]func() Change{
 	KindNeighbor: func() Change { return &Neighbor{} },
 	KindRXE:      func() Change { return &RXE{} },
 	KindDAD:      func() Change { return &DADWait{} },
+	KindResolve:  func() Change { return &Resolve{} },
 }
 
 // Step is one change of a plan, with the fix group it belongs to ("" for the topology). It is
@@ -340,6 +342,7 @@ var runtimeFields = map[Kind][]string{
 	KindUp:       {"old", "ifindex"},
 	KindRoute:    {"ifindex"},
 	KindNeighbor: {"old", "old_state", "old_router", "ifindex"},
+	KindResolve:  {"had", "peer_had", "skip", "ifindex", "peer_ifindex", "taught", "taught_peer"},
 }
 
 // SameStep reports whether recorded is the planned step as Prepare left it: the same kind,

@@ -4,7 +4,9 @@ package traffic
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,25 +22,145 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// BenchmarkVersusPerftest compares rocebed's traffic with the standard tools on the same rxe
-// link, in one VM boot (`make bench-vm`): SEND message rate against ib_send_bw, latency against
-// ib_send_lat, the time to a verdict on a broken data path against ibv_rc_pingpong on the same
-// lab, and same-host-nofix's time to a verdict. Targets: rate ratio ≥ 1.0, latency ratio ≤ 1.1,
-// broken-path verdict ≤ 0.1 s, nofix verdict ≤ 1.5 s. The figures are reported, not asserted.
-func BenchmarkVersusPerftest(b *testing.B) {
+// The benchmarks below compare rocebed's traffic with the standard tools on the same rxe
+// link, in one VM boot (`make bench`). Each iteration (-test.benchtime Nx) runs rocebed and
+// its anchor back to back, so both see the same load; the metrics are the median, min and max
+// over the iterations. Targets (issue 11): first connect ≤ 20 ms, rate ratio ≥ 1.0, latency
+// ratio ≤ 1.1. They are reported, never asserted.
+
+// spread reports the median of vals as name, and their min and max as name-min and name-max.
+func spread(b *testing.B, name string, vals []float64) float64 {
+	if len(vals) == 0 {
+		return 0
+	}
+	s := slices.Clone(vals)
+	slices.Sort(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	b.ReportMetric(med, name)
+	b.ReportMetric(s[0], name+"-min")
+	b.ReportMetric(s[len(s)-1], name+"-max")
+	return med
+}
+
+// sameHost brings same-host up for a benchmark and takes it down when it ends.
+func sameHost(b *testing.B, env *host.Env) *scenario.Scenario {
+	s, err := scenario.Load("same-host", nil)
+	require.NoError(b, err)
+	state := b.TempDir()
+	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
+	require.NoError(b, err)
+	b.Cleanup(func() { require.NoError(b, lab.Down(context.Background(), state, s.Name)) })
+	return s
+}
+
+// runOne runs one RC batch a->b on a lab that is up and requires it to pass.
+func runOne(b *testing.B, env *host.Env, s *scenario.Scenario, t scenario.Traffic) *BatchResult {
+	c := *s
+	t.Name, t.Transport, t.Direction = "bench", scenario.TransportRC, scenario.DirectionAToB
+	c.Traffic = []scenario.Traffic{t}
+	c.SetDefaults()
+	rep, err := Run(context.Background(), env, &c)
+	require.NoError(b, err)
+	require.True(b, rep.Pass, rep.Verdict)
+	return rep.Batches[0]
+}
+
+func openEnv(b *testing.B) *host.Env {
 	testenv.RequireRXE(b)
 	env, err := host.Open("")
 	require.NoError(b, err)
 	b.Cleanup(env.Close)
-	for b.Loop() {
-		rate, lat := benchHealthy(b, env)
-		b.ReportMetric(rate.rocebed, "rocebed-msg/s")
-		b.ReportMetric(rate.tool, "ib_send_bw-msg/s")
-		b.ReportMetric(rate.rocebed/rate.tool, "rate-ratio")
-		b.ReportMetric(lat.rocebed, "rocebed-lat-us")
-		b.ReportMetric(lat.tool, "ib_send_lat-us")
-		b.ReportMetric(lat.rocebed/lat.tool, "lat-ratio")
+	return env
+}
 
+// BenchmarkFirstConnect is the first RC connect on a fresh lab (what every `run`'s first batch
+// and every Start + Send pays): up, then one message a->b, whose connect_ms is the figure. The
+// anchor is the connect in the other direction right after, whose neighbour is known.
+func BenchmarkFirstConnect(b *testing.B) {
+	env := openEnv(b)
+	s, err := scenario.Load("same-host", nil)
+	require.NoError(b, err)
+	var first, warm []float64
+	for b.Loop() {
+		state := b.TempDir()
+		_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
+		require.NoError(b, err)
+		c := *s
+		c.Traffic = []scenario.Traffic{{Name: "first", Transport: scenario.TransportRC, Direction: scenario.DirectionBoth, Messages: 1, Size: 64}}
+		c.SetDefaults()
+		rep, err := Run(context.Background(), env, &c)
+		require.NoError(b, lab.Down(context.Background(), state, s.Name))
+		require.NoError(b, err)
+		require.True(b, rep.Pass, rep.Verdict)
+		first = append(first, rep.Batches[0].ConnectMS)
+		warm = append(warm, rep.Batches[1].ConnectMS)
+	}
+	f, w := spread(b, "first-connect-ms", first), spread(b, "warm-connect-ms", warm)
+	b.Logf("first connect on a fresh lab: median %.2f ms over %d labs %v; the other direction right after: %.2f ms %v", f, len(first), round2(first), w, round2(warm))
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkRate is the SEND message rate, 2000 × 4 KiB RC a->b with every SEND and RECV
+// completion and every payload checked, beside ib_send_bw with the same size and count on the
+// same devices (msg/s from its MsgRate column).
+func BenchmarkRate(b *testing.B) {
+	env := openEnv(b)
+	s := sameHost(b, env)
+	const size, n = 4096, 2000
+	runOne(b, env, s, scenario.Traffic{Messages: 10, Size: size}) // the first batch's page faults and allocations
+	gid := strconv.Itoa(gidIndex(b, "rxe0", "10.10.0.1"))
+	var ours, tool, ratio []float64
+	for b.Loop() {
+		r := runOne(b, env, s, scenario.Traffic{Messages: n, Size: size}).MsgPerSec
+		out := toolPair(b, "ib_send_bw", 60*time.Second,
+			[]string{"-d", "rxe1", "-x", gid, "-F", "-s", strconv.Itoa(size), "-n", strconv.Itoa(n)},
+			[]string{"-d", "rxe0", "-x", gid, "-F", "-s", strconv.Itoa(size), "-n", strconv.Itoa(n), "10.10.0.2"})
+		t := perftestColumn(b, out, "MsgRate[Mpps]") * 1e6
+		ours, tool, ratio = append(ours, r), append(tool, t), append(ratio, r/t)
+	}
+	o, t := spread(b, "rocebed-msg/s", ours), spread(b, "ib_send_bw-msg/s", tool)
+	spread(b, "rate-ratio", ratio)
+	b.Logf("rate (%d × %d B): rocebed median %.0f msg/s %v, ib_send_bw median %.0f msg/s %v", n, size, o, round0(ours), t, round0(tool))
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkLatency is the one-way SEND latency of 64-byte messages measured the way ib_send_lat
+// does: its t_typical is the median over 1000 iterations of half a ping-pong round trip (post
+// SEND, the peer polls the RECV, posts its SEND, we poll ours); rocebed's is the median over
+// 1000 messages sent one at a time (window 1) of the time from posting each SEND to polling its
+// RECV completion, both ends in one process on one clock. Both send inline.
+func BenchmarkLatency(b *testing.B) {
+	env := openEnv(b)
+	s := sameHost(b, env)
+	const size, n = 64, 1000
+	runOne(b, env, s, scenario.Traffic{Messages: 10, Size: size, Window: 1})
+	gid := strconv.Itoa(gidIndex(b, "rxe0", "10.10.0.1"))
+	var ours, tool, ratio []float64
+	for b.Loop() {
+		res := runOne(b, env, s, scenario.Traffic{Messages: n, Size: size, Window: 1})
+		require.NotNil(b, res.OneWayUS)
+		out := toolPair(b, "ib_send_lat", 60*time.Second,
+			[]string{"-d", "rxe1", "-x", gid, "-F", "-s", strconv.Itoa(size), "-n", strconv.Itoa(n)},
+			[]string{"-d", "rxe0", "-x", gid, "-F", "-s", strconv.Itoa(size), "-n", strconv.Itoa(n), "10.10.0.2"})
+		t := perftestColumn(b, out, "t_typical[usec]")
+		ours, tool, ratio = append(ours, res.OneWayUS.Median), append(tool, t), append(ratio, res.OneWayUS.Median/t)
+	}
+	o, t := spread(b, "rocebed-lat-us", ours), spread(b, "ib_send_lat-us", tool)
+	spread(b, "lat-ratio", ratio)
+	b.Logf("latency (%d × %d B, one at a time): rocebed median one-way %.1f µs %v, ib_send_lat t_typical %.1f µs %v", n, size, o, round1s(ours), t, round1s(tool))
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkBrokenPaths is the time to a verdict where the path is broken: the seed lab (the
+// data path breaks after the connection is up), rocebed's first error completion beside how
+// long ibv_rc_pingpong (retry_cnt 7) runs on the same lab before a 10 s timeout kills it; and
+// same-host-nofix, whose connect fails when the kernel gives up on the neighbour.
+func BenchmarkBrokenPaths(b *testing.B) {
+	env := openEnv(b)
+	for b.Loop() {
 		verdict, pingpong := benchBrokenPath(b, env)
 		b.ReportMetric(verdict, "seed-verdict-s")
 		b.ReportMetric(pingpong, "pingpong-seed-s")
@@ -47,46 +169,16 @@ func BenchmarkVersusPerftest(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-type pairFigure struct{ rocebed, tool float64 }
+func round0(v []float64) []string  { return roundf(v, "%.0f") }
+func round1s(v []float64) []string { return roundf(v, "%.1f") }
+func round2(v []float64) []string  { return roundf(v, "%.2f") }
 
-// benchHealthy measures message rate and latency on same-host, rocebed's and perftest's.
-func benchHealthy(b *testing.B, env *host.Env) (rate, lat pairFigure) {
-	s, err := scenario.Load("same-host", nil)
-	require.NoError(b, err)
-	state := b.TempDir()
-	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
-	require.NoError(b, err)
-	defer func() { require.NoError(b, lab.Down(context.Background(), state, s.Name)) }()
-
-	const size, n = 4096, 2000
-	run := func(t scenario.Traffic) *BatchResult {
-		c := *s
-		t.Name, t.Transport, t.Direction = "bench", scenario.TransportRC, scenario.DirectionAToB
-		c.Traffic = []scenario.Traffic{t}
-		c.SetDefaults()
-		rep, err := Run(context.Background(), env, &c)
-		require.NoError(b, err)
-		require.True(b, rep.Pass, rep.Verdict)
-		return rep.Batches[0]
+func roundf(v []float64, f string) []string {
+	out := make([]string, len(v))
+	for i, x := range v {
+		out[i] = fmt.Sprintf(f, x)
 	}
-	run(scenario.Traffic{Messages: 10, Size: size}) // resolve the neighbours (~1 s) outside the figures
-	rate.rocebed = run(scenario.Traffic{Messages: n, Size: size}).MsgPerSec
-	// Window 1: one message at a time; post→SEND completion is a round trip (SEND, then ACK),
-	// half of it is comparable with ib_send_lat's one-way figure (half its ping-pong RTT).
-	lat.rocebed = run(scenario.Traffic{Messages: 1000, Size: 64, Window: 1}).MeanLatencyUS / 2
-
-	gid := strconv.Itoa(gidIndex(b, "rxe0", "10.10.0.1"))
-	bw := toolPair(b, "ib_send_bw", 60*time.Second,
-		[]string{"-d", "rxe1", "-x", gid, "-F", "-s", strconv.Itoa(size), "-n", strconv.Itoa(n)},
-		[]string{"-d", "rxe0", "-x", gid, "-F", "-s", strconv.Itoa(size), "-n", strconv.Itoa(n), "10.10.0.2"})
-	rate.tool = perftestColumn(b, bw, "MsgRate[Mpps]") * 1e6
-	sl := toolPair(b, "ib_send_lat", 60*time.Second,
-		[]string{"-d", "rxe1", "-x", gid, "-F", "-s", "64", "-n", "1000"},
-		[]string{"-d", "rxe0", "-x", gid, "-F", "-s", "64", "-n", "1000", "10.10.0.2"})
-	lat.tool = perftestColumn(b, sl, "t_avg[usec]")
-	b.Logf("rate: rocebed %.0f msg/s, ib_send_bw %.0f msg/s (%d × %d B); latency: rocebed %.1f µs, ib_send_lat %.1f µs",
-		rate.rocebed, rate.tool, n, size, lat.rocebed, lat.tool)
-	return rate, lat
+	return out
 }
 
 // benchBrokenPath runs the seed lab (the data path breaks after the connection is up):
@@ -137,8 +229,8 @@ func benchNofix(b *testing.B, env *host.Env) float64 {
 	rep, err := Run(context.Background(), env, s)
 	require.NoError(b, err)
 	require.True(b, rep.ExpectationMet, rep.Verdict)
-	took := time.Since(start).Seconds()
-	b.Logf("same-host-nofix: %s (whole run %.2f s)", rep.Batches[0].Verdict, took)
+	took := time.Since(start)
+	b.Logf("same-host-nofix: %s (whole run %.2f s)", rep.Batches[0].Verdict, took.Seconds())
 	return rep.Batches[0].ConnectMS / 1000
 }
 
@@ -163,7 +255,7 @@ func toolPair(b *testing.B, tool string, limit time.Duration, serverArgs, client
 // perftestColumn reads a value from perftest's result table: the header line holding column,
 // then the value line below it. Some headers have two-word names ("BW peak[MB/sec]"), so a
 // column after them is found by its place from the right (last: MsgRate), one before them by
-// its place from the left (t_avg of ib_send_lat).
+// its place from the left (t_typical and t_avg of ib_send_lat).
 func perftestColumn(b *testing.B, out, column string) float64 {
 	lines := strings.Split(out, "\n")
 	for i, l := range lines {

@@ -148,6 +148,7 @@ type BatchResult struct {
 	Size       int                `json:"size"`
 	RC         *scenario.RCParams `json:"rc,omitempty"`
 	DeadlineMS int                `json:"deadline_ms"`
+	Window     int                `json:"window,omitempty"`
 	PathMTU    int                `json:"path_mtu,omitempty"`
 
 	Sender   End `json:"sender"`
@@ -169,6 +170,11 @@ type BatchResult struct {
 	// MeanLatencyUS is the mean time from posting a send to its completion; with up to 128
 	// sends in flight it includes queueing, so compare it only between runs of one scenario.
 	MeanLatencyUS float64 `json:"mean_latency_us,omitempty"`
+	// OneWayUS is the time from posting each SEND to polling its RECV completion, over the
+	// messages that arrived. With window 1 it is the one-way latency that ib_send_lat reports
+	// as t_typical (the median of its half round trips); with more messages in flight it
+	// includes their queueing.
+	OneWayUS *LatencyStats `json:"one_way_us,omitempty"`
 	// Counters are the deltas over the batch.
 	Counters *counters.Snapshot `json:"counters,omitempty"`
 	// Errors are problems that did not decide the verdict (closing verbs objects, counters).
@@ -184,6 +190,32 @@ type BatchResult struct {
 	// batch, and why.
 	ExpectationMet bool   `json:"expectation_met"`
 	Expectation    string `json:"expectation"`
+}
+
+// LatencyStats summarises latencies in µs, as perftest's latency tests print them.
+type LatencyStats struct {
+	N      int     `json:"n"`
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"` // perftest's t_typical
+	Mean   float64 `json:"mean"`
+	P99    float64 `json:"p99"`
+	Max    float64 `json:"max"`
+}
+
+// NewLatencyStats summarises us (nil when it is empty). The median of an even count is the
+// upper middle value, as perftest takes it.
+func NewLatencyStats(us []float64) *LatencyStats {
+	if len(us) == 0 {
+		return nil
+	}
+	s := slices.Clone(us)
+	slices.Sort(s)
+	var sum float64
+	for _, v := range s {
+		sum += v
+	}
+	return &LatencyStats{N: len(s), Min: s[0], Median: s[len(s)/2], Mean: sum / float64(len(s)),
+		P99: s[min(len(s)-1, len(s)*99/100)], Max: s[len(s)-1]}
 }
 
 // Name is "traffic direction", the JUnit test case name.
@@ -292,6 +324,9 @@ func (b *BatchResult) Judge() {
 		}
 		if b.MeanLatencyUS > 0 {
 			rate += fmt.Sprintf(", mean post→completion %.0f µs", b.MeanLatencyUS)
+		}
+		if b.OneWayUS != nil {
+			rate += fmt.Sprintf(", median one-way %.1f µs", b.OneWayUS.Median)
 		}
 		b.Verdict = fmt.Sprintf("%d × %d B %s → %s: %d IBV_WC_SEND + %d IBV_WC_RECV ok, payloads intact, in %s%s; connect %s; %s",
 			b.Messages, b.Size, b.Sender.name(), b.Receiver.name(), t.sendOK, t.recvOK, FormatMS(t.lastAt), rate, FormatMS(b.ConnectMS), b.evidence(true))

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +43,20 @@ const (
 	// endpointWait bounds waiting for a port to be ACTIVE and its RoCE v2 GID to appear
 	// right after `up`.
 	endpointWait = 10 * time.Second
+
+	// A side with work outstanding polls its CQ without sleeping for spinFor after its last
+	// completion (while traffic flows one comes every few tens of µs, and under TCG a sleep
+	// costs more than many polls), then sleeps, backing off from minWait to maxWait.
+	spinFor          = 2 * time.Millisecond
+	minWait, maxWait = 20 * time.Microsecond, time.Millisecond
+
+	// Every message is filled before the first send when they all fit in maxPrefillBytes; a
+	// longer batch refills a ring of buffers, each when its slot comes round.
+	maxPrefillBytes = 64 << 20
+
+	// maxInline is the largest message sent inline (copied into the work request at post),
+	// perftest's default for its latency tests.
+	maxInline = 236
 )
 
 // trafficEnd is one endpoint resolved to its device and GID, with the GID in verbs' form.
@@ -209,8 +226,9 @@ func (v *verbsSide) close() error {
 	return errors.Join(errs...)
 }
 
-// open creates the device context, PD, one CQ for both queues, a buffer of bufBytes and a QP.
-func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin int) error {
+// open creates the device context, PD, one CQ for both queues, a buffer of bufBytes and a QP
+// that sends messages of up to inline bytes inline.
+func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin, inline int) error {
 	var err error
 	if v.ctx, err = verbs.OpenDevice(v.end.Device); err != nil {
 		if errors.Is(err, verbs.ErrNoVerbs) || errors.Is(err, verbs.ErrDeviceNotFound) {
@@ -231,46 +249,80 @@ func (v *verbsSide) open(typ verbs.QPType, cqDepth, bufBytes, sendWin, recvWin i
 	if v.mr, err = v.pd.RegMR(bufBytes); err != nil {
 		return err
 	}
-	v.qp, err = v.pd.CreateQP(verbs.QPConfig{Type: typ, SendCQ: v.cq, RecvCQ: v.cq, MaxSend: sendWin, MaxRecv: recvWin, MaxSGE: 1})
+	v.qp, err = v.pd.CreateQP(verbs.QPConfig{Type: typ, SendCQ: v.cq, RecvCQ: v.cq, MaxSend: sendWin, MaxRecv: recvWin, MaxSGE: 1, MaxInline: inline})
+	if err != nil && inline > 0 {
+		// A device that cannot send inline sends from the buffer.
+		v.qp, err = v.pd.CreateQP(verbs.QPConfig{Type: typ, SendCQ: v.cq, RecvCQ: v.cq, MaxSend: sendWin, MaxRecv: recvWin, MaxSGE: 1})
+	}
 	v.psn = randomPSN()
 	return err
 }
 
 // batch is the state of one running batch. Its sender and receiver are verbs objects in this
 // process (snd, rcv); in a two-host lab one of them is nil, that end being on the other host,
-// reached through peer.
+// reached through peer. The fields under "sender" are guarded by sendMu, those under
+// "receiver" by recvMu; runBatch reads them once the workers are done.
 type batch struct {
-	res        *BatchResult
-	snd, rcv   *verbsSide
-	sndSide    string
-	rcvSide    string
-	ends       map[string]endMsg // both ends by side: this host's, and the other host's
-	dir        verbs.Direction
-	size       int
-	recvSlot   int // bytes per receive buffer (size, +GRH on UD)
-	recvOff    int // payload offset in a receive buffer
-	sendWin    int
-	recvWin    int
-	remoteQPN  uint32
-	t0         time.Time
-	postAt     []time.Duration
-	posted     int // sends posted
-	sendDone   int // send completions
+	res       *BatchResult
+	snd, rcv  *verbsSide
+	sndSide   string
+	rcvSide   string
+	ends      map[string]endMsg // both ends by side: this host's, and the other host's
+	dir       verbs.Direction
+	size      int
+	messages  int
+	recvSlot  int // bytes per receive buffer (size, +GRH on UD)
+	recvOff   int // payload offset in a receive buffer
+	sendWin   int
+	recvWin   int
+	sendSlots int  // send buffer slots: every message when they fit, else a ring refilled on use
+	prefilled bool // every message was filled before the first send
+	remoteQPN uint32
+	t0        time.Time
+
+	// sender
+	sendMu   sync.Mutex
+	sendWCs  [verbs.PollBatch]verbs.Completion
+	sendEnd  string // why the sender stopped ("" while it runs)
+	sendErr  error
+	postAt   []time.Duration // when message k was posted, since t0
+	posted   int
+	sendDone int
+	stopSend bool
+	latSum   time.Duration
+	latN     int
+	sendRecs []CompletionRecord
+	sendErrs []string
+	peerSent bool // the remote sender said it stopped
+
+	// receiver
+	recvMu     sync.Mutex
+	recvWCs    [verbs.PollBatch]verbs.Completion
+	recvEnd    string // why the receiver stopped ("" while it runs)
+	recvErr    error
 	recvPosted int
 	recvDone   int
-	stopSend   bool
 	seen       map[uint32]bool // UD: sequence numbers received
-	latSum     time.Duration
-	latN       int
+	recvAt     []time.Duration // when message k's RECV completion was polled, since t0 (0: not yet)
+	recvRecs   []CompletionRecord
+	recvErrs   []string
+
+	// shared: receives posted so far (the sender keeps no more SENDs outstanding than there
+	// are receives for them), the receiver's last progress, when the sender finished, that the
+	// receiver stopped, and that either side failed (the other then stops too).
+	recvReady      atomic.Int64
+	recvProgressNS atomic.Int64 // since t0
+	sendFinishedNS atomic.Int64 // since t0, +1 (0: not finished)
+	recvStopped    atomic.Bool
+	failed         atomic.Bool
 
 	// Two-host labs only.
-	peer     Peer
-	host     scenario.HostName
-	ctx      context.Context // the run's: cancelled on Ctrl-C
-	pctx     context.Context // bounds every wait for the other host
-	bound    time.Duration   // pctx's bound, for messages
-	peerSent bool            // the remote sender said it stopped
-	counted  bool            // res.Counters are taken
+	peer    Peer
+	host    scenario.HostName
+	ctx     context.Context // the run's: cancelled on Ctrl-C
+	pctx    context.Context // bounds every wait for the other host
+	bound   time.Duration   // pctx's bound, for messages
+	counted bool            // res.Counters are taken
 }
 
 // local lists the ends in this process, sender first.
@@ -290,13 +342,13 @@ func (b *batch) local() []*verbsSide {
 const peerGrace = 30 * time.Second
 
 func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenario.Traffic, dir scenario.Direction, ends map[string]trafficEnd, peer Peer) (res *BatchResult, err error) {
-	b := &batch{sndSide: "a", rcvSide: "b", dir: verbs.AToB, size: t.Size, peer: peer, host: s.Host, ctx: ctx}
+	b := &batch{sndSide: "a", rcvSide: "b", dir: verbs.AToB, size: t.Size, messages: t.Messages, peer: peer, host: s.Host, ctx: ctx}
 	if dir == scenario.DirectionBToA {
 		b.sndSide, b.rcvSide, b.dir = "b", "a", verbs.BToA
 	}
 	res = &BatchResult{
 		Traffic: t.Name, Transport: t.Transport, Direction: dir, Family: endsFamily(ends), Messages: t.Messages, Size: t.Size,
-		RC: t.RC, DeadlineMS: t.DeadlineMS,
+		RC: t.RC, DeadlineMS: t.DeadlineMS, Window: t.Window,
 		Sender: declaredEnd(s, b.sndSide), Receiver: declaredEnd(s, b.rcvSide), Completions: []CompletionRecord{},
 	}
 	b.res = res
@@ -344,15 +396,21 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		b.sendWin = min(b.sendWin, t.Window)
 	}
 	b.recvWin = clampWindow(t.Messages, maxRecvWindow, b.recvSlot)
+	b.sendSlots = min(t.Messages, max(b.sendWin, maxPrefillBytes/max(t.Size, 1)))
+	b.prefilled = b.sendSlots == t.Messages
+	inline := 0
+	if t.Size <= maxInline {
+		inline = maxInline
+	}
 	depth := b.sendWin + b.recvWin + 16
 	var openErr error
 	if b.snd != nil {
-		if err := b.snd.open(typ, depth, b.sendWin*t.Size, b.sendWin, b.recvWin); err != nil {
+		if err := b.snd.open(typ, depth, b.sendSlots*t.Size, b.sendWin, b.recvWin, inline); err != nil {
 			openErr = fmt.Errorf("%s %s: set up sender %s: %w", t.Name, dir, b.snd.end.Device, err)
 		}
 	}
 	if b.rcv != nil && openErr == nil {
-		if err := b.rcv.open(typ, depth, b.recvWin*b.recvSlot, b.sendWin, b.recvWin); err != nil {
+		if err := b.rcv.open(typ, depth, b.recvWin*b.recvSlot, b.sendWin, b.recvWin, inline); err != nil {
 			openErr = fmt.Errorf("%s %s: set up receiver %s: %w", t.Name, dir, b.rcv.end.Device, err)
 		}
 	}
@@ -424,19 +482,27 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	}
 
 	if connected {
-		b.postAt = make([]time.Duration, t.Messages)
-		b.seen = map[uint32]bool{}
-		b.t0 = time.Now()
-		slog.Debug("batch started", "traffic", t.Name, "direction", dir, "host", s.Host)
-		if b.snd != nil {
-			for b.posted < min(b.sendWin, t.Messages) && !b.stopSend {
-				b.postSend()
+		// Every message filled when they all fit: the timed part is posting, transport and
+		// completions.
+		if b.snd != nil && b.prefilled {
+			buf := b.snd.mr.Bytes()
+			for seq := range t.Messages {
+				fillMessage(buf[seq*b.size:(seq+1)*b.size], b.dir, uint32(seq))
 			}
 		}
-		err = b.poll(ctx, bctx, t)
+		b.postAt = make([]time.Duration, t.Messages)
+		b.recvAt = make([]time.Duration, t.Messages)
+		b.seen = map[uint32]bool{}
+		b.sendRecs = make([]CompletionRecord, 0, t.Messages)
+		b.recvRecs = make([]CompletionRecord, 0, t.Messages)
+		slog.Debug("batch started", "traffic", t.Name, "direction", dir, "host", s.Host)
+		err = b.run(ctx, bctx, t)
 		res.ElapsedMS = msSince(b.t0)
 		if b.latN > 0 {
 			res.MeanLatencyUS = float64(b.latSum.Microseconds()) / float64(b.latN)
+		}
+		if b.snd != nil && b.rcv != nil {
+			res.OneWayUS = b.oneWay() // the two ends' clocks are one only on one host
 		}
 		if last := lastRecvAt(res.Completions); last > 0 && b.recvDone == t.Messages {
 			res.MsgPerSec = float64(t.Messages) / (last / 1000)
@@ -611,8 +677,8 @@ func randomPSN() uint32 {
 	return binary.BigEndian.Uint32(b[:]) & 0xffffff
 }
 
-// connect brings this host's QPs to RTS. RC: INIT, then RTR (each end resolves the other's MAC:
-// ~1 s on a cold neighbour, ETIMEDOUT when it never resolves) with the other end's QP number,
+// connect brings this host's QPs to RTS. RC: INIT, then RTR (each end resolves the other's MAC,
+// which the lab's up resolved already; ETIMEDOUT when it never resolves) with the other end's QP number,
 // PSN and GID, then RTS. UD: INIT/RTR/RTS with the queue key, and on the sender an address
 // handle to the receiver's GID.
 func (b *batch) connect(t scenario.Traffic, mtu verbs.MTU) error {
@@ -683,16 +749,20 @@ func (b *batch) postRecv() error {
 		return fmt.Errorf("post receive %d on %s: %w", wr, b.rcv.end.Device, err)
 	}
 	b.recvPosted++
+	b.recvReady.Store(int64(b.recvPosted))
 	return nil
 }
 
-// postSend fills the next message into its slot and posts it signalled. A failed post stops
-// sending (the batch then lacks completions) and is noted.
+// postSend posts the next message signalled, filling its slot first unless every message was
+// filled before the first send. A failed post stops sending (the batch then lacks
+// completions) and is noted.
 func (b *batch) postSend() {
 	seq := b.posted
-	slot := seq % b.sendWin
-	buf := b.snd.mr.Bytes()[slot*b.size : (slot+1)*b.size]
-	fillMessage(buf, b.dir, uint32(seq))
+	slot := seq % b.sendSlots
+	if !b.prefilled {
+		fillMessage(b.snd.mr.Bytes()[slot*b.size:(slot+1)*b.size], b.dir, uint32(seq))
+	}
+	b.postAt[seq] = time.Since(b.t0)
 	var err error
 	if b.snd.qp.Type() == verbs.QPTypeUD {
 		err = b.snd.qp.PostSendUD(b.snd.mr, slot*b.size, b.size, uint64(seq), b.snd.ah, b.remoteQPN, trafficQKey)
@@ -701,150 +771,361 @@ func (b *batch) postSend() {
 	}
 	if err != nil {
 		b.stopSend = true
-		b.res.Errors = append(b.res.Errors, fmt.Sprintf("post send %d: %v", seq, err))
+		b.sendErrs = append(b.sendErrs, fmt.Sprintf("post send %d: %v", seq, err))
 		return
 	}
-	b.postAt[seq] = time.Since(b.t0)
 	b.posted++
 	b.res.Posted = b.posted
 }
 
-// poll polls this host's CQs until every completion arrived, the deadline (bctx), the
-// receiver going idle after the sender finished, or ctx's cancellation. With both ends here it
-// waits for both; a sender alone stops when its sends are done, and a receiver alone learns
-// that from the other host's "sent" message.
-func (b *batch) poll(ctx, bctx context.Context, t scenario.Traffic) error {
+// run drives the batch with two workers, one on this goroutine and one on another, so that
+// receiving and checking payloads runs beside sending (on another CPU where there is one).
+// Each worker serves its own side first and then the other one if nobody is serving it, so
+// the batch keeps moving when one worker's CPU is taken away (under TCG on a busy host a vCPU
+// can stall for many milliseconds). It returns when both sides are done: every completion in,
+// the deadline (bctx), the receiver idle for its grace after the sender finished, or ctx
+// cancelled. The goroutines are not locked to threads: a locked goroutine that yields hands
+// its thread over through the kernel, which costs milliseconds under TCG.
+func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	grace := rcReceiverGrace
 	if t.Transport == scenario.TransportUD {
 		grace = udReceiverGrace
 	}
-	const minWait, maxWait = 20 * time.Microsecond, time.Millisecond
-	wait := minWait
-	lastProgress := time.Now()
-	for {
-		got := 0
-		for _, v := range b.local() {
-			wcs, err := v.cq.Poll(64)
-			if err != nil {
-				return err
-			}
-			for _, wc := range wcs {
-				b.record(v, wc)
-			}
-			got += len(wcs)
-		}
-		if got > 0 {
-			wait = minWait
-			lastProgress = time.Now()
-		}
-		if b.peer != nil {
-			if err := b.pollPeer(&lastProgress); err != nil {
-				if errors.Is(err, ErrPeerLost) {
-					b.res.StopReason = "the other host's rocebed stopped answering"
-				}
-				return err
-			}
-		}
-		sendFinished := b.sendFinished()
-		switch {
-		case b.rcv == nil && sendFinished:
-			b.res.StopReason = "complete"
-			if b.stopSend {
-				b.res.StopReason = "sending stopped at an error completion"
-			}
-			return nil
-		case sendFinished && b.recvDone == t.Messages, b.snd == nil && b.recvDone == t.Messages:
-			b.res.StopReason = "complete"
-			return nil
-		case sendFinished && time.Since(lastProgress) > grace:
-			b.res.StopReason = fmt.Sprintf("the receiver stayed idle for %s after the sender finished", grace)
-			return nil
-		case ctx.Err() != nil:
-			b.res.StopReason = "cancelled"
-			return fmt.Errorf("traffic %s interrupted: %w", t.Name, ctx.Err())
-		case bctx.Err() != nil:
-			b.res.StopReason = fmt.Sprintf("deadline %d ms reached", t.DeadlineMS)
-			return nil
-		}
-		if got == 0 {
-			time.Sleep(wait)
-			wait = min(2*wait, maxWait)
-		}
+	if b.rcv == nil {
+		b.endRecv(stopDone) // the receiver is on the other host
 	}
-}
+	b.t0 = time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.work(ctx, bctx, grace, false)
+	}()
+	b.work(ctx, bctx, grace, true)
+	<-done
 
-// sendFinished reports whether the sender is done: every posted send completed and no more
-// will be posted; for a sender on the other host, whether it said so.
-func (b *batch) sendFinished() bool {
-	if b.snd == nil {
-		return b.peerSent
-	}
-	return (b.stopSend || b.posted == b.res.Messages) && b.sendDone == b.posted
-}
-
-// pollPeer checks, without waiting, that the other host is still there, and on a receiver
-// whether the sender there said it stopped (the receiver's idle grace counts from then).
-func (b *batch) pollPeer(lastProgress *time.Time) error {
-	if b.snd != nil || b.peerSent {
-		return b.peer.Lost()
-	}
-	var m sentMsg
-	ok, err := b.peer.Poll(msgSent, &m)
-	if err != nil || !ok {
+	b.res.Completions = mergeByTime(b.sendRecs, b.recvRecs)
+	b.res.Errors = append(append(b.res.Errors, b.sendErrs...), b.recvErrs...)
+	switch {
+	case b.sendErr != nil || b.recvErr != nil:
+		err := errors.Join(b.sendErr, b.recvErr)
+		b.res.StopReason = "polling failed"
+		if errors.Is(err, ErrPeerLost) {
+			b.res.StopReason = "the other host's rocebed stopped answering"
+		}
 		return err
+	case b.sendEnd == stopCancelled || b.recvEnd == stopCancelled:
+		b.res.StopReason = "cancelled"
+		return fmt.Errorf("traffic %s interrupted: %w", t.Name, ctx.Err())
+	case b.rcv == nil && b.sendEnd == stopDone && b.stopSend:
+		b.res.StopReason = "sending stopped at an error completion"
+	case b.sendEnd == stopDone && b.recvEnd == stopDone:
+		b.res.StopReason = "complete"
+	case b.recvEnd == stopIdle:
+		b.res.StopReason = fmt.Sprintf("the receiver stayed idle for %s after the sender finished", grace)
+	default:
+		b.res.StopReason = fmt.Sprintf("deadline %d ms reached", t.DeadlineMS)
 	}
-	if err := checkBatch(b.peer, msgSent, b.res.Name(), m.Batch); err != nil {
-		return err
-	}
-	b.peerSent = true
-	*lastProgress = time.Now()
 	return nil
 }
 
-// record keeps one completion, checks a received payload, and refills the windows.
-func (b *batch) record(v *verbsSide, wc verbs.Completion) {
-	at := time.Since(b.t0)
-	role := RoleSender
-	if v == b.rcv {
-		role = RoleReceiver
+// Why a side stopped.
+const (
+	stopDone      = "done"
+	stopIdle      = "idle"
+	stopDeadline  = "deadline"
+	stopCancelled = "cancelled"
+	stopFailed    = "failed" // polling failed, or the other host went away
+)
+
+// work serves the sender's side (sendFirst) or the receiver's first, then the other side,
+// each only when no other worker is serving it, until both sides have stopped.
+func (b *batch) work(ctx, bctx context.Context, grace time.Duration, sendFirst bool) {
+	var w waiter
+	for {
+		moved, finished := 0, 0
+		for i := range 2 {
+			if (i == 0) == sendFirst {
+				n, fin := b.serveSend(ctx, bctx)
+				moved, finished = moved+n, finished+fin
+			} else {
+				n, fin := b.serveRecv(ctx, bctx, grace)
+				moved, finished = moved+n, finished+fin
+			}
+		}
+		switch {
+		case finished == 2:
+			return
+		case moved > 0:
+			w.progress()
+		default:
+			w.idle()
+		}
 	}
-	c := CompletionRecord{
+}
+
+// serveSend, unless another worker is at it, keeps up to sendWin SENDs outstanding (and never
+// more than the receives posted for them) and polls the sender's CQ. It returns how many
+// completions it took and 1 once the sender has stopped: every posted SEND completed and
+// nothing left to post, or the batch ended. A sender on the other host is served by
+// watching for its word (serveRemoteSend).
+func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
+	if !b.sendMu.TryLock() {
+		return 0, 0
+	}
+	defer b.sendMu.Unlock()
+	if b.sendEnd != "" {
+		return 0, 1
+	}
+	if b.failed.Load() {
+		b.endSend(stopFailed, nil)
+		return 0, 1
+	}
+	if b.peer != nil {
+		if err := b.peer.Lost(); err != nil {
+			b.endSend(stopFailed, err)
+			return 0, 1
+		}
+	}
+	if b.snd == nil {
+		return b.serveRemoteSend(ctx, bctx)
+	}
+	for !b.stopSend && b.posted < b.messages && b.posted-b.sendDone < b.sendWin && b.mayPost() {
+		b.postSend()
+	}
+	if (b.stopSend || b.posted == b.messages) && b.sendDone == b.posted {
+		b.endSend(stopDone, nil)
+		return 0, 1
+	}
+	n, err := b.snd.cq.PollInto(b.sendWCs[:])
+	if err != nil {
+		b.endSend(stopFailed, err)
+		return 0, 1
+	}
+	for _, wc := range b.sendWCs[:n] {
+		b.recordSend(wc)
+	}
+	if n == 0 {
+		if reason := endedBy(ctx, bctx); reason != "" {
+			b.endSend(reason, nil)
+			return 0, 1
+		}
+	}
+	return n, 0
+}
+
+// serveRemoteSend stands for a sender on the other host: it has stopped once it says so
+// (the receiver's idle grace counts from then), or once the receiver here has every message
+// (runBatch then waits for the word).
+func (b *batch) serveRemoteSend(ctx, bctx context.Context) (int, int) {
+	var m sentMsg
+	ok, err := b.peer.Poll(msgSent, &m)
+	if err == nil && ok {
+		err = checkBatch(b.peer, msgSent, b.res.Name(), m.Batch)
+	}
+	switch {
+	case err != nil:
+		b.endSend(stopFailed, err)
+		return 0, 1
+	case ok:
+		b.peerSent = true
+		b.endSend(stopDone, nil)
+		return 1, 1
+	case b.recvStopped.Load():
+		b.endSend(stopDone, nil)
+		return 0, 1
+	}
+	if reason := endedBy(ctx, bctx); reason != "" {
+		b.endSend(reason, nil)
+		return 0, 1
+	}
+	return 0, 0
+}
+
+// endSend records why the sender stopped (under sendMu); an error stops the receiver too.
+func (b *batch) endSend(reason string, err error) {
+	b.sendEnd, b.sendErr = reason, err
+	b.sendFinishedNS.Store(int64(time.Since(b.t0)) + 1)
+	if err != nil {
+		b.failed.Store(true)
+	}
+}
+
+// endRecv records why the receiver stopped (under recvMu, or before the workers start).
+func (b *batch) endRecv(reason string) {
+	b.recvEnd = reason
+	b.recvStopped.Store(true)
+}
+
+// mayPost says whether the next SEND has a receive posted for it. Where the batch has more
+// messages than receives in flight, the sender waits for the receiver to repost, unless the
+// receiver has made no progress for its grace (UD messages that were lost never free their
+// receive): then it sends anyway. A receiver on the other host is not waited for: it posted
+// every receive it has room for before it said it was ready; RC's receiver-not-ready retries
+// cover the rest, and a UD batch longer than its receive window may lose messages there.
+func (b *batch) mayPost() bool {
+	if b.rcv == nil || int64(b.posted) < b.recvReady.Load() {
+		return true
+	}
+	return time.Since(b.t0)-time.Duration(b.recvProgressNS.Load()) > udReceiverGrace
+}
+
+// serveRecv, unless another worker is at it, polls the receiver's CQ, checks each payload and
+// reposts its receive. It returns how many completions it took and 1 once the receiver has
+// stopped: every message arrived, it stayed idle for grace after the sender finished, the
+// batch ended, or the sender failed.
+func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, int) {
+	if !b.recvMu.TryLock() {
+		return 0, 0
+	}
+	defer b.recvMu.Unlock()
+	if b.recvEnd != "" {
+		return 0, 1
+	}
+	if b.failed.Load() {
+		b.endRecv(stopFailed)
+		return 0, 1
+	}
+	n, err := b.rcv.cq.PollInto(b.recvWCs[:])
+	if err != nil {
+		b.recvErr = err
+		b.failed.Store(true)
+		b.endRecv(stopFailed)
+		return 0, 1
+	}
+	for _, wc := range b.recvWCs[:n] {
+		b.recordRecv(wc)
+	}
+	switch {
+	case b.recvDone >= b.messages:
+		b.endRecv(stopDone)
+		return n, 1
+	case n > 0:
+		b.recvProgressNS.Store(int64(time.Since(b.t0)))
+		return n, 0
+	}
+	if fin := b.sendFinishedNS.Load(); fin != 0 {
+		quiet := time.Duration(max(fin-1, b.recvProgressNS.Load()))
+		if time.Since(b.t0)-quiet > grace {
+			b.endRecv(stopIdle)
+			return 0, 1
+		}
+	}
+	if reason := endedBy(ctx, bctx); reason != "" {
+		b.endRecv(reason)
+		return 0, 1
+	}
+	return 0, 0
+}
+
+// endedBy says whether the batch was cancelled or reached its deadline.
+func endedBy(ctx, bctx context.Context) string {
+	select {
+	case <-ctx.Done():
+		return stopCancelled
+	case <-bctx.Done():
+		return stopDeadline
+	default:
+		return ""
+	}
+}
+
+// waiter paces a polling loop that found nothing: it keeps polling for spinFor after the last
+// completion (yielding only where both workers share one processor), then sleeps, backing
+// off from minWait to maxWait, so a stalled batch does not hold a CPU until its deadline.
+type waiter struct {
+	since time.Time
+	wait  time.Duration
+}
+
+func (w *waiter) progress() { w.since, w.wait = time.Time{}, 0 }
+
+func (w *waiter) idle() {
+	now := time.Now()
+	if w.since.IsZero() {
+		w.since = now
+	}
+	if now.Sub(w.since) < spinFor {
+		if runtime.GOMAXPROCS(0) == 1 {
+			runtime.Gosched() // let the other side poll
+		}
+		return
+	}
+	w.wait = min(max(2*w.wait, minWait), maxWait)
+	time.Sleep(w.wait)
+}
+
+// recordSend keeps one SEND completion.
+func (b *batch) recordSend(wc verbs.Completion) {
+	at := time.Since(b.t0)
+	b.sendDone++
+	if wc.Status != verbs.WCSuccess {
+		b.stopSend = true // the QP is in error; what is posted flushes
+	} else if int(wc.WRID) < len(b.postAt) {
+		b.latSum += at - b.postAt[wc.WRID]
+		b.latN++
+	}
+	b.sendRecs = append(b.sendRecs, b.completionRecord(b.snd, RoleSender, wc, at))
+}
+
+// recordRecv keeps one RECV completion, checks its payload and reposts the receive.
+func (b *batch) recordRecv(wc verbs.Completion) {
+	at := time.Since(b.t0)
+	c := b.completionRecord(b.rcv, RoleReceiver, wc, at)
+	b.recvDone++
+	if wc.Status == verbs.WCSuccess {
+		var seq int
+		seq, c.Payload = b.checkPayload(wc)
+		if seq >= 0 && seq < len(b.recvAt) && b.recvAt[seq] == 0 {
+			b.recvAt[seq] = at
+		}
+		if b.recvPosted < b.messages {
+			if err := b.postRecv(); err != nil {
+				b.recvErrs = append(b.recvErrs, err.Error())
+			}
+		}
+	}
+	b.recvRecs = append(b.recvRecs, c)
+}
+
+func (b *batch) completionRecord(v *verbsSide, role string, wc verbs.Completion, at time.Duration) CompletionRecord {
+	return CompletionRecord{
 		Side: v.end.Side, Role: role, Device: v.end.Device, WRID: wc.WRID, Status: wc.Status, Opcode: wc.Opcode,
 		ByteLen: wc.ByteLen, QPN: wc.QPN, SrcQP: wc.SrcQP, WCFlags: uint32(wc.Flags), VendorErr: wc.VendorErr,
 		AtMS: float64(at.Nanoseconds()) / 1e6,
 	}
-	if role == RoleSender {
-		b.sendDone++
-		if wc.Status != verbs.WCSuccess {
-			b.stopSend = true // the QP is in error; what is posted flushes
-		} else {
-			if int(wc.WRID) < len(b.postAt) {
-				b.latSum += at - b.postAt[wc.WRID]
-				b.latN++
-			}
-			if !b.stopSend && b.posted < b.res.Messages {
-				b.postSend()
-			}
-		}
-	} else {
-		b.recvDone++
-		if wc.Status == verbs.WCSuccess {
-			c.Payload = b.checkPayload(wc)
-			if b.recvPosted < b.res.Messages {
-				if err := b.postRecv(); err != nil {
-					b.res.Errors = append(b.res.Errors, err.Error())
-				}
-			}
-		}
-	}
-	b.res.Completions = append(b.res.Completions, c)
 }
 
-// checkPayload verifies the receive buffer of wc: "ok" or what is wrong.
-func (b *batch) checkPayload(wc verbs.Completion) string {
+// mergeByTime merges two lists that are each in time order into one.
+func mergeByTime(a, b []CompletionRecord) []CompletionRecord {
+	out := make([]CompletionRecord, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if b[0].AtMS < a[0].AtMS {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}
+
+// oneWay summarises, over the messages that arrived, the time from posting each SEND to
+// polling its RECV completion.
+func (b *batch) oneWay() *LatencyStats {
+	var us []float64
+	for seq, at := range b.recvAt {
+		if at > 0 && seq < b.posted {
+			us = append(us, float64((at-b.postAt[seq]).Nanoseconds())/1e3)
+		}
+	}
+	return NewLatencyStats(us)
+}
+
+// checkPayload verifies the receive buffer of wc: the message's sequence number (-1 if it
+// cannot be told) and "ok" or what is wrong.
+func (b *batch) checkPayload(wc verbs.Completion) (int, string) {
 	want := b.size + b.recvOff
 	if int(wc.ByteLen) != want {
-		return fmt.Sprintf("byte_len %d, want %d", wc.ByteLen, want)
+		return -1, fmt.Sprintf("byte_len %d, want %d", wc.ByteLen, want)
 	}
 	slot := int(wc.WRID) % b.recvWin
 	buf := b.rcv.mr.Bytes()[slot*b.recvSlot+b.recvOff : slot*b.recvSlot+b.recvOff+b.size]
@@ -853,16 +1134,16 @@ func (b *batch) checkPayload(wc verbs.Completion) string {
 		// UD may lose a message; name what arrived by its header, and catch duplicates.
 		if _, hs, ok := verbs.ParsePayloadHeader(buf); ok {
 			if b.seen[hs] {
-				return fmt.Sprintf("duplicate of message %d", hs)
+				return -1, fmt.Sprintf("duplicate of message %d", hs)
 			}
 			b.seen[hs] = true
 			seq = hs
 		}
 	}
 	if err := verifyMessage(buf, b.dir, seq); err != nil {
-		return err.Error()
+		return int(seq), err.Error()
 	}
-	return "ok"
+	return int(seq), "ok"
 }
 
 // fillMessage writes message seq: the verbs payload pattern, or for messages shorter than its

@@ -182,7 +182,7 @@ func BenchmarkTrafficRXESameHost(b *testing.B) {
 	_, err = lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state})
 	require.NoError(b, err)
 	b.Cleanup(func() { assert.NoError(b, lab.Down(context.Background(), state, s.Name)) })
-	// Warm the neighbour: the first connect resolves the peer's MAC (~1 s).
+	// A first batch outside the figures: its page faults and allocations.
 	_, err = Run(context.Background(), env, s)
 	require.NoError(b, err)
 	var rate, connect float64

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+BenchmarkFirstConnect-2   	       5	         4.100 first-connect-ms	         9.000 first-connect-ms-max	         3.000 first-connect-ms-min	         1.500 warm-connect-ms	         2.000 warm-connect-ms-max	         1.000 warm-connect-ms-min
+--- BENCH: BenchmarkFirstConnect-2
+BenchmarkRate-2   	5	0 ns/op	5000 ib_send_bw-msg/s	6000 ib_send_bw-msg/s-max	4000 ib_send_bw-msg/s-min	1.1 rate-ratio	1.3 rate-ratio-max	0.9 rate-ratio-min	5500 rocebed-msg/s	6500 rocebed-msg/s-max	4500 rocebed-msg/s-min
+BenchmarkExecTrue-2 	5	2.1 boot-s	2.5 boot-s-max	1.9 boot-s-min	2.4 total-s	2.9 total-s-max	2.2 total-s-min
+BenchmarkMakeLab	1	6.5 make-lab-s
+BenchmarkMakeLab	1	5.5 make-lab-s
+BenchmarkMakeLab	1	7.5 make-lab-s
+`
+
+func TestFiguresFromBenchmarkLines(t *testing.T) {
+	m := map[string]map[string][]float64{}
+	if err := Parse(strings.NewReader(sample), m); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Figure{}
+	for _, f := range figures(m) {
+		byName[f.Name] = f
+	}
+	fc := byName["first RC connect on a fresh lab"]
+	if fc.Rocebed == nil || *fc.Rocebed != (Stat{Median: 4.1, Min: 3, Max: 9, N: 1}) || fc.Met == nil || !*fc.Met {
+		t.Errorf("first connect: %+v %v", fc.Rocebed, fc.Met)
+	}
+	if r := byName["send-only message rate, 2000 × 4 KiB RC"]; r.Ratio == nil || r.Ratio.Median != 1.1 || !*r.Met || r.Anchor.Median != 5000 {
+		t.Errorf("rate: %+v", r)
+	}
+	// Lines of whole commands are repetitions: their median, min and max.
+	if l := byName["make lab, warm cache, whole command"]; l.Rocebed == nil || *l.Rocebed != (Stat{Median: 6.5, Min: 5.5, Max: 7.5, N: 3}) || l.Anchor.Median != 3.1 {
+		t.Errorf("make lab: %+v anchor %+v", l.Rocebed, l.Anchor)
+	}
+	// Figures a run did not measure have no verdict.
+	if ci := byName["CI=true bash .ci/run on a fresh clone"]; ci.Rocebed != nil || ci.Met != nil {
+		t.Errorf("ci: %+v", ci)
+	}
+	var b strings.Builder
+	(&Report{Figures: figures(m)}).WriteTable(&b)
+	for _, want := range []string{"| first RC connect on a fresh lab | ms | 4.10 (3.00–9.00) | 1.50 (1.00–2.00) |", "| 1.10 (0.900–1.30) | ratio ≥ 1.0 | yes |", "| — |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
