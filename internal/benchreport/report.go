@@ -41,6 +41,8 @@ type Figure struct {
 	Target     string `json:"target,omitempty"`
 	// Met is nil when there is no target or no figure.
 	Met *bool `json:"met,omitempty"`
+	// Miss says by how much a missed target was missed ("" when met).
+	Miss string `json:"miss,omitempty"`
 }
 
 // Report is bench.json.
@@ -121,21 +123,38 @@ func median(v []float64) float64 {
 func figures(m map[string]map[string][]float64) []Figure {
 	met := func(ok bool) *bool { return &ok }
 	var out []Figure
-	add := func(f Figure, check func() bool) {
+	add := func(f Figure, check func() (bool, string)) {
 		if check != nil && (f.Rocebed != nil || f.Ratio != nil) {
-			f.Met = met(check())
+			ok, miss := check()
+			f.Met = met(ok)
+			if !ok {
+				f.Miss = miss
+			}
 		}
 		out = append(out, f)
 	}
+	// atMost and atLeast check a median against a limit and say by how much it misses.
+	atMost := func(s *Stat, limit float64, unit string) (bool, string) {
+		if s == nil {
+			return false, "not measured"
+		}
+		return s.Median <= limit, strings.TrimSpace(fmt.Sprintf("%.3g %s", s.Median-limit, unit)) + fmt.Sprintf(" over, ×%.2f the limit", s.Median/limit)
+	}
+	atLeast := func(s *Stat, floor float64) (bool, string) {
+		if s == nil {
+			return false, "not measured"
+		}
+		return s.Median >= floor, fmt.Sprintf("%.3g short, ×%.2f needed", floor-s.Median, floor/s.Median)
+	}
 	fc := Figure{Name: "first RC connect on a fresh lab", Unit: "ms", Rocebed: stat(m, "BenchmarkFirstConnect", "first-connect-ms"),
 		Anchor: stat(m, "BenchmarkFirstConnect", "warm-connect-ms"), AnchorName: "the other direction, neighbour known", Target: "≤ 20 ms"}
-	add(fc, func() bool { return fc.Rocebed.Median <= 20 })
+	add(fc, func() (bool, string) { return atMost(fc.Rocebed, 20, "ms") })
 	rate := Figure{Name: "send-only message rate, 2000 × 4 KiB RC", Unit: "msg/s",
 		Rocebed:    statOf(m, "BenchmarkRate", "rocebed-msg/s", "BenchmarkVersusPerftest", "rocebed-msg/s"),
 		Anchor:     statOf(m, "BenchmarkRate", "ib_send_bw-msg/s", "BenchmarkVersusPerftest", "ib_send_bw-msg/s"),
 		AnchorName: "ib_send_bw", Target: "ratio ≥ 1.0",
 		Ratio: statOf(m, "BenchmarkRate", "rate-ratio", "BenchmarkVersusPerftest", "rate-ratio")}
-	add(rate, func() bool { return rate.Ratio != nil && rate.Ratio.Median >= 1.0 })
+	add(rate, func() (bool, string) { return atLeast(rate.Ratio, 1.0) })
 	lat := Figure{Name: "send latency, 64 B, median one-way", Unit: "µs", Rocebed: stat(m, "BenchmarkLatency", "rocebed-lat-us"),
 		Anchor: stat(m, "BenchmarkLatency", "ib_send_lat-us"), AnchorName: "ib_send_lat t_typical", Ratio: stat(m, "BenchmarkLatency", "lat-ratio"), Target: "ratio ≤ 1.1"}
 	if lat.Rocebed == nil {
@@ -143,9 +162,9 @@ func figures(m map[string]map[string][]float64) []Figure {
 		lat = Figure{Name: "send latency, 64 B (old method: mean post→ACK / 2)", Unit: "µs", Rocebed: stat(m, "BenchmarkVersusPerftest", "rocebed-lat-us"),
 			Anchor: stat(m, "BenchmarkVersusPerftest", "ib_send_lat-us"), AnchorName: "ib_send_lat t_avg", Ratio: stat(m, "BenchmarkVersusPerftest", "lat-ratio"), Target: "ratio ≤ 1.1"}
 	}
-	add(lat, func() bool { return lat.Ratio != nil && lat.Ratio.Median <= 1.1 })
+	add(lat, func() (bool, string) { return atMost(lat.Ratio, 1.1, "") })
 	boot := Figure{Name: "guest boot to first command", Unit: "s", Rocebed: statOf(m, "BenchmarkExecTrue", "boot-s", "BenchmarkExecTrue", "boot-s/op"), Target: "≤ 3 s"}
-	add(boot, func() bool { return boot.Rocebed.Median <= 3 })
+	add(boot, func() (bool, string) { return atMost(boot.Rocebed, 3, "s") })
 	add(Figure{Name: "vm exec -- true, whole", Unit: "s", Rocebed: statOf(m, "BenchmarkExecTrue", "total-s", "BenchmarkExecTrue", "total-s/op")}, nil)
 	lab := Figure{Name: "make lab, warm cache, whole command", Unit: "s", Rocebed: stat(m, "BenchmarkMakeLab", "make-lab-s"), AnchorName: "guest boot + 1 s of lab work"}
 	if boot.Rocebed != nil {
@@ -156,7 +175,7 @@ func figures(m map[string]map[string][]float64) []Figure {
 	}
 	add(lab, nil)
 	ci := Figure{Name: "CI=true bash .ci/run on a fresh clone", Unit: "s", Rocebed: stat(m, "BenchmarkCI", "ci-s"), Target: "≤ 300 s"}
-	add(ci, func() bool { return ci.Rocebed.Median <= 300 })
+	add(ci, func() (bool, string) { return atMost(ci.Rocebed, 300, "s") })
 	add(Figure{Name: "VM-tier tests passed in that run (--- PASS lines, subtests included)", Unit: "tests", Rocebed: stat(m, "BenchmarkCI", "tests")}, nil)
 	ud := Figure{Name: "up+down of same-host", Unit: "ms", Rocebed: stat(m, "BenchmarkUpDownVsShell", "rocebed-ms/op"),
 		Anchor: stat(m, "BenchmarkUpDownVsShell", "shell-ms/op"), AnchorName: "the same steps as ip/sysctl commands", Ratio: stat(m, "BenchmarkUpDownVsShell", "ratio")}
@@ -176,6 +195,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		met := ""
 		if f.Met != nil {
 			met = map[bool]string{true: "yes", false: "NO"}[*f.Met]
+			if f.Miss != "" {
+				met += ": " + f.Miss
+			}
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", f.Name, f.Unit, f.Rocebed, f.Anchor, f.AnchorName, f.Ratio, f.Target, met)
 	}

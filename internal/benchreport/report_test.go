@@ -47,3 +47,18 @@ func TestFiguresFromBenchmarkLines(t *testing.T) {
 		}
 	}
 }
+
+// TestMissSaysByHowMuch: a missed target says how far off the median is.
+func TestMissSaysByHowMuch(t *testing.T) {
+	m := map[string]map[string][]float64{}
+	in := "BenchmarkRate-2 5 2000 rocebed-msg/s 4000 ib_send_bw-msg/s 0.5 rate-ratio\nBenchmarkExecTrue-2 5 3.6 boot-s\n"
+	if err := Parse(strings.NewReader(in), m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"send-only message rate, 2000 × 4 KiB RC": "0.5 short, ×2.00 needed", "guest boot to first command": "0.6 s over, ×1.20 the limit"}
+	for _, f := range figures(m) {
+		if w, ok := want[f.Name]; ok && (f.Met == nil || *f.Met || f.Miss != w) {
+			t.Errorf("%s: met %v, miss %q, want %q", f.Name, f.Met, f.Miss, w)
+		}
+	}
+}
