@@ -44,12 +44,7 @@ func hostNS(t *testing.T) *testenv.NetNS {
 	la := netlink.NewLinkAttrs()
 	la.Name = "eth1"
 	require.NoError(t, ns.NL.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "cable", PeerTxQLen: -1}))
-	for _, name := range []string{"eth1", "cable"} {
-		l, err := ns.NL.LinkByName(name)
-		require.NoError(t, err)
-		require.NoError(t, ns.NL.LinkSetUp(l))
-		require.NoError(t, ns.NL.LinkSetDown(l))
-	}
+	ns.UpOnce(t, "eth1", "cable")
 	return ns
 }
 

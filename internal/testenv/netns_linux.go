@@ -81,3 +81,33 @@ func NewNetNS(t testing.TB) *NetNS {
 	}
 	return ns
 }
+
+// SetUp sets the named links up, in order, as `ip link set NAME up` does.
+func (ns *NetNS) SetUp(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		l, err := ns.NL.LinkByName(name)
+		if err != nil {
+			t.Fatalf("look up %s: %v", name, err)
+		}
+		if err := ns.NL.LinkSetUp(l); err != nil {
+			t.Fatalf("set %s up: %v", name, err)
+		}
+	}
+}
+
+// UpOnce sets each named link up and down again, as a host's NIC has been: its first up
+// attaches its qdisc for good, so a lab's up and down then restore it exactly.
+func (ns *NetNS) UpOnce(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		ns.SetUp(t, name)
+		l, err := ns.NL.LinkByName(name)
+		if err != nil {
+			t.Fatalf("look up %s: %v", name, err)
+		}
+		if err := ns.NL.LinkSetDown(l); err != nil {
+			t.Fatalf("set %s down: %v", name, err)
+		}
+	}
+}

@@ -27,35 +27,26 @@ const QPExchangePort = 18515
 // its output.
 func RunToolPair(tb testing.TB, ctx context.Context, tool string, serverArgs, clientArgs []string) ToolPairResult {
 	tb.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		tb.Fatalf("%s not installed: apt-get install ibverbs-utils perftest", tool)
-	}
-	srv := exec.CommandContext(ctx, tool, serverArgs...)
-	srvOut := &LockedBuffer{}
-	srv.Stdout, srv.Stderr = srvOut, srvOut
-	require.NoError(tb, srv.Start())
-	exited := make(chan struct{})
-	var r ToolPairResult
-	go func() { r.ServerErr = srv.Wait(); close(exited) }()
-	if err := testenv.WaitTCPListen(ctx, QPExchangePort, exited); err != nil {
-		<-exited
-		tb.Fatalf("%s server: %v (exit: %v): %s", tool, err, r.ServerErr, srvOut.String())
-	}
-	start := time.Now()
-	out, err := exec.CommandContext(ctx, tool, clientArgs...).CombinedOutput()
-	r.ClientTook = time.Since(start)
-	r.ClientOut, r.ClientErr = string(out), err
-	<-exited
-	r.ServerOut = srvOut.String()
-	return r
+	listening := func(exited <-chan struct{}) error { return testenv.WaitTCPListen(ctx, QPExchangePort, exited) }
+	return runPair(tb, ctx, tool, "ibverbs-utils perftest", listening, false, serverArgs, clientArgs)
 }
 
 // RunCMPair is RunToolPair for rdma_cm tools (rping, ucmatose): the client starts once an
-// rdma_cm id listens on port, as `rdma resource show cm_id` shows it.
+// rdma_cm id listens on port, as `rdma resource show cm_id` shows it. A server whose client
+// failed is killed: it would wait for another.
 func RunCMPair(tb testing.TB, ctx context.Context, tool string, port int, serverArgs, clientArgs []string) ToolPairResult {
 	tb.Helper()
+	listening := func(exited <-chan struct{}) error { return waitCMListen(ctx, port, exited) }
+	return runPair(tb, ctx, tool, "rdmacm-utils", listening, true, serverArgs, clientArgs)
+}
+
+// runPair runs tool's server, waits until listening says it listens, runs the client and waits
+// for both. A server that never listens is killed and ends the test with its output.
+func runPair(tb testing.TB, ctx context.Context, tool, pkgs string, listening func(exited <-chan struct{}) error,
+	killOnClientFailure bool, serverArgs, clientArgs []string) ToolPairResult {
+	tb.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
-		tb.Fatalf("%s not installed: apt-get install rdmacm-utils", tool)
+		tb.Fatalf("%s not installed: apt-get install %s", tool, pkgs)
 	}
 	srv := exec.CommandContext(ctx, tool, serverArgs...)
 	srvOut := &LockedBuffer{}
@@ -64,7 +55,7 @@ func RunCMPair(tb testing.TB, ctx context.Context, tool string, port int, server
 	exited := make(chan struct{})
 	var r ToolPairResult
 	go func() { r.ServerErr = srv.Wait(); close(exited) }()
-	if err := waitCMListen(ctx, port, exited); err != nil {
+	if err := listening(exited); err != nil {
 		_ = srv.Process.Kill()
 		<-exited
 		tb.Fatalf("%s server: %v (exit: %v): %s", tool, err, r.ServerErr, srvOut.String())
@@ -73,8 +64,8 @@ func RunCMPair(tb testing.TB, ctx context.Context, tool string, port int, server
 	out, err := exec.CommandContext(ctx, tool, clientArgs...).CombinedOutput()
 	r.ClientTook = time.Since(start)
 	r.ClientOut, r.ClientErr = string(out), err
-	if err != nil {
-		_ = srv.Process.Kill() // a server whose client failed waits for another
+	if err != nil && killOnClientFailure {
+		_ = srv.Process.Kill()
 	}
 	<-exited
 	r.ServerOut = srvOut.String()

@@ -523,11 +523,7 @@ func TestLearntNeighbourRestored(t *testing.T) {
 		t.Run(state, func(t *testing.T) {
 			ns := testenv.NewNetNS(t)
 			testlab.ExistingPair(t, ns)
-			for _, name := range []string{"eth2", "eth1"} { // up and cabled, as a host's NICs
-				l, err := ns.NL.LinkByName(name)
-				require.NoError(t, err)
-				require.NoError(t, ns.NL.LinkSetUp(l))
-			}
+			ns.SetUp(t, "eth2", "eth1") // up and cabled, as a host's NICs
 			out, err := exec.Command("ip", "-n", ns.Name, "neigh", "replace", "10.10.0.2", "lladdr", "02:00:00:00:00:99", "dev", "eth1", "nud", state).CombinedOutput()
 			require.NoError(t, err, "%s", out)
 			env, err := host.Open(ns.Name)
@@ -624,11 +620,7 @@ func TestDefaultRouteGuardSeesMultipathAndRuleTables(t *testing.T) {
 			la := netlink.NewLinkAttrs()
 			la.Name = "eth3"
 			require.NoError(t, ns.NL.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "eth4", PeerTxQLen: -1}))
-			for _, name := range []string{"eth4", "eth3", "eth2", "eth1"} {
-				l, err := ns.NL.LinkByName(name)
-				require.NoError(t, err)
-				require.NoError(t, ns.NL.LinkSetUp(l))
-			}
+			ns.SetUp(t, "eth4", "eth3", "eth2", "eth1")
 			l, err := ns.NL.LinkByName("eth3")
 			require.NoError(t, err)
 			a, err := netlink.ParseAddr("10.20.0.1/24")

@@ -73,11 +73,7 @@ func TestResolveWarmsExistingNICs(t *testing.T) {
 func TestResolveLeavesEntriesItDidNotMake(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	testlab.ExistingPair(t, ns)
-	for _, name := range []string{"eth2", "eth1"} {
-		l, err := ns.NL.LinkByName(name)
-		require.NoError(t, err)
-		require.NoError(t, ns.NL.LinkSetUp(l))
-	}
+	ns.SetUp(t, "eth2", "eth1")
 	l, err := ns.NL.LinkByName("eth1")
 	require.NoError(t, err)
 	mac, _ := net.ParseMAC("02:00:00:00:00:42")

@@ -30,12 +30,8 @@ func twoHosts(t *testing.T) (a, b *testenv.NetNS) {
 	peer, err := b.NL.LinkByName("cable-b")
 	require.NoError(t, err)
 	require.NoError(t, b.NL.LinkSetName(peer, "eth1"))
-	for _, ns := range []*testenv.NetNS{a, b} {
-		l, err := ns.NL.LinkByName("eth1")
-		require.NoError(t, err)
-		require.NoError(t, ns.NL.LinkSetUp(l))
-		require.NoError(t, ns.NL.LinkSetDown(l))
-	}
+	a.UpOnce(t, "eth1")
+	b.UpOnce(t, "eth1")
 	return a, b
 }
 

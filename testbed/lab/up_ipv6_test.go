@@ -32,23 +32,13 @@ fixes:
 expect: {result: pass}
 `
 
-// upLinks brings eth1 and eth2 of ExistingPair up, as a host's cabled NICs are.
-func upLinks(t *testing.T, ns *testenv.NetNS) {
-	t.Helper()
-	for _, name := range []string{"eth2", "eth1"} {
-		l, err := ns.NL.LinkByName(name)
-		require.NoError(t, err)
-		require.NoError(t, ns.NL.LinkSetUp(l))
-	}
-}
-
 // TestExistingNICsWaitForDAD: IPv6 addresses added to existing NICs are tentative until DAD is
 // over; up waits for it (a DADWait step per address, after the links are up) so the routes
 // with those sources can be added, and down restores the namespace exactly.
 func TestExistingNICsWaitForDAD(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	testlab.ExistingPair(t, ns)
-	upLinks(t, ns)
+	ns.SetUp(t, "eth2", "eth1") // as a host's cabled NICs are
 	env, err := host.Open(ns.Name)
 	require.NoError(t, err)
 	defer env.Close()
@@ -128,7 +118,7 @@ func TestCreatedVethsSkipDAD(t *testing.T) {
 func TestDADFailureRollsBack(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	testlab.ExistingPair(t, ns)
-	upLinks(t, ns)
+	ns.SetUp(t, "eth2", "eth1") // as a host's cabled NICs are
 	// eth2, the other end of eth1's cable, already answers for fd00::1.
 	l, err := ns.NL.LinkByName("eth2")
 	require.NoError(t, err)

@@ -252,11 +252,7 @@ func TestDefaultRouteNICRefused(t *testing.T) {
 	testlab.ExistingPair(t, ns)
 	// Both NICs up and cabled, as on a host whose eth1 carries the default route (Dump waits
 	// for their addrconf to finish before taking the "before" picture).
-	for _, name := range []string{"eth2", "eth1"} {
-		l, err := ns.NL.LinkByName(name)
-		require.NoError(t, err)
-		require.NoError(t, ns.NL.LinkSetUp(l))
-	}
+	ns.SetUp(t, "eth2", "eth1")
 	l, err := ns.NL.LinkByName("eth1")
 	require.NoError(t, err)
 	require.NoError(t, ns.NL.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("10.10.0.254")}))

@@ -28,12 +28,7 @@ func cabledNICs(t *testing.T) (*testenv.NetNS, *host.Env, string) {
 	t.Helper()
 	testenv.RequireCabledNICs(t, "eth1", "eth2")
 	ns := testenv.InitialNetNS(t)
-	for _, name := range []string{"eth1", "eth2"} {
-		l, err := ns.NL.LinkByName(name)
-		require.NoError(t, err)
-		require.NoError(t, ns.NL.LinkSetUp(l))
-		require.NoError(t, ns.NL.LinkSetDown(l))
-	}
+	ns.UpOnce(t, "eth1", "eth2")
 	env, err := host.Open("")
 	require.NoError(t, err)
 	t.Cleanup(env.Close)

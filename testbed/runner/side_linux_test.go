@@ -28,12 +28,7 @@ func TestRunSideOtherHostFailsToComeUp(t *testing.T) {
 	la := netlink.NewLinkAttrs()
 	la.Name = "eth1"
 	require.NoError(t, nsA.NL.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "cable", PeerTxQLen: -1}))
-	for _, name := range []string{"eth1", "cable"} {
-		l, err := nsA.NL.LinkByName(name)
-		require.NoError(t, err)
-		require.NoError(t, nsA.NL.LinkSetUp(l))
-		require.NoError(t, nsA.NL.LinkSetDown(l))
-	}
+	nsA.UpOnce(t, "eth1", "cable")
 	beforeA, beforeB := nsA.Dump(t), nsB.Dump(t)
 	whole, err := scenario.Load("two-hosts", nil)
 	require.NoError(t, err)
@@ -62,13 +57,7 @@ func TestRunSideOtherHostFailsToComeUp(t *testing.T) {
 		t.Cleanup(env.Close)
 		opts := SideOptions{Up: lab.UpOptions{StateDir: t.TempDir(), SkipRDMA: true}, PeerTimeout: time.Minute, ExitCode: exitCode}
 		go func() {
-			var conn *pair.Conn
-			var err error
-			if h == scenario.HostA {
-				conn, err = pair.Accept(ctx, ln, s, "test")
-			} else {
-				conn, err = pair.Dial(ctx, ln.Addr().String(), s, "test")
-			}
+			conn, err := connectSide(ctx, ln, s, h)
 			if err != nil {
 				done[h] <- out{err: err}
 				return
@@ -96,4 +85,13 @@ func TestRunSideOtherHostFailsToComeUp(t *testing.T) {
 
 	testenv.SameState(t, beforeA, nsA.Dump(t), "host a")
 	testenv.SameState(t, beforeB, nsB.Dump(t), "host b")
+}
+
+// connectSide connects host h of a two-host test to the other over ln, as `run --side` does:
+// host a accepts, host b dials.
+func connectSide(ctx context.Context, ln net.Listener, s *scenario.Scenario, h scenario.HostName) (*pair.Conn, error) {
+	if h == scenario.HostA {
+		return pair.Accept(ctx, ln, s, "test")
+	}
+	return pair.Dial(ctx, ln.Addr().String(), s, "test")
 }

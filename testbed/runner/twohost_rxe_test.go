@@ -72,13 +72,7 @@ func runTwoSides(t *testing.T, text string, wrapB func(*pair.Conn) traffic.Peer)
 		t.Cleanup(func() { _ = lab.Down(context.Background(), state, s.Name) })
 		opts := SideOptions{Up: lab.UpOptions{StateDir: state, Source: []byte(text)}, PeerTimeout: time.Minute}
 		go func() {
-			var conn *pair.Conn
-			var err error
-			if h == scenario.HostA {
-				conn, err = pair.Accept(ctx, ln, s, "test")
-			} else {
-				conn, err = pair.Dial(ctx, ln.Addr().String(), s, "test")
-			}
+			conn, err := connectSide(ctx, ln, s, h)
 			if err != nil {
 				done <- sideRun{host: h, err: err}
 				return

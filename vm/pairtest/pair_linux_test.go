@@ -123,11 +123,7 @@ func TestPairSide(t *testing.T) {
 	require.NotEmpty(t, g.bin, EnvRocebed+" must name the rocebed binary")
 	testenv.RequireCabledNICs(t, "eth1")
 	ns := testenv.InitialNetNS(t)
-	// eth1 has been up once, like a host's NIC (the first up attaches its qdisc for good).
-	l, err := ns.NL.LinkByName("eth1")
-	require.NoError(t, err)
-	require.NoError(t, ns.NL.LinkSetUp(l))
-	require.NoError(t, ns.NL.LinkSetDown(l))
+	ns.UpOnce(t, "eth1") // like a host's NIC
 	before := ns.Dump(t)
 	restored := func(t *testing.T, what string) {
 		t.Helper()
