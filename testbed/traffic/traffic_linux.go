@@ -792,7 +792,7 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 		grace = udReceiverGrace
 	}
 	if b.rcv == nil {
-		b.endRecv(stopDone) // the receiver is on the other host
+		b.endRecv(stopDone, nil) // the receiver is on the other host
 	}
 	b.t0 = time.Now()
 	done := make(chan struct{})
@@ -950,10 +950,14 @@ func (b *batch) endSend(reason string, err error) {
 	}
 }
 
-// endRecv records why the receiver stopped (under recvMu, or before the workers start).
-func (b *batch) endRecv(reason string) {
-	b.recvEnd = reason
+// endRecv records why the receiver stopped (under recvMu, or before the workers start); an
+// error stops the sender too.
+func (b *batch) endRecv(reason string, err error) {
+	b.recvEnd, b.recvErr = reason, err
 	b.recvStopped.Store(true)
+	if err != nil {
+		b.failed.Store(true)
+	}
 }
 
 // mayPost says whether the next SEND has a receive posted for it. Where the batch has more
@@ -982,14 +986,12 @@ func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, 
 		return 0, 1
 	}
 	if b.failed.Load() {
-		b.endRecv(stopFailed)
+		b.endRecv(stopFailed, nil)
 		return 0, 1
 	}
 	n, err := b.rcv.cq.PollInto(b.recvWCs[:])
 	if err != nil {
-		b.recvErr = err
-		b.failed.Store(true)
-		b.endRecv(stopFailed)
+		b.endRecv(stopFailed, err)
 		return 0, 1
 	}
 	for _, wc := range b.recvWCs[:n] {
@@ -997,7 +999,7 @@ func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, 
 	}
 	switch {
 	case b.recvDone >= b.messages:
-		b.endRecv(stopDone)
+		b.endRecv(stopDone, nil)
 		return n, 1
 	case n > 0:
 		b.recvProgressNS.Store(int64(time.Since(b.t0)))
@@ -1006,12 +1008,12 @@ func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, 
 	if fin := b.sendFinishedNS.Load(); fin != 0 {
 		quiet := time.Duration(max(fin-1, b.recvProgressNS.Load()))
 		if time.Since(b.t0)-quiet > grace {
-			b.endRecv(stopIdle)
+			b.endRecv(stopIdle, nil)
 			return 0, 1
 		}
 	}
 	if reason := endedBy(ctx, bctx); reason != "" {
-		b.endRecv(reason)
+		b.endRecv(reason, nil)
 		return 0, 1
 	}
 	return 0, 0
