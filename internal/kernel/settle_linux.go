@@ -16,9 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// settlePoll is how often WaitSettled looks again. DAD takes a second or more; a poll every
-// 20 ms costs three netlink dumps and adds at most 20 ms to the wait.
-const settlePoll = 20 * time.Millisecond
+// settleFallback is how long WaitSettled waits for a notification before it looks again
+// anyway; it looks at once on every link, address or route notification (ChangeWatch).
+const settleFallback = 250 * time.Millisecond
 
 // ReadSettleState reads the namespace's links, addresses and local routes through nl (a handle
 // bound to ns), and the IPv6 sysctls that decide whether a link gets a link-local address. A
@@ -104,6 +104,11 @@ func linkLocalConfigured(name string) bool {
 // WaitSettled returns once the namespace has nothing pending (see SettleState.Unsettled), or
 // an error naming what never settled when ctx ends first.
 func WaitSettled(ctx context.Context, nl *netlink.Handle, ns netns.NsHandle) error {
+	watch, err := WatchChanges(ns)
+	if err != nil {
+		watch = nil // look every unwatchedPoll instead
+	}
+	defer watch.Close()
 	var last []string
 	for {
 		s, err := ReadSettleState(nl, ns)
@@ -118,11 +123,10 @@ func WaitSettled(ctx context.Context, nl *netlink.Handle, ns netns.NsHandle) err
 				return nil
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return fmt.Errorf("network state never settled: %s: %w", strings.Join(last, "; "), errors.Join(ctx.Err(), ErrNotSettled))
-		case <-time.After(settlePoll):
 		}
+		watch.Wait(ctx, settleFallback)
 	}
 }
 

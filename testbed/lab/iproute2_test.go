@@ -71,6 +71,9 @@ func TestPlanCommandsAreRealIproute2(t *testing.T) {
 // fe80::/64 prefix route).
 var linkLocalIID = regexp.MustCompile(`fe80::[0-9a-f][0-9a-f:]*`)
 
+// ruleLine matches a line of `ip rule show`: "PRIORITY:<tab>SELECTOR ACTION".
+var ruleLine = regexp.MustCompile(`^[0-9]+:\t`)
+
 // dynamicNUD matches the states a resolved neighbour moves through on its own timers.
 var dynamicNUD = regexp.MustCompile(` (REACHABLE|STALE|DELAY|PROBE) *$`)
 
@@ -85,7 +88,18 @@ func stripMACs(dump string, p *plan.Plan) string {
 	flush := func() {
 		switch mode {
 		case "lines":
-			sort.Strings(section)
+			// Rules first, in the kernel's order (two of one priority are tried in it),
+			// then the routes and neighbours sorted.
+			var rules, rest []string
+			for _, l := range section {
+				if ruleLine.MatchString(l) {
+					rules = append(rules, l)
+				} else {
+					rest = append(rest, l)
+				}
+			}
+			sort.Strings(rest)
+			section = append(rules, rest...)
 		case "links":
 			// One block per link (its first line, then the indented ones), in ifindex order in
 			// the dump; rocebed and iproute2 give the veths different ifindexes.
@@ -117,9 +131,9 @@ func stripMACs(dump string, p *plan.Plan) string {
 		if strings.HasPrefix(l, "### ") {
 			flush()
 			switch {
-			case strings.HasSuffix(l, " neigh show") || strings.HasSuffix(l, " route show table all"):
+			case strings.HasSuffix(l, "neigh show") || strings.HasSuffix(l, "route show table all"):
 				mode = "lines"
-			case strings.HasSuffix(l, " link show") || strings.HasSuffix(l, " addr show"):
+			case strings.HasSuffix(l, "link show") || strings.HasSuffix(l, "addr show"):
 				mode = "links"
 			default:
 				mode = ""

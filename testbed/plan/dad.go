@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -46,11 +47,19 @@ func (c *DADWait) Command() string {
 		(c.TimeoutMS+999)/1000, Quote("while ip -6 addr show dev "+Quote(c.Link)+" tentative | grep -q inet6; do sleep 0.05; done"))
 }
 
-// dadPoll is how often Apply looks at the addresses again.
-const dadPoll = 20 * time.Millisecond
+// dadFallback is how long Apply waits for an address or link notification before it looks
+// again anyway (it looks at once on each: kernel.ChangeWatch).
+const dadFallback = 250 * time.Millisecond
 
 func (c *DADWait) Apply(env *host.Env) error {
 	deadline := time.Now().Add(time.Duration(c.TimeoutMS) * time.Millisecond)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	watch, err := kernel.WatchChanges(env.NS)
+	if err != nil {
+		watch = nil // look every 20 ms instead
+	}
+	defer watch.Close()
 	for {
 		st, err := kernel.ReadSettleState(env.NL, env.NS)
 		if err != nil {
@@ -93,7 +102,7 @@ func (c *DADWait) Apply(env *host.Env) error {
 			return fmt.Errorf("%s not ready after %s: %s: %w: DAD runs only on a link that is up with carrier (`ip link show %s`); check the cable, or set net.ipv6.conf.%s.accept_dad=0 if the link needs no DAD",
 				c.Link, time.Duration(c.TimeoutMS)*time.Millisecond, strings.Join(pending, "; "), ErrDADTimeout, c.Link, strings.ReplaceAll(c.Link, ".", "/"))
 		}
-		time.Sleep(dadPoll)
+		watch.Wait(ctx, dadFallback)
 	}
 }
 
