@@ -60,9 +60,12 @@ test: vet ## unit and root tests on this host (root tests run when root)
 test-nocgo: ## unit tests without cgo
 	CGO_ENABLED=0 $(GO) test -count=1 ./...
 
-# check: the README's test command; CI runs it. Host tier, then the VM tier (real rdma_rxe).
+# check: the README's test command; CI runs it. The host tier and the VM tier (real rdma_rxe)
+# run at once: the host tier mostly waits on the kernel (DAD, netns teardown), and the guests
+# want the CPU. Each prints a line at a time.
 .PHONY: check
-check: deps test test-vm ## everything CI runs: deps, host tests, VM tests
+check: deps ## everything CI runs: deps, then host tests beside VM tests
+	$(MAKE) --no-print-directory -j2 --output-sync=line test test-vm
 
 .PHONY: bench
 bench: build vm-prepare bench-parse ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
@@ -77,9 +80,14 @@ bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysct
 	$(GO) test -run '^$$' -bench 'UpDownVsShell' -benchtime 3x -count 1 ./testbed/lab/
 
 # ---- VM tier (see vm/) ----
-# Real-kernel tests run in a QEMU guest booted with Debian's own kernel (it has rdma_rxe): one
-# boot runs every package below with ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1.
-VM_TEST_PKGS ?= ./internal/... ./rdma/... ./testbed/... ./vm/guesttest
+# Real-kernel tests run in QEMU guests booted with Debian's own kernel (it has rdma_rxe), with
+# ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1: VM_GUESTS guests of one vCPU each boot at once
+# and share the packages out, each taking the next one nobody has taken, so the longest come
+# first. On two cores two one-vCPU guests beat one two-vCPU guest: tests mostly run one thing
+# at a time, and TCG runs a vCPU on one host thread.
+VM_TEST_PKGS ?= ./testbed/lab ./testbed/runner ./testbed/diagnose ./testbed/probe ./internal/... ./rdma/... ./testbed/... ./vm/guesttest
+VM_GUESTS    ?= 2
+VM_SMP       ?= 1
 VM_TIMEOUT   ?= 20m
 VM_ROCEBED   ?= $(CURDIR)/$(BIN)
 
@@ -88,9 +96,9 @@ vm-prepare: build ## fetch Debian's kernel and build the guest image (cached: a 
 	$(VM_ROCEBED) vm prepare
 
 .PHONY: test-vm
-test-vm: vm-prepare ## the harness's own QEMU tests and the two-host lab in two guests, then real-kernel tests in one guest with rdma_rxe
+test-vm: vm-prepare ## the harness's own QEMU tests and the two-host lab in two guests, then real-kernel tests in VM_GUESTS guests with rdma_rxe
 	ROCEBED_VM_TESTS=1 $(GO) test -p 1 -count=1 -v -run '^(TestHarness|TestVMExec|TestVMPair)' ./vm/ ./cmd/rocebed/
-	$(VM_ROCEBED) vm test --nics 2 --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
+	$(VM_ROCEBED) vm test --nics 2 --guests $(VM_GUESTS) --smp $(VM_SMP) --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
 
 .PHONY: test-vm-trace
 test-vm-trace: vm-prepare build ## opt-in: diagnose's kfree_skb trace layer in the guest (it can soft-lock a TCG guest)

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,7 +20,11 @@ type TestOptions struct {
 	Packages []string // go list patterns: "./rdma/...", "./vm/guesttest"
 	Go       string   // the go tool, default "go"
 	Run      string   // -test.run, if set
-	Exec     ExecOptions
+	// Guests is how many guests run the packages at once (default 1). Each boots with
+	// Exec's options and its own NICs, and takes the next package nobody has taken, in the
+	// order the patterns name them: name the longest first.
+	Guests int
+	Exec   ExecOptions
 }
 
 // TestPackage is one compiled test binary.
@@ -28,6 +33,10 @@ type TestPackage struct {
 	Dir        string // source dir: the binary runs there, as `go test` does
 	Binary     string // in the work dir
 }
+
+// TestShareEnv names, for the tests of a run with more than one guest, a directory that all
+// of its guests can write.
+const TestShareEnv = "ROCEBED_VM_TEST_SHARE"
 
 // guestTestEnv is forced on every test binary in the guest: a skip there is a bug.
 var guestTestEnv = []string{"ROCEBED_REQUIRE_RXE=1", "ROCEBED_REQUIRE_ROOT=1"}
@@ -114,18 +123,25 @@ func CompileTests(ctx context.Context, goTool string, patterns []string, dir str
 }
 
 // testDriver is the guest script that runs every binary in its package dir with -test.v and
-// prints go test's per-package "ok"/"FAIL" lines; it exits 1 when any failed.
-func testDriver(pkgs []TestPackage, run string, timeout time.Duration) string {
+// prints go test's per-package "ok"/"FAIL" lines; it exits 1 when any failed. A binary's
+// stderr goes with its stdout, so that a panic stays with its package. With claims (a
+// directory every guest of the run can write), a guest runs a package only if it is the first
+// to make its entry there (mkdir is atomic on the host's file system, which all the guests'
+// shares are), so guests that run the same script share the packages out.
+func testDriver(pkgs []TestPackage, run string, timeout time.Duration, claims string) string {
 	var b strings.Builder
 	b.WriteString("# written by rocebed vm test\nfailed=0\n")
 	for _, e := range guestTestEnv {
 		fmt.Fprintf(&b, "export %s\n", shQuote(e))
 	}
+	if claims != "" {
+		fmt.Fprintf(&b, "export %s\n", shQuote(TestShareEnv+"="+filepath.Dir(claims)))
+	}
 	b.WriteString(`runpkg() {
 	pkg=$1 dir=$2 bin=$3
 	shift 3
 	t0=$(date +%s%N)
-	(cd "$dir" && exec "$bin" -test.v=true "$@")
+	(cd "$dir" && exec "$bin" -test.v=true "$@" 2>&1)
 	rc=$?
 	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 	s=$(printf '%d.%03ds' $((ms / 1000)) $((ms % 1000)))
@@ -146,7 +162,10 @@ func testDriver(pkgs []TestPackage, run string, timeout time.Duration) string {
 		// which names it and dumps its goroutines.
 		extra = append(extra, shQuote("-test.timeout="+(timeout-timeout/10).String()))
 	}
-	for _, p := range pkgs {
+	for i, p := range pkgs {
+		if claims != "" {
+			fmt.Fprintf(&b, "mkdir %s 2>/dev/null && ", shQuote(filepath.Join(claims, fmt.Sprint(i))))
+		}
 		fmt.Fprintf(&b, "runpkg %s %s %s %s\n", shQuote(p.ImportPath), shQuote(p.Dir), shQuote(p.Binary), strings.Join(extra, " "))
 	}
 	b.WriteString("exit $failed\n")
@@ -169,6 +188,19 @@ func Test(ctx context.Context, o TestOptions) (*Result, error) {
 	if log == nil {
 		log = io.Discard
 	}
+	// Each guest needs a work share of its own (its control files are in it), and every guest
+	// must see the binaries, the sources and the claims: guest i+1's work dir is inside guest
+	// i's, and what they share is in the innermost.
+	guests := max(o.Guests, 1)
+	dirs := []string{work}
+	for i := 1; i < guests; i++ {
+		d := filepath.Join(dirs[i-1], fmt.Sprintf("guest%d", i+1))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+		dirs = append(dirs, d)
+	}
+	work = dirs[guests-1]
 	pkgs, err := CompileTests(ctx, o.Go, o.Packages, work, log)
 	if err != nil {
 		return nil, err
@@ -204,14 +236,113 @@ func Test(ctx context.Context, o TestOptions) (*Result, error) {
 		pkgs[i].Dir = filepath.Join(dst, rel)
 	}
 	// The guest bound covers the whole run; each binary also gets go test's own -timeout.
+	claims := ""
+	if guests > 1 {
+		claims = filepath.Join(work, "claims")
+		if err := os.Mkdir(claims, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	driver := filepath.Join(work, "run-tests.sh")
-	if err := os.WriteFile(driver, []byte(testDriver(pkgs, o.Run, o.Exec.Timeout)), 0o644); err != nil {
+	if err := os.WriteFile(driver, []byte(testDriver(pkgs, o.Run, o.Exec.Timeout, claims)), 0o644); err != nil {
 		return nil, err
 	}
 	e := o.Exec
 	e.WorkDir = work
 	e.Argv = []string{"/bin/sh", driver}
-	return Exec(ctx, e)
+	if guests == 1 {
+		return Exec(ctx, e)
+	}
+	return testInGuests(ctx, e, dirs)
+}
+
+// testInGuests boots one guest per work dir, all running e's command at once, and prints each
+// package's output whole (go test -v's lines of one package, then its ok/FAIL line), so that
+// two guests' packages do not interleave. The exit code is the first non-zero one; a guest
+// that failed as a guest (crashed, hung) makes the error.
+func testInGuests(ctx context.Context, e ExecOptions, dirs []string) (*Result, error) {
+	stdout := e.Stdout
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	log := e.Log
+	if log == nil {
+		log = io.Discard
+	}
+	var mu sync.Mutex
+	results := make([]*Result, len(dirs))
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		g := e
+		g.WorkDir = dir
+		if i > 0 && len(e.NICs) > 0 {
+			// The same names and MACs as the first guest's (their cables are their own): a
+			// scenario may name the MACs the VM harness gives (seed-two-nics does).
+			nics, err := CableNICs(len(e.NICs), e.NICs[0].MAC[4])
+			if err != nil {
+				return nil, err
+			}
+			g.NICs = nics
+		}
+		blocks := &packageBlocks{mu: &mu, w: stdout}
+		g.Stdout = blocks
+		fmt.Fprintf(log, "vm test: guest %d of %d\n", i+1, len(dirs))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer blocks.Flush()
+			results[i], errs[i] = Exec(ctx, g)
+		}()
+	}
+	wg.Wait()
+	var res *Result
+	for i, r := range results {
+		if errs[i] != nil {
+			return r, fmt.Errorf("guest %d of %d: %w", i+1, len(dirs), errs[i])
+		}
+		if res == nil || res.ExitCode == 0 && r.ExitCode != 0 {
+			res = r
+		}
+	}
+	return res, nil
+}
+
+// packageBlocks holds a guest's output until a package's ok/FAIL line (testDriver's), then
+// writes the package's lines at once under mu.
+type packageBlocks struct {
+	mu    *sync.Mutex
+	w     io.Writer
+	buf   []byte // after the last complete line
+	block []byte // complete lines of the package running
+}
+
+func (p *packageBlocks) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		line := p.buf[:i+1]
+		p.block = append(p.block, line...)
+		p.buf = p.buf[i+1:]
+		if bytes.HasPrefix(line, []byte("ok  \t")) || bytes.HasPrefix(line, []byte("FAIL\t")) {
+			p.Flush()
+		}
+	}
+}
+
+// Flush writes what is held, also a last line without its newline.
+func (p *packageBlocks) Flush() {
+	out := append(p.block, p.buf...)
+	p.block, p.buf = nil, nil
+	if len(out) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.w.Write(out)
 }
 
 // moduleRoot is the nearest directory at or above dir that holds a go.mod.

@@ -106,6 +106,65 @@ func TestHarnessGoTestFailureIsReported(t *testing.T) {
 	}
 }
 
+// TestHarnessTestGuestsShareThePackages: with two guests each package runs once, the two
+// rendezvous packages at the same time in different guests (they fail otherwise), and each
+// package's output comes out whole, ending with its ok/FAIL line.
+func TestHarnessTestGuestsShareThePackages(t *testing.T) {
+	img := requireVM(t)
+	var stdout, log bytes.Buffer
+	pkgs := []string{"./testdata/rendezvous/left", "./testdata/rendezvous/right", "./testdata/failing"}
+	nics, err := CableNICs(2, 0) // each guest gets its own pair
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Test(context.Background(), TestOptions{
+		Packages: pkgs,
+		Guests:   2,
+		Exec:     ExecOptions{Image: img, Timeout: 3 * time.Minute, SMP: 1, NICs: nics, Stdout: &stdout, Stderr: &stdout, Log: &log},
+	})
+	if err != nil {
+		t.Fatalf("Test: %v\n%s\n%s", err, log.String(), stdout.String())
+	}
+	out := stdout.String()
+	if res.ExitCode != 1 {
+		t.Errorf("exit code %d, want 1 (testdata/failing fails on purpose):\n%s", res.ExitCode, out)
+	}
+	for _, pkg := range []string{"left", "right"} {
+		if n := strings.Count(out, "ok  \tgithub.com/rocebed/rocebed/vm/testdata/rendezvous/"+pkg+"\t"); n != 1 {
+			t.Errorf("rendezvous/%s passed %d times, want once:\n%s", pkg, n, out)
+		}
+	}
+	if n := strings.Count(out, "FAIL\tgithub.com/rocebed/rocebed/vm/testdata/failing\t"); n != 1 {
+		t.Errorf("testdata/failing reported %d times, want once:\n%s", n, out)
+	}
+	// Whole blocks: the lines before each package's ok/FAIL line are that package's alone.
+	own := map[string][]string{
+		"rendezvous/left":  {": left in guest"},
+		"rendezvous/right": {": right in guest"},
+		"failing":          {"--- PASS: TestPasses", "--- FAIL: TestFailsOnPurpose"},
+	}
+	var block []string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "ok  \t") && !strings.HasPrefix(line, "FAIL\t") {
+			block = append(block, line)
+			continue
+		}
+		text := strings.Join(block, "\n")
+		block = nil
+		for pkg, marks := range own {
+			mine := strings.Contains(line, "/vm/testdata/"+pkg+"\t")
+			for _, m := range marks {
+				if strings.Contains(text, m) != mine {
+					t.Errorf("the block ending %q has %q: %v, want %v (interleaved output):\n%s", line, m, !mine, mine, out)
+				}
+			}
+		}
+	}
+	if !strings.Contains(log.String(), "guest 2 of 2") {
+		t.Errorf("no second guest in the log:\n%s", log.String())
+	}
+}
+
 func TestHarnessGuestTimeout(t *testing.T) {
 	img := requireVM(t)
 	res, err := Exec(context.Background(), ExecOptions{Image: img, Timeout: 3 * time.Second, Argv: []string{"sleep", "600"}})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/rocebed/rocebed/vm"
@@ -12,15 +13,22 @@ func newVMTestCmd(o *options) *cobra.Command {
 	t := vm.TestOptions{}
 	c := &cobra.Command{
 		Use:   "test [flags] [--] PKG...",
-		Short: "Compile Go test packages here and run them all in one guest boot",
+		Short: "Compile Go test packages here and run them all in one guest boot (or a few at once)",
 		Long: `test runs go test -c for every package (go list patterns) that has tests, boots the guest once and
 runs each binary in its package directory with -test.v, ROCEBED_REQUIRE_RXE=1 and
-ROCEBED_REQUIRE_ROOT=1. The output is go test's; the exit status is 1 when any test failed.`,
+ROCEBED_REQUIRE_ROOT=1. The output is go test's; the exit status is 1 when any test failed.
+
+With --guests N, N guests boot at once (each with its own --nics) and each takes the next
+package no other guest has taken, in the order the patterns name them (name the longest
+first); each package's output is printed whole when it ends.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := f.execOptions(cmd)
 			if err != nil {
 				return err
+			}
+			if t.Guests < 1 || t.Guests > 8 {
+				return usageError(fmt.Errorf("--guests %d: want 1 to 8", t.Guests))
 			}
 			t.Packages, t.Exec = args, e
 			return vmExit(vm.Test(cmd.Context(), t))
@@ -29,5 +37,6 @@ ROCEBED_REQUIRE_ROOT=1. The output is go test's; the exit status is 1 when any t
 	f.register(c.Flags(), 15*time.Minute)
 	c.Flags().StringVar(&t.Go, "go", "go", "the go tool that compiles the tests")
 	c.Flags().StringVar(&t.Run, "run", "", "run only tests matching this regexp (-test.run)")
+	c.Flags().IntVar(&t.Guests, "guests", 1, "guests that share the packages out, booted at once")
 	return c
 }

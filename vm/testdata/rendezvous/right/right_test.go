@@ -1,0 +1,11 @@
+// Package right is a fixture for the VM harness's own tests: with the rendezvous/left package
+// it passes only when the two run at once in two different guests (vm test --guests 2).
+package right
+
+import (
+	"testing"
+
+	"github.com/rocebed/rocebed/vm/testdata/rendezvous"
+)
+
+func TestMeetsTheOtherGuest(t *testing.T) { rendezvous.Meet(t, "right", "left") }
