@@ -61,8 +61,36 @@ func (c *RXE) Undo(env *host.Env) error {
 	if err != nil {
 		return err
 	}
-	return rdma.DelRXE(h, c.RXE) // nil when it is already gone
+	// Done only when the device is gone from sysfs, where the next lab's plan looks: in a
+	// guest running two labs' downs at once, a device was seen there a second after its
+	// delete had returned. A delete that left it is made again.
+	dev := filepath.Join(env.SysfsRoot, "class/infiniband", c.RXE)
+	deadline := time.Now().Add(rxeGoneTimeout)
+	for try := 0; ; try++ {
+		if try%rxeDeleteEvery == 0 {
+			if err := rdma.DelRXE(h, c.RXE); err != nil { // nil when it is already gone
+				return err
+			}
+		}
+		if _, err := os.Lstat(dev); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("rdma device %s still in %s %s after it was deleted: %w; check `rdma link show`", c.RXE, filepath.Dir(dev), rxeGoneTimeout, errRXEStays)
+		}
+		time.Sleep(rxeGonePoll)
+	}
 }
+
+// How Undo waits for a deleted rxe device to leave sysfs: polled every rxeGonePoll, deleted
+// again every rxeDeleteEvery polls, for up to rxeGoneTimeout.
+const (
+	rxeGonePoll    = 10 * time.Millisecond
+	rxeDeleteEvery = 50
+	rxeGoneTimeout = 10 * time.Second
+)
+
+var errRXEStays = errors.New("rdma device not removed")
 
 func (c *RXE) Check() error {
 	if err := checkIfName(c.Link); err != nil {
