@@ -726,6 +726,45 @@ func (qp *QP) PostSend(mr *MR, offset, length int, wrID uint64, signaled bool) e
 	})
 }
 
+// SendWR is one SEND of a PostSends list: mr[Offset:Offset+Length] with id WRID.
+type SendWR struct {
+	Offset, Length int
+	WRID           uint64
+	Signaled       bool
+}
+
+// PostSends posts the SENDs of wrs on an RC QP, in order, as work-request lists: one
+// ibv_post_send call — one doorbell, which for rxe is one system call that runs the requester
+// — for up to 64 of them instead of one each. It returns how many were posted; after an error
+// the rest were not.
+func (qp *QP) PostSends(mr *MR, wrs []SendWR) (int, error) {
+	op := qp.sendOp
+	if qp.typ != QPTypeRC {
+		return 0, &Error{Op: op, Err: fmt.Errorf("PostSends is for RC QPs: %w", syscall.EINVAL)}
+	}
+	if mr == nil {
+		return 0, qp.post(op, nil, 0, 0, nil) // the missing region's error
+	}
+	for _, w := range wrs {
+		if w.Offset < 0 || w.Length < 0 || w.Offset > mr.size || w.Length > mr.size-w.Offset {
+			return 0, &Error{Op: op, Err: fmt.Errorf("range [%d, %d) outside the %d-byte memory region: %w", w.Offset, w.Offset+w.Length, mr.size, syscall.EINVAL)}
+		}
+	}
+	posted := 0
+	err := qp.post(op, mr, 0, 0, func(h, base unsafe.Pointer) error {
+		for posted < len(wrs) {
+			list := wrs[posted:min(len(wrs), posted+maxSendList)]
+			n, err := sysPostSendList(op, h, base, mr.lkey, list, qp.caps.MaxInline)
+			posted += n
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return posted, err
+}
+
 // PostSendUD posts one signalled SEND of mr[offset:offset+length] on a UD QP to remoteQPN
 // behind ah, which must accept remoteQKey. length must not exceed the path MTU.
 func (qp *QP) PostSendUD(mr *MR, offset, length int, wrID uint64, ah *AH, remoteQPN, remoteQKey uint32) error {

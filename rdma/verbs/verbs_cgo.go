@@ -165,6 +165,34 @@ static int rb_post_send(struct ibv_qp *qp, void *addr, uint32_t len, uint32_t lk
 	return ibv_post_send(qp, &wr, &bad);
 }
 
+// RB_MAX_LIST bounds one rb_post_send_list call's work requests (built on the C stack).
+#define RB_MAX_LIST 64
+
+// rb_post_send_list posts n RC SENDs from base in one ibv_post_send call, linked in order;
+// on failure *bad is the index of the first one not posted.
+static int rb_post_send_list(struct ibv_qp *qp, char *base, uint32_t lkey, int n, const uint64_t *offs,
+                             const uint32_t *lens, const uint64_t *ids, const uint32_t *flags, int *bad) {
+	struct ibv_sge sge[RB_MAX_LIST];
+	struct ibv_send_wr wr[RB_MAX_LIST], *bad_wr = NULL;
+	if (n < 1 || n > RB_MAX_LIST)
+		return EINVAL;
+	memset(wr, 0, sizeof(wr[0]) * n);
+	for (int i = 0; i < n; i++) {
+		sge[i].addr = (uintptr_t)(base + offs[i]);
+		sge[i].length = lens[i];
+		sge[i].lkey = lkey;
+		wr[i].wr_id = ids[i];
+		wr[i].sg_list = &sge[i];
+		wr[i].num_sge = lens[i] > 0 ? 1 : 0;
+		wr[i].opcode = IBV_WR_SEND;
+		wr[i].send_flags = flags[i];
+		wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
+	}
+	int rc = ibv_post_send(qp, wr, &bad_wr);
+	*bad = rc == 0 ? n : (bad_wr != NULL ? (int)(bad_wr - wr) : 0);
+	return rc;
+}
+
 // rb_wc is struct ibv_wc without its union, so Go never touches the union.
 struct rb_wc {
 	uint64_t wr_id;
@@ -507,6 +535,29 @@ func sysPostSend(op string, qp, addr unsafe.Pointer, length int, lkey uint32, wr
 	rc := C.rb_post_send((*C.struct_ibv_qp)(qp), addr, C.uint32_t(length), C.uint32_t(lkey), C.uint64_t(wrID),
 		flags, (*C.struct_ibv_ah)(ah), C.uint32_t(remoteQPN), C.uint32_t(remoteQKey))
 	return rcError(op, int(rc))
+}
+
+// maxSendList is how many work requests one rb_post_send_list call takes.
+const maxSendList = C.RB_MAX_LIST
+
+// sysPostSendList posts wrs (at most maxSendList) from base as one list; it returns how many
+// were posted.
+func sysPostSendList(op string, qp, base unsafe.Pointer, lkey uint32, wrs []SendWR, maxInline int) (int, error) {
+	var offs, ids [maxSendList]C.uint64_t
+	var lens, flags [maxSendList]C.uint32_t
+	for i, w := range wrs {
+		offs[i], lens[i], ids[i] = C.uint64_t(w.Offset), C.uint32_t(w.Length), C.uint64_t(w.WRID)
+		if w.Signaled {
+			flags[i] |= C.IBV_SEND_SIGNALED
+		}
+		if w.Length > 0 && w.Length <= maxInline {
+			flags[i] |= C.IBV_SEND_INLINE
+		}
+	}
+	var bad C.int
+	rc := C.rb_post_send_list((*C.struct_ibv_qp)(qp), (*C.char)(base), C.uint32_t(lkey), C.int(len(wrs)),
+		&offs[0], &lens[0], &ids[0], &flags[0], &bad)
+	return int(bad), rcError(op, int(rc))
 }
 
 // pollScratch is what one rb_poll_cq call fills, in C's layout; a pool keeps them so that

@@ -437,6 +437,59 @@ func TestRXERCSend(t *testing.T) {
 	}
 }
 
+// TestRXERCSendList posts 100 SENDs as one PostSends call (two lists: 64 is one call's most),
+// every tenth signalled: exactly those complete, in order, and all 100 arrive intact.
+func TestRXERCSendList(t *testing.T) {
+	const n = 100
+	l := newLab(t, labOptions{policyRouting: true})
+	a := openSide(t, l.a.rxe, QPTypeRC, n, msgLen)
+	b := openSide(t, l.b.rxe, QPTypeRC, n, msgLen)
+	if err := connectRC(t, l, a, b); err != nil {
+		t.Fatalf("connect RC QPs: %v", err)
+	}
+	for i := 0; i < n; i++ {
+		if err := b.qp.PostRecv(b.mr, i*msgLen, msgLen, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrs := make([]SendWR, n)
+	for i := range wrs {
+		FillPayload(a.mr.Bytes()[i*msgLen:(i+1)*msgLen], AToB, uint32(i))
+		wrs[i] = SendWR{Offset: i * msgLen, Length: msgLen, WRID: uint64(i), Signaled: i%10 == 9}
+	}
+	if posted, err := a.qp.PostSends(a.mr, wrs); err != nil || posted != n {
+		t.Fatalf("PostSends = %d, %v; want %d, nil", posted, err, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sends, errA := a.cq.PollUntil(ctx, n/10)
+	recvs, errB := b.cq.PollUntil(ctx, n)
+	if errA != nil || errB != nil {
+		t.Fatalf("poll: A %v (%d); B %v (%d)", errA, len(sends), errB, len(recvs))
+	}
+	for i, c := range sends {
+		if want := uint64(10*i + 9); c.Status != WCSuccess || c.WRID != want {
+			t.Errorf("send completion %d: %v, want wr %d success (only signalled sends complete)", i, c, want)
+		}
+	}
+	for i, c := range recvs {
+		if c.Status != WCSuccess || c.WRID != uint64(i) || c.ByteLen != msgLen {
+			t.Errorf("recv completion %d: %v", i, c)
+			continue
+		}
+		if err := VerifyPayload(b.mr.Bytes()[i*msgLen:(i+1)*msgLen], AToB, uint32(i)); err != nil {
+			t.Error(err)
+		}
+	}
+	if extra, err := a.cq.Poll(4); err != nil || len(extra) != 0 {
+		t.Errorf("unsignalled sends completed: %v %v", extra, err)
+	}
+	// A range outside the region is refused before anything is posted.
+	if posted, err := a.qp.PostSends(a.mr, []SendWR{{Offset: 0, Length: msgLen}, {Offset: n * msgLen, Length: 1}}); posted != 0 || !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("PostSends past the region = %d, %v; want 0, EINVAL", posted, err)
+	}
+}
+
 func TestRXEUDSend(t *testing.T) {
 	l := newLab(t, labOptions{policyRouting: true})
 	const qkey = 0x11111111

@@ -64,3 +64,9 @@ func sysPostSend(op string, _, _ unsafe.Pointer, _ int, _ uint32, _ uint64, _, _
 }
 
 func sysPollCQ(op string, _ unsafe.Pointer, _ []Completion) (int, error) { return 0, noVerbs(op) }
+
+const maxSendList = 64
+
+func sysPostSendList(op string, _, _ unsafe.Pointer, _ uint32, _ []SendWR, _ int) (int, error) {
+	return 0, noVerbs(op)
+}

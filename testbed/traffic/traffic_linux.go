@@ -283,7 +283,8 @@ type batch struct {
 	// sender
 	sendMu   sync.Mutex
 	sendWCs  [verbs.PollBatch]verbs.Completion
-	sendEnd  string // why the sender stopped ("" while it runs)
+	sendWRs  []verbs.SendWR // the list postSends builds, kept between calls
+	sendEnd  string         // why the sender stopped ("" while it runs)
 	sendErr  error
 	postAt   []time.Duration // when message k was posted, since t0
 	posted   int
@@ -778,8 +779,38 @@ func (b *batch) postSend() {
 	b.res.Posted = b.posted
 }
 
+// postSends posts, as one work-request list (verbs.QP.PostSends: one doorbell), every RC
+// SEND that may go now — up to the window and the receives posted — each signalled, filling
+// their slots first unless every message was. A failed post stops sending and is noted.
+func (b *batch) postSends() {
+	wrs := b.sendWRs[:0]
+	for seq := b.posted; !b.stopSend && seq < b.messages && seq-b.sendDone < b.sendWin && b.mayPost(seq); seq++ {
+		slot := seq % b.sendSlots
+		if !b.prefilled {
+			fillMessage(b.snd.mr.Bytes()[slot*b.size:(slot+1)*b.size], b.dir, uint32(seq))
+		}
+		wrs = append(wrs, verbs.SendWR{Offset: slot * b.size, Length: b.size, WRID: uint64(seq), Signaled: true})
+	}
+	b.sendWRs = wrs
+	if len(wrs) == 0 {
+		return
+	}
+	at := time.Since(b.t0)
+	for _, w := range wrs {
+		b.postAt[w.WRID] = at
+	}
+	n, err := b.snd.qp.PostSends(b.snd.mr, wrs)
+	b.posted += n
+	b.res.Posted = b.posted
+	if err != nil {
+		b.stopSend = true
+		b.sendErrs = append(b.sendErrs, fmt.Sprintf("post send %d: %v", b.posted, err))
+	}
+}
+
 // run drives the batch with two workers, one on this goroutine and one on another, so that
-// receiving and checking payloads runs beside sending (on another CPU where there is one).
+// receiving and checking payloads runs beside sending (on another CPU where there is one); a
+// batch sent one message at a time (window 1) has one worker.
 // Each worker serves its own side first and then the other one if nobody is serving it, so
 // the batch keeps moving when one worker's CPU is taken away (under TCG on a busy host a vCPU
 // can stall for many milliseconds). It returns when both sides are done: every completion in,
@@ -795,13 +826,21 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 		b.endRecv(stopDone, nil) // the receiver is on the other host
 	}
 	b.t0 = time.Now()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.work(ctx, bctx, grace, false)
-	}()
-	b.work(ctx, bctx, grace, true)
-	<-done
+	if b.sendWin == 1 {
+		// One message at a time leaves nothing to overlap: one worker posts and polls both
+		// sides, as ib_send_lat's loop does. rxe delivers over a veth inside the post, so the
+		// RECV completion is there when the post returns, and no second worker has to be
+		// scheduled to see it — under TCG that wait was most of the one-way latency.
+		b.work(ctx, bctx, grace, true)
+	} else {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.work(ctx, bctx, grace, false)
+		}()
+		b.work(ctx, bctx, grace, true)
+		<-done
+	}
 
 	b.res.Completions = mergeByTime(b.sendRecs, b.recvRecs)
 	b.res.Errors = append(append(b.res.Errors, b.sendErrs...), b.recvErrs...)
@@ -889,8 +928,12 @@ func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
 	if b.snd == nil {
 		return b.serveRemoteSend(ctx, bctx)
 	}
-	for !b.stopSend && b.posted < b.messages && b.posted-b.sendDone < b.sendWin && b.mayPost() {
-		b.postSend()
+	if b.snd.qp.Type() == verbs.QPTypeRC {
+		b.postSends()
+	} else {
+		for !b.stopSend && b.posted < b.messages && b.posted-b.sendDone < b.sendWin && b.mayPost(b.posted) {
+			b.postSend()
+		}
 	}
 	if (b.stopSend || b.posted == b.messages) && b.sendDone == b.posted {
 		b.endSend(stopDone, nil)
@@ -960,14 +1003,14 @@ func (b *batch) endRecv(reason string, err error) {
 	}
 }
 
-// mayPost says whether the next SEND has a receive posted for it. Where the batch has more
+// mayPost says whether SEND seq has a receive posted for it. Where the batch has more
 // messages than receives in flight, the sender waits for the receiver to repost, unless the
 // receiver has made no progress for its grace (UD messages that were lost never free their
 // receive): then it sends anyway. A receiver on the other host is not waited for: it posted
 // every receive it has room for before it said it was ready; RC's receiver-not-ready retries
 // cover the rest, and a UD batch longer than its receive window may lose messages there.
-func (b *batch) mayPost() bool {
-	if b.rcv == nil || int64(b.posted) < b.recvReady.Load() {
+func (b *batch) mayPost(seq int) bool {
+	if b.rcv == nil || int64(seq) < b.recvReady.Load() {
 		return true
 	}
 	return time.Since(b.t0)-time.Duration(b.recvProgressNS.Load()) > udReceiverGrace
