@@ -5,7 +5,9 @@ package runner
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,9 +189,17 @@ func TestCommandVerdicts(t *testing.T) {
 		assert.Equal(t, "on same-host\n", res.Stdout)
 	})
 	t.Run("left running in the background", func(t *testing.T) {
-		res := runCommandOn(t, "same-host", []string{"/bin/sh", "-c", "sleep 600 & exit 0"}, false)
+		// The command names its background process's PID: a pattern such as "sleep 600"
+		// also matched the VM harness's watchdog (`sleep $TIMEOUT`) under --timeout 10m.
+		res := runCommandOn(t, "same-host", []string{"/bin/sh", "-c", "sleep 600 & echo $!; exit 0"}, false)
 		assert.Equal(t, 0, res.ExitCode)
-		out, err := exec.Command("pgrep", "-f", "^sleep 600$").CombinedOutput()
-		assert.Error(t, err, "the command's background process is still running: %s", out)
+		pid, err := strconv.Atoi(strings.TrimSpace(res.Stdout))
+		require.NoError(t, err, "the command's output: %q", res.Stdout)
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil {
+			// Gone, or a zombie (dead, waiting for init to reap it).
+			_, after, _ := strings.Cut(string(stat), ") ")
+			assert.True(t, strings.HasPrefix(after, "Z"), "the command's background process %d is still running: %s", pid, stat)
+		}
 	})
 }

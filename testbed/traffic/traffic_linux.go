@@ -781,10 +781,23 @@ func (b *batch) postSend() {
 
 // postSends posts, as one work-request list (verbs.QP.PostSends: one doorbell), every RC
 // SEND that may go now — up to the window and the receives posted — each signalled, filling
-// their slots first unless every message was. A failed post stops sending and is noted.
+// their slots first unless every message was; a short list waits (see below). A failed post
+// stops sending and is noted.
 func (b *batch) postSends() {
-	wrs := b.sendWRs[:0]
+	n := 0
 	for seq := b.posted; !b.stopSend && seq < b.messages && seq-b.sendDone < b.sendWin && b.mayPost(seq); seq++ {
+		n++
+	}
+	// Each list is one doorbell, a system call in which rxe runs the requester: wait until a
+	// quarter of the window can go at once, while more than that is still in flight (the
+	// queue stays three quarters full) and more messages follow. In the guest this raised the
+	// rate by about a fifth over posting whatever had just been freed.
+	quarter := b.sendWin / 4
+	if n == 0 || n < quarter && b.posted+n < b.messages && b.posted-b.sendDone > quarter {
+		return
+	}
+	wrs := b.sendWRs[:0]
+	for seq := b.posted; seq < b.posted+n; seq++ {
 		slot := seq % b.sendSlots
 		if !b.prefilled {
 			fillMessage(b.snd.mr.Bytes()[slot*b.size:(slot+1)*b.size], b.dir, uint32(seq))
@@ -792,15 +805,12 @@ func (b *batch) postSends() {
 		wrs = append(wrs, verbs.SendWR{Offset: slot * b.size, Length: b.size, WRID: uint64(seq), Signaled: true})
 	}
 	b.sendWRs = wrs
-	if len(wrs) == 0 {
-		return
-	}
 	at := time.Since(b.t0)
 	for _, w := range wrs {
 		b.postAt[w.WRID] = at
 	}
-	n, err := b.snd.qp.PostSends(b.snd.mr, wrs)
-	b.posted += n
+	posted, err := b.snd.qp.PostSends(b.snd.mr, wrs)
+	b.posted += posted
 	b.res.Posted = b.posted
 	if err != nil {
 		b.stopSend = true
