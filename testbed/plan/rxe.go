@@ -61,21 +61,29 @@ func (c *RXE) Undo(env *host.Env) error {
 	if err != nil {
 		return err
 	}
-	// Done only when the device is gone from sysfs, where the next lab's plan looks: in a
-	// guest running two labs' downs at once, a device was seen there a second after its
-	// delete had returned. A delete that left it is made again.
+	// Done only when the device is gone from sysfs, where the next lab's plan looks. Two
+	// labs' downs at once in one kernel race: a device was seen there a second after its
+	// delete had returned, and a delete failed with "not found" (the RDMA device dump it looks
+	// the name up in missed it) while the device stayed. So the delete is made again until
+	// the device is gone, and an error counts only if it is still there at the deadline.
 	dev := filepath.Join(env.SysfsRoot, "class/infiniband", c.RXE)
 	deadline := time.Now().Add(rxeGoneTimeout)
+	var delErr error
 	for try := 0; ; try++ {
 		if try%rxeDeleteEvery == 0 {
-			if err := rdma.DelRXE(h, c.RXE); err != nil { // nil when it is already gone
-				return err
+			// Not a device of that name on another netdev: someone else's, made after ours went.
+			if p, err := os.ReadFile(filepath.Join(dev, "parent")); err == nil && strings.TrimSpace(string(p)) != c.Link {
+				return nil
 			}
+			delErr = rdma.DelRXE(h, c.RXE) // nil when it is already gone
 		}
 		if _, err := os.Lstat(dev); errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
 		if time.Now().After(deadline) {
+			if delErr != nil {
+				return delErr
+			}
 			return fmt.Errorf("rdma device %s still in %s %s after it was deleted: %w; check `rdma link show`", c.RXE, filepath.Dir(dev), rxeGoneTimeout, errRXEStays)
 		}
 		time.Sleep(rxeGonePoll)
@@ -86,7 +94,7 @@ func (c *RXE) Undo(env *host.Env) error {
 // again every rxeDeleteEvery polls, for up to rxeGoneTimeout.
 const (
 	rxeGonePoll    = 10 * time.Millisecond
-	rxeDeleteEvery = 50
+	rxeDeleteEvery = 10
 	rxeGoneTimeout = 10 * time.Second
 )
 
