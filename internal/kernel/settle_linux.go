@@ -104,10 +104,7 @@ func linkLocalConfigured(name string) bool {
 // WaitSettled returns once the namespace has nothing pending (see SettleState.Unsettled), or
 // an error naming what never settled when ctx ends first.
 func WaitSettled(ctx context.Context, nl *netlink.Handle, ns netns.NsHandle) error {
-	watch, err := WatchChanges(ns)
-	if err != nil {
-		watch = nil // look every unwatchedPoll instead
-	}
+	watch, _ := WatchChanges(ns) // nil when the subscription fails: Wait then sleeps unwatchedPoll
 	defer watch.Close()
 	var last []string
 	for {

@@ -746,8 +746,8 @@ func (qp *QP) PostSends(mr *MR, wrs []SendWR) (int, error) {
 		return 0, qp.post(op, nil, 0, 0, nil) // the missing region's error
 	}
 	for _, w := range wrs {
-		if w.Offset < 0 || w.Length < 0 || w.Offset > mr.size || w.Length > mr.size-w.Offset {
-			return 0, &Error{Op: op, Err: fmt.Errorf("range [%d, %d) outside the %d-byte memory region: %w", w.Offset, w.Offset+w.Length, mr.size, syscall.EINVAL)}
+		if err := mr.checkRange(op, w.Offset, w.Length); err != nil {
+			return 0, err
 		}
 	}
 	posted := 0
@@ -794,8 +794,8 @@ func (qp *QP) post(op string, mr *MR, offset, length int, fn func(h, addr unsafe
 	if mr.pd.ctx != qp.ctx {
 		return &Error{Op: op, Err: fmt.Errorf("memory region is registered on %s, not on the QP's device: %w", mr.pd.ctx.name, syscall.EINVAL)}
 	}
-	if offset < 0 || length < 0 || offset > mr.size || length > mr.size-offset {
-		return &Error{Op: op, Err: fmt.Errorf("range [%d, %d) outside the %d-byte memory region: %w", offset, offset+length, mr.size, syscall.EINVAL)}
+	if err := mr.checkRange(op, offset, length); err != nil {
+		return err
 	}
 	h, err := qp.acquire(op)
 	if err != nil {
@@ -807,6 +807,14 @@ func (qp *QP) post(op string, mr *MR, offset, length int, fn func(h, addr unsafe
 	}
 	defer mr.mu.RUnlock()
 	return fn(h, unsafe.Add(mr.buf, offset))
+}
+
+// checkRange refuses a range [offset, offset+length) that is not inside the region.
+func (mr *MR) checkRange(op string, offset, length int) error {
+	if offset < 0 || length < 0 || offset > mr.size || length > mr.size-offset {
+		return &Error{Op: op, Err: fmt.Errorf("range [%d, %d) outside the %d-byte memory region: %w", offset, offset+length, mr.size, syscall.EINVAL)}
+	}
+	return nil
 }
 
 func checkPort(op string, port int) error {

@@ -55,10 +55,7 @@ func (c *DADWait) Apply(env *host.Env) error {
 	deadline := time.Now().Add(time.Duration(c.TimeoutMS) * time.Millisecond)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	watch, err := kernel.WatchChanges(env.NS)
-	if err != nil {
-		watch = nil // look every 20 ms instead
-	}
+	watch, _ := kernel.WatchChanges(env.NS) // nil when the subscription fails: Wait then polls every 20 ms
 	defer watch.Close()
 	for {
 		st, err := kernel.ReadSettleState(env.NL, env.NS)

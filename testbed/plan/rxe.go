@@ -71,9 +71,12 @@ func (c *RXE) Undo(env *host.Env) error {
 	var delErr error
 	for try := 0; ; try++ {
 		if try%rxeDeleteEvery == 0 {
-			// Not a device of that name on another netdev: someone else's, made after ours went.
-			if p, err := os.ReadFile(filepath.Join(dev, "parent")); err == nil && strings.TrimSpace(string(p)) != c.Link {
-				return nil
+			// Before a repeat: a device of that name on another netdev is someone else's, made
+			// after ours went (the first delete follows the same check above).
+			if try > 0 {
+				if p, err := os.ReadFile(filepath.Join(dev, "parent")); err == nil && strings.TrimSpace(string(p)) != c.Link {
+					return nil
+				}
 			}
 			delErr = rdma.DelRXE(h, c.RXE) // nil when it is already gone
 		}

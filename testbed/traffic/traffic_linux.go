@@ -754,23 +754,23 @@ func (b *batch) postRecv() error {
 	return nil
 }
 
-// postSend posts the next message signalled, filling its slot first unless every message was
-// filled before the first send. A failed post stops sending (the batch then lacks
-// completions) and is noted.
-func (b *batch) postSend() {
-	seq := b.posted
-	slot := seq % b.sendSlots
+// sendSlot is the offset of message seq's slot in the send buffer, filled first unless every
+// message was filled before the first send.
+func (b *batch) sendSlot(seq int) int {
+	off := (seq % b.sendSlots) * b.size
 	if !b.prefilled {
-		fillMessage(b.snd.mr.Bytes()[slot*b.size:(slot+1)*b.size], b.dir, uint32(seq))
+		fillMessage(b.snd.mr.Bytes()[off:off+b.size], b.dir, uint32(seq))
 	}
+	return off
+}
+
+// postSendUD posts the next message as one signalled UD SEND (RC SENDs go as lists:
+// postSends). A failed post stops sending (the batch then lacks completions) and is noted.
+func (b *batch) postSendUD() {
+	seq := b.posted
+	off := b.sendSlot(seq)
 	b.postAt[seq] = time.Since(b.t0)
-	var err error
-	if b.snd.qp.Type() == verbs.QPTypeUD {
-		err = b.snd.qp.PostSendUD(b.snd.mr, slot*b.size, b.size, uint64(seq), b.snd.ah, b.remoteQPN, trafficQKey)
-	} else {
-		err = b.snd.qp.PostSend(b.snd.mr, slot*b.size, b.size, uint64(seq), true)
-	}
-	if err != nil {
+	if err := b.snd.qp.PostSendUD(b.snd.mr, off, b.size, uint64(seq), b.snd.ah, b.remoteQPN, trafficQKey); err != nil {
 		b.stopSend = true
 		b.sendErrs = append(b.sendErrs, fmt.Sprintf("post send %d: %v", seq, err))
 		return
@@ -798,11 +798,7 @@ func (b *batch) postSends() {
 	}
 	wrs := b.sendWRs[:0]
 	for seq := b.posted; seq < b.posted+n; seq++ {
-		slot := seq % b.sendSlots
-		if !b.prefilled {
-			fillMessage(b.snd.mr.Bytes()[slot*b.size:(slot+1)*b.size], b.dir, uint32(seq))
-		}
-		wrs = append(wrs, verbs.SendWR{Offset: slot * b.size, Length: b.size, WRID: uint64(seq), Signaled: true})
+		wrs = append(wrs, verbs.SendWR{Offset: b.sendSlot(seq), Length: b.size, WRID: uint64(seq), Signaled: true})
 	}
 	b.sendWRs = wrs
 	at := time.Since(b.t0)
@@ -942,7 +938,7 @@ func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
 		b.postSends()
 	} else {
 		for !b.stopSend && b.posted < b.messages && b.posted-b.sendDone < b.sendWin && b.mayPost(b.posted) {
-			b.postSend()
+			b.postSendUD()
 		}
 	}
 	if (b.stopSend || b.posted == b.messages) && b.sendDone == b.posted {
