@@ -3,12 +3,10 @@ package testenv
 import (
 	"context"
 	"errors"
-	"io/fs"
-	"os/exec"
-	"path/filepath"
+	"fmt"
+	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,60 +44,62 @@ func (ns *NetNS) Dump(t testing.TB) string {
 	return ns.DumpNow(t)
 }
 
-// dumpBatches are the iproute2 runs of a dump, in its order: global options, then the
-// commands that one `ip -batch -` runs. An `ip` run costs about 0.1 s of CPU under TCG and a
-// test takes many dumps, so the commands that share their options share a run: three instead
-// of seven (the family options -4/-6 are global, which is why there are three).
-var dumpBatches = []struct {
-	opts     []string
-	commands []string
+// dumpCommands are the iproute2 commands of a dump, in its order, each with its global
+// options. Routes and neighbours of both families come from one command each (`route show
+// table all` and `neigh show` dump every family unless told one); rules are listed one family
+// at a time (`rule show` means -4). They run in the namespace's ip sessions (ipSession), so a
+// dump starts no process.
+var dumpCommands = []struct {
+	opts    []string
+	command string
 }{
-	{[]string{"-d"}, []string{"link show", "addr show"}},
-	{[]string{"-d", "-4"}, []string{"rule show", "route show table all", "neigh show"}},
-	{[]string{"-d", "-6"}, []string{"rule show", "route show table all", "neigh show"}},
+	{[]string{"-d"}, "link show"},
+	{[]string{"-d"}, "addr show"},
+	{[]string{"-d"}, "rule show"},
+	{[]string{"-d", "-6"}, "rule show"},
+	{[]string{"-d"}, "route show table all"},
+	{[]string{"-d"}, "neigh show"},
 }
 
 // DumpNow is Dump without waiting for the state to settle: what iproute2 prints at this moment.
-// Each section is headed "### ip OPTS: COMMAND; COMMAND". The iproute2 runs and the sysctl walk
-// run at once; each reads state that nothing changes while it runs.
+// Each section is headed "### ip OPTS: COMMAND". The iproute2 commands and the sysctl walk run
+// at once; each reads state that nothing changes while it runs.
 func (ns *NetNS) DumpNow(t testing.TB) string {
 	t.Helper()
-	outs := make([][]byte, len(dumpBatches))
-	errs := make([]error, len(dumpBatches)+1)
-	argvs := make([][]string, len(dumpBatches))
 	var sysctls string
-	var wg sync.WaitGroup
-	for i, batch := range dumpBatches {
-		args := batch.opts
+	var sysctlErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sysctls, sysctlErr = ns.sysctlDump()
+	}()
+	var b strings.Builder
+	var ipErr error
+	for _, c := range dumpCommands {
+		args := c.opts
 		if ns.Name != "" {
 			args = append([]string{"-n", ns.Name}, args...)
 		}
-		argvs[i] = args
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := exec.Command("ip", append(args, "-batch", "-")...)
-			cmd.Stdin = strings.NewReader(strings.Join(batch.commands, "\n") + "\n")
-			outs[i], errs[i] = cmd.CombinedOutput()
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sysctls, errs[len(dumpBatches)] = ns.sysctlDump()
-	}()
-	wg.Wait()
-	var b strings.Builder
-	for i, args := range argvs {
-		head := "ip " + strings.Join(args, " ") + ": " + strings.Join(dumpBatches[i].commands, "; ")
-		if errs[i] != nil {
-			t.Fatalf("%s: %v: %s", head, errs[i], outs[i])
+		out, err := ns.ip.run(args, c.command)
+		if err == nil && c.command == "link show" && ns.ip.renamed(out) {
+			// A link was renamed since the last dump: new sessions, which know no names yet.
+			if err = ns.ip.closeAll(); err == nil {
+				out, err = ns.ip.run(args, c.command)
+			}
 		}
-		b.WriteString("### " + head + "\n")
-		b.Write(outs[i])
+		if err != nil {
+			ipErr = err
+			break
+		}
+		b.WriteString("### ip " + strings.Join(args, " ") + ": " + c.command + "\n")
+		b.WriteString(out)
 	}
-	if err := errs[len(dumpBatches)]; err != nil {
-		t.Fatalf("dump sysctls in %s: %v", ns.Name, err)
+	<-done
+	if ipErr != nil {
+		t.Fatalf("dump %s: %v", ns.Name, ipErr)
+	}
+	if sysctlErr != nil {
+		t.Fatalf("dump sysctls in %s: %v", ns.Name, sysctlErr)
 	}
 	b.WriteString("### sysctl\n")
 	b.WriteString(sysctls)
@@ -107,29 +107,23 @@ func (ns *NetNS) DumpNow(t testing.TB) string {
 }
 
 // sysctlDump lists every readable net.ipv4 and net.ipv6 sysctl of the namespace as sorted
-// "key = value" lines. Each value is one open, one read and one close.
+// "key = value" lines. Each value is one openat relative to its directory, one read and one
+// close: a walk by full paths spent about a third of its time resolving /proc/sys/net/...
+// again for each of the thousand-odd files (`perf` in the guest, where the walk was a sixth
+// of a lab test's CPU).
 func (ns *NetNS) sysctlDump() (string, error) {
 	var lines []string
 	err := nsutil.Do(ns.Handle, func() error {
 		buf := make([]byte, 4096)
-		for _, root := range []string{"/proc/sys/net/ipv4", "/proc/sys/net/ipv6"} {
-			err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() {
-					return nil
-				}
-				fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-				if err != nil {
-					return nil // write-only
-				}
-				n, err := unix.Read(fd, buf)
-				unix.Close(fd)
-				if err != nil || n < 0 {
-					return nil // EIO (stable_secret unset)
-				}
-				lines = append(lines, strings.TrimPrefix(p, "/proc/sys/")+" = "+strings.TrimSpace(string(buf[:n])))
-				return nil
-			})
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		for _, root := range []string{"net/ipv4", "net/ipv6"} {
+			fd, err := unix.Open("/proc/sys/"+root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if errors.Is(err, unix.ENOENT) {
+				continue // a kernel without IPv6
+			}
+			if err != nil {
+				return fmt.Errorf("open /proc/sys/%s: %w", root, err)
+			}
+			if err := walkSysctls(fd, root, buf, &lines); err != nil {
 				return err
 			}
 		}
@@ -137,4 +131,42 @@ func (ns *NetNS) sysctlDump() (string, error) {
 	})
 	sort.Strings(lines)
 	return strings.Join(lines, "\n"), err
+}
+
+// walkSysctls appends "dir/name = value" for every readable file under the directory dirfd
+// (which it closes). Write-only files and values that cannot be read (stable_secret unset:
+// EIO) are left out.
+func walkSysctls(dirfd int, dir string, buf []byte, lines *[]string) error {
+	d := os.NewFile(uintptr(dirfd), dir)
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("list /proc/sys/%s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			fd, err := unix.Openat(dirfd, e.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if errors.Is(err, unix.ENOENT) {
+				continue // a link's directory, gone with the link since the listing
+			}
+			if err != nil {
+				return fmt.Errorf("open /proc/sys/%s/%s: %w", dir, e.Name(), err)
+			}
+			if err := walkSysctls(fd, dir+"/"+e.Name(), buf, lines); err != nil {
+				return err
+			}
+			continue
+		}
+		fd, err := unix.Openat(dirfd, e.Name(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // write-only
+		}
+		n, err := unix.Read(fd, buf)
+		unix.Close(fd)
+		if err != nil || n < 0 {
+			continue
+		}
+		*lines = append(*lines, dir+"/"+e.Name()+" = "+strings.TrimSpace(string(buf[:n])))
+	}
+	return nil
 }

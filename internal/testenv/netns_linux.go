@@ -24,6 +24,7 @@ type NetNS struct {
 	Name   string
 	Handle netns.NsHandle
 	NL     *netlink.Handle
+	ip     ipSessions // Dump's iproute2 runs
 }
 
 // InitialNetNS returns the initial (current) namespace as a NetNS, for real-kernel tests that
@@ -34,8 +35,14 @@ func InitialNetNS(t testing.TB) *NetNS {
 	if err != nil {
 		t.Fatalf("netlink handle: %v", err)
 	}
-	t.Cleanup(nl.Close)
-	return &NetNS{Handle: netns.None(), NL: nl}
+	ns := &NetNS{Handle: netns.None(), NL: nl}
+	t.Cleanup(func() {
+		if err := ns.ip.closeAll(); err != nil {
+			t.Errorf("dump sessions: %v", err)
+		}
+		nl.Close()
+	})
+	return ns
 }
 
 // quickDAD are the namespace defaults NewNetNS sets so that IPv6 duplicate address detection
@@ -75,6 +82,9 @@ func NewNetNS(t testing.TB) *NetNS {
 	}
 	ns := &NetNS{Name: name, Handle: r.h}
 	t.Cleanup(func() {
+		if err := ns.ip.closeAll(); err != nil {
+			t.Errorf("dump sessions in %s: %v", name, err)
+		}
 		if ns.NL != nil {
 			ns.NL.Close()
 		}
