@@ -60,12 +60,13 @@ test: vet ## unit and root tests on this host (root tests run when root)
 test-nocgo: ## unit tests without cgo
 	CGO_ENABLED=0 $(GO) test -count=1 ./...
 
-# check: the README's test command; CI runs it. The host tier and the VM tier (real rdma_rxe)
-# run at once: the host tier mostly waits on the kernel (DAD, netns teardown), and the guests
-# want the CPU. Their output streams as it comes (go test prints whole lines).
+# check: the README's test command; CI runs it. The host tier, the harness's QEMU tests and the
+# real-kernel guests run at once: the host tier mostly waits on the kernel (DAD, netns
+# teardown), and the guests want the CPU. Their output streams as it comes (go test prints
+# whole lines; vm test prints each package whole).
 .PHONY: check
-check: deps ## everything CI runs: deps, then host tests beside VM tests
-	$(MAKE) --no-print-directory -j2 test test-vm
+check: deps ## everything CI runs: deps, then host tests beside both VM tiers
+	$(MAKE) --no-print-directory -j3 test test-vm-harness test-vm-guests
 
 .PHONY: bench
 bench: build vm-prepare bench-parse ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
@@ -95,9 +96,13 @@ VM_ROCEBED   ?= $(CURDIR)/$(BIN)
 vm-prepare: build ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
 	$(VM_ROCEBED) vm prepare
 
-.PHONY: test-vm
-test-vm: vm-prepare ## the harness's own QEMU tests and the two-host lab in two guests, then real-kernel tests in VM_GUESTS guests with rdma_rxe
+.PHONY: test-vm test-vm-harness test-vm-guests
+test-vm: test-vm-harness test-vm-guests ## both VM tiers (at once under make -j)
+
+test-vm-harness: vm-prepare ## the harness's own QEMU tests and the two-host lab in two guests
 	ROCEBED_VM_TESTS=1 $(GO) test -p 1 -count=1 -v -run '^(TestHarness|TestVMExec|TestVMPair)' ./vm/ ./cmd/rocebed/
+
+test-vm-guests: vm-prepare ## real-kernel tests in VM_GUESTS guests with rdma_rxe
 	$(VM_ROCEBED) vm test --nics 2 --guests $(VM_GUESTS) --smp $(VM_SMP) --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
 
 .PHONY: test-vm-trace

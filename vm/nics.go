@@ -42,30 +42,33 @@ func CableNICs(n int, guest byte) ([]NIC, error) {
 	return nics, nil
 }
 
-// Cable gives a and b a UDP port each on 127.0.0.1 and points each at the other's.
+// Cable gives a and b a UDP port each on 127.0.0.1 and points each at the other's. Both
+// sockets stay open until both ports are known, so the kernel cannot hand out one port twice.
 func Cable(a, b *NIC) error {
-	pa, err := freeUDPPort()
+	ca, err := freeUDPPort()
 	if err != nil {
 		return err
 	}
-	pb, err := freeUDPPort()
+	defer ca.Close()
+	cb, err := freeUDPPort()
 	if err != nil {
 		return err
 	}
+	defer cb.Close()
+	pa, pb := ca.LocalAddr().(*net.UDPAddr).Port, cb.LocalAddr().(*net.UDPAddr).Port
 	a.LocalPort, a.RemotePort = pa, pb
 	b.LocalPort, b.RemotePort = pb, pa
 	return nil
 }
 
-// freeUDPPort asks the kernel for a free UDP port on 127.0.0.1. QEMU binds it a moment later;
-// another process could take it in between, and QEMU then fails to start, saying so.
-func freeUDPPort() (int, error) {
+// freeUDPPort binds a free UDP port on 127.0.0.1; the caller closes it before QEMU binds the
+// port. Another process could take it in between, and QEMU then fails to start, saying so.
+func freeUDPPort() (*net.UDPConn, error) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		return 0, fmt.Errorf("find a free UDP port on 127.0.0.1 for a guest NIC: %w", err)
+		return nil, fmt.Errorf("find a free UDP port on 127.0.0.1 for a guest NIC: %w", err)
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
+	return c, nil
 }
 
 // nicArgs are the QEMU options for the guest's NICs on machine m: virtio-net over PCI on pc
