@@ -815,8 +815,9 @@ func (b *batch) postSends() {
 }
 
 // run drives the batch with two workers, one on this goroutine and one on another, so that
-// receiving and checking payloads runs beside sending (on another CPU where there is one); a
-// batch sent one message at a time (window 1) has one worker.
+// receiving and checking payloads runs beside sending on another CPU; a batch sent one message
+// at a time (window 1), or on a machine where the two could not run at once (one CPU, or
+// GOMAXPROCS 1), has one worker.
 // Each worker serves its own side first and then the other one if nobody is serving it, so
 // the batch keeps moving when one worker's CPU is taken away (under TCG on a busy host a vCPU
 // can stall for many milliseconds). It returns when both sides are done: every completion in,
@@ -832,11 +833,12 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 		b.endRecv(stopDone, nil) // the receiver is on the other host
 	}
 	b.t0 = time.Now()
-	if b.sendWin == 1 {
+	if b.sendWin == 1 || !twoCPUs() {
 		// One message at a time leaves nothing to overlap: one worker posts and polls both
 		// sides, as ib_send_lat's loop does. rxe delivers over a veth inside the post, so the
 		// RECV completion is there when the post returns, and no second worker has to be
-		// scheduled to see it — under TCG that wait was most of the one-way latency.
+		// scheduled to see it — under TCG that wait was most of the one-way latency. On one
+		// CPU a second worker would only take turns with the first, through the scheduler.
 		b.work(ctx, bctx, grace, true)
 	} else {
 		done := make(chan struct{})
@@ -872,6 +874,10 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	}
 	return nil
 }
+
+// twoCPUs says whether two goroutines can run at once here: two Ps, and two CPUs this process
+// may use (the VM test driver gives a one-vCPU guest two Ps, to quieten the runtime's sysmon).
+func twoCPUs() bool { return runtime.GOMAXPROCS(0) > 1 && runtime.NumCPU() > 1 }
 
 // Why a side stopped.
 const (
@@ -1081,8 +1087,9 @@ func endedBy(ctx, bctx context.Context) string {
 }
 
 // waiter paces a polling loop that found nothing: it keeps polling for spinFor after the last
-// completion (yielding only where both workers share one processor), then sleeps, backing
-// off from minWait to maxWait, so a stalled batch does not hold a CPU until its deadline.
+// completion (yielding where GOMAXPROCS is 1, so that the rest of the program runs), then
+// sleeps, backing off from minWait to maxWait, so a stalled batch does not hold a CPU until
+// its deadline.
 type waiter struct {
 	since time.Time
 	wait  time.Duration
@@ -1097,7 +1104,7 @@ func (w *waiter) idle() {
 	}
 	if now.Sub(w.since) < spinFor {
 		if runtime.GOMAXPROCS(0) == 1 {
-			runtime.Gosched() // let the other side poll
+			runtime.Gosched() // the peer's connection, a signal handler
 		}
 		return
 	}
