@@ -100,7 +100,9 @@ func CompileTests(ctx context.Context, goTool string, patterns []string, dir str
 		pkgs[i].Binary = filepath.Join(dir, base+".test")
 	}
 	build := func(args ...string) error {
-		cmd := exec.CommandContext(ctx, goTool, append([]string{"test", "-c"}, args...)...)
+		// Stripped (-s -w): writing DWARF and the symbol table was most of each link, and go
+		// test's stack traces do not need them.
+		cmd := exec.CommandContext(ctx, goTool, append([]string{"test", "-c", "-ldflags=-s -w"}, args...)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
