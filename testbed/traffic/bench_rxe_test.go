@@ -127,11 +127,13 @@ func BenchmarkRate(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkLatency is the one-way SEND latency of 64-byte messages measured the way ib_send_lat
-// does: its t_typical is the median over 1000 iterations of half a ping-pong round trip (post
-// SEND, the peer polls the RECV, posts its SEND, we poll ours); rocebed's is the median over
-// 1000 messages sent one at a time (window 1) of the time from posting each SEND to polling its
-// RECV completion, both ends in one process on one clock. Both send inline.
+// BenchmarkLatency is the one-way SEND latency of 64-byte messages beside ib_send_lat's: its
+// t_typical is the median over 1000 iterations of half a ping-pong round trip (post SEND, the
+// peer polls the RECV, posts its SEND, we poll ours), in which the two processes' doorbells
+// overlap on two vCPUs; rocebed's is the median over 1000 messages sent one at a time (window
+// 1) of the time from posting each SEND to polling its RECV completion, both ends in one
+// process on one clock — a whole doorbell, where t_typical is about half of one (README,
+// Performance). Both send inline.
 func BenchmarkLatency(b *testing.B) {
 	env := openEnv(b)
 	s := sameHost(b, env)
