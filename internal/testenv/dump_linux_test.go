@@ -54,10 +54,14 @@ func TestDumpSections(t *testing.T) {
 	assert.Contains(t, v6rules, "from all lookup main")
 	assert.True(t, strings.Contains(d, "### sysctl\n"), "sysctl section")
 
-	_, err := ns.ip.run([]string{"-n", ns.Name, "-d"}, "route show table nosuchtable")
+	args := []string{"-n", ns.Name, "-d"}
+	_, err := ns.ip.run(args, "addr show dev vNOSUCH") // ip says so and goes on
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `Device "vNOSUCH" does not exist`)
+	_, err = ns.ip.run(args, "route show table nosuchtable") // ip says so and exits
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nosuchtable")
-	out, err := ns.ip.run([]string{"-n", ns.Name, "-d"}, "link show dev lo")
+	out, err := ns.ip.run(args, "link show dev lo")
 	require.NoError(t, err, "a later command runs (in a new session when ip exited)")
 	assert.Contains(t, out, "1: lo: ")
 }
