@@ -24,7 +24,8 @@ type ipSession struct {
 	args   []string // global options, as in the section heads
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	out    *bufio.Reader // stdout and stderr, in the order ip wrote them
+	pipe   *os.File      // the read end of ip's stdout and stderr
+	out    *bufio.Reader // reads pipe: what ip wrote, in its order
 	line   int           // batch lines sent, for "Command failed -:N"
 	broken error
 }
@@ -51,7 +52,7 @@ func startIPSession(args []string) (*ipSession, error) {
 		return nil, fmt.Errorf("start ip %s: %w", strings.Join(args, " "), err)
 	}
 	w.Close() // ip holds the write end now: its exit is our EOF
-	return &ipSession{args: args, cmd: cmd, stdin: stdin, out: bufio.NewReader(r)}, nil
+	return &ipSession{args: args, cmd: cmd, stdin: stdin, pipe: r, out: bufio.NewReader(r)}, nil
 }
 
 // run sends one batch command and returns what ip printed for it. A command that failed
@@ -94,6 +95,7 @@ func (s *ipSession) run(command string) (string, error) {
 func (s *ipSession) close() error {
 	s.stdin.Close()
 	_, _ = io.Copy(io.Discard, s.out)
+	s.pipe.Close()
 	if err := s.cmd.Wait(); err != nil && !errors.As(err, new(*exec.ExitError)) {
 		return err
 	}
