@@ -52,11 +52,13 @@ vet: ## gofmt and go vet
 # ROCEBED_REQUIRE_ROOT=1 (CI) makes a root test that skips fail here. Tests that need rdma_rxe
 # skip here, naming `make test-vm`, which runs them in the guest with ROCEBED_REQUIRE_RXE=1 in
 # force; so the host tier does not apply that one.
-# The test binaries are linked without DWARF and symbol table (-s -w; go test's stack traces
-# do not use them): that halves the links' CPU, which CI's guests want.
+# The test binaries are linked without DWARF and symbol table (TEST_LDFLAGS; go test's stack
+# traces do not use them): that halves the links' CPU, which CI's guests want. `vm test` links
+# the guests' binaries the same way.
+TEST_LDFLAGS := -s -w
 .PHONY: test
 test: vet ## unit and root tests on this host (root tests run when root)
-	ROCEBED_REQUIRE_RXE=0 $(GO) test -race -ldflags='-s -w' -count=1 ./...
+	ROCEBED_REQUIRE_RXE=0 $(GO) test -race -ldflags='$(TEST_LDFLAGS)' -count=1 ./...
 
 .PHONY: test-nocgo
 test-nocgo: ## unit tests without cgo
@@ -105,7 +107,7 @@ test-vm: test-vm-harness test-vm-guests ## both VM tiers (at once under make -j)
 # longest) leaves idle instead of slicing it, which on two cores made every TCG guest slower.
 HARNESS_NICE ?= 0
 test-vm-harness: vm-prepare ## the harness's own QEMU tests and the two-host lab in two guests
-	ROCEBED_VM_TESTS=1 nice -n $(HARNESS_NICE) $(GO) test -p 1 -ldflags='-s -w' -count=1 -v -run '^(TestHarness|TestVMExec|TestVMPair)' ./vm/ ./cmd/rocebed/
+	ROCEBED_VM_TESTS=1 nice -n $(HARNESS_NICE) $(GO) test -p 1 -ldflags='$(TEST_LDFLAGS)' -count=1 -v -run '^(TestHarness|TestVMExec|TestVMPair)' ./vm/ ./cmd/rocebed/
 
 test-vm-guests: vm-prepare ## real-kernel tests in VM_GUESTS guests with rdma_rxe
 	$(VM_ROCEBED) vm test --nics 2 --guests $(VM_GUESTS) --smp $(VM_SMP) --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
