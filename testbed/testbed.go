@@ -44,13 +44,15 @@ type (
 
 // Values of Traffic's fields and of CompletionRecord.Role.
 const (
-	TransportRC   = scenario.TransportRC
-	TransportUD   = scenario.TransportUD
-	DirectionAToB = scenario.DirectionAToB
-	DirectionBToA = scenario.DirectionBToA
-	DirectionBoth = scenario.DirectionBoth
-	RoleSender    = traffic.RoleSender
-	RoleReceiver  = traffic.RoleReceiver
+	TransportRC     = scenario.TransportRC
+	TransportUD     = scenario.TransportUD
+	DirectionAToB   = scenario.DirectionAToB
+	DirectionBToA   = scenario.DirectionBToA
+	DirectionBoth   = scenario.DirectionBoth
+	PatternStream   = scenario.PatternStream
+	PatternPingPong = scenario.PatternPingPong
+	RoleSender      = traffic.RoleSender
+	RoleReceiver    = traffic.RoleReceiver
 )
 
 // Lab is a lab brought up for a Go test by Start. It is taken down, and the host restored, in

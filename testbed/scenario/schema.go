@@ -17,6 +17,7 @@ func enumValues() map[reflect.Type][]string {
 		reflect.TypeFor[NICKind]():   strs(nicKinds),
 		reflect.TypeFor[Transport](): strs(transports),
 		reflect.TypeFor[Direction](): strs(directions),
+		reflect.TypeFor[Pattern]():   strs(patterns),
 		reflect.TypeFor[Family]():    strs(families),
 		reflect.TypeFor[Result]():    strs(results),
 		reflect.TypeFor[Failure]():   strs(KnownFailures),

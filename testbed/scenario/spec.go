@@ -208,6 +208,17 @@ const (
 	DirectionBoth Direction = "both"
 )
 
+// Pattern says how a batch's messages go.
+type Pattern string
+
+const (
+	// PatternStream keeps up to the window's SENDs in flight one way (the default).
+	PatternStream Pattern = "stream"
+	// PatternPingPong sends each message back before the next one goes, as ib_send_lat does:
+	// the batch's half round trips are the latency ib_send_lat reports as t_typical.
+	PatternPingPong Pattern = "pingpong"
+)
+
 // Traffic is one batch of SEND-only messages between the endpoints.
 type Traffic struct {
 	Name      string    `yaml:"name" json:"name"`
@@ -229,6 +240,10 @@ type Traffic struct {
 	// flight (throughput). 1 sends the next message only after the previous one completed,
 	// which makes the batch's mean post→completion time a round-trip latency.
 	Window int `yaml:"window,omitempty" json:"window,omitempty"`
+	// Pattern is stream (empty: the default) or pingpong: the receiver sends each message back
+	// to the sender, whose next message waits for it; every SEND and RECV completion of both
+	// ways is checked. RC only, both ends on one host.
+	Pattern Pattern `yaml:"pattern,omitempty" json:"pattern,omitempty"`
 }
 
 // RCParams are the RC QP attributes that decide how long a broken path takes to fail.

@@ -24,6 +24,7 @@ var (
 	transports = []Transport{TransportRC, TransportUD}
 	directions = []Direction{DirectionAToB, DirectionBToA, DirectionBoth}
 	results    = []Result{ResultPass, ResultFail}
+	patterns   = []Pattern{PatternStream, PatternPingPong}
 )
 
 // Limits of the format.
@@ -691,9 +692,32 @@ func (v *validator) traffic() {
 		if t.Window < 0 || t.Window > MaxWindow {
 			v.add(p+".window", "window %d out of range: want 0 (up to %d in flight) or 1..%d", t.Window, MaxWindow, MaxWindow)
 		}
+		v.pattern(p, t)
 		if t.DeadlineMS < 0 || t.DeadlineMS > maxDeadlineMS {
 			v.add(p+".deadline_ms", "deadline_ms %d out of range: want 0 (default %d) or up to %d", t.DeadlineMS, DefaultDeadlineMS, maxDeadlineMS)
 		}
+	}
+}
+
+// pattern checks a traffic item's pattern. A ping-pong is RC (a lost UD message would stop
+// it for good), one message at a time, and both ends in this process: its half round trips
+// read one clock.
+func (v *validator) pattern(p string, t *Traffic) {
+	switch {
+	case t.Pattern == "" || t.Pattern == PatternStream:
+		return
+	case !slices.Contains(patterns, t.Pattern):
+		v.add(p+".pattern", "unknown pattern %q: want %s", t.Pattern, oneOf(patterns))
+		return
+	}
+	if t.Transport == TransportUD {
+		v.add(p+".pattern", "pattern pingpong needs transport rc: a UD message that is lost would stop the ping-pong")
+	}
+	if t.Window > 1 {
+		v.add(p+".window", "window %d with pattern pingpong: a ping-pong has one message in flight; leave window out or set 1", t.Window)
+	}
+	if v.s.TwoHost() {
+		v.add(p+".pattern", "pattern pingpong runs both ends in one process: a two-host lab cannot run it")
 	}
 }
 

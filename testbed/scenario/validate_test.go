@@ -270,6 +270,14 @@ func TestValidate(t *testing.T) {
 			s.NICs[1].Addresses = append(s.NICs[1].Addresses, "fd00::2/64")
 			s.Traffic[0].Family = FamilyIPv6
 		}, nil},
+		{"pattern unknown", trf(0, func(t *Traffic) { t.Pattern = "burst" }), []string{`traffic[0].pattern: unknown pattern "burst": want stream or pingpong`}},
+		{"pattern stream ok", trf(0, func(t *Traffic) { t.Pattern = PatternStream; t.Window = 8 }), nil},
+		{"pingpong ok", trf(0, func(t *Traffic) { t.Pattern = PatternPingPong }), nil},
+		{"pingpong window 1 ok", trf(0, func(t *Traffic) { t.Pattern = PatternPingPong; t.Window = 1 }), nil},
+		{"pingpong window", trf(0, func(t *Traffic) { t.Pattern = PatternPingPong; t.Window = 2 }), []string{
+			"traffic[0].window: window 2 with pattern pingpong: a ping-pong has one message in flight; leave window out or set 1"}},
+		{"pingpong ud", trf(1, func(t *Traffic) { t.Pattern = PatternPingPong }), []string{
+			"traffic[1].pattern: pattern pingpong needs transport rc: a UD message that is lost would stop the ping-pong"}},
 		{"deadline negative", trf(0, func(t *Traffic) { t.DeadlineMS = -1 }), []string{"traffic[0].deadline_ms: deadline_ms -1 out of range: want 0 (default 30000) or up to 3600000"}},
 		{"deadline big", trf(0, func(t *Traffic) { t.DeadlineMS = 3600001 }), []string{"traffic[0].deadline_ms: deadline_ms 3600001 out of range: want 0 (default 30000) or up to 3600000"}},
 

@@ -24,3 +24,15 @@ func TestTrafficWindowValidated(t *testing.T) {
 		assert.True(t, strings.Contains(err.Error(), "traffic[0].window: "+want), err.Error())
 	}
 }
+
+// TestPingPongRefusedOnTwoHosts: a ping-pong's half round trips read one clock, so both ends
+// must be in one process.
+func TestPingPongRefusedOnTwoHosts(t *testing.T) {
+	s, err := Load("two-hosts", nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Validate())
+	s.Traffic[0].Pattern = PatternPingPong
+	err = s.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "traffic[0].pattern: pattern pingpong runs both ends in one process: a two-host lab cannot run it")
+}
