@@ -47,12 +47,15 @@ const (
 const (
 	RoleSender   = "sender"
 	RoleReceiver = "receiver"
+	// RoleEcho marks the completions of a ping-pong's way back: the receiver's SEND of each
+	// message and the sender's RECV of it.
+	RoleEcho = "echo"
 )
 
 // CompletionRecord is one polled work completion, as the report keeps it.
 type CompletionRecord struct {
 	Side      string         `json:"side"` // "a" or "b"
-	Role      string         `json:"role"` // RoleSender or RoleReceiver
+	Role      string         `json:"role"` // RoleSender, RoleReceiver or RoleEcho
 	Device    string         `json:"device"`
 	WRID      uint64         `json:"wr_id"`
 	Status    verbs.WCStatus `json:"-"`
@@ -175,6 +178,11 @@ type BatchResult struct {
 	// as t_typical (the median of its half round trips); with more messages in flight it
 	// includes their queueing.
 	OneWayUS *LatencyStats `json:"one_way_us,omitempty"`
+	// Pattern is the traffic's pattern (empty: stream).
+	Pattern scenario.Pattern `json:"pattern,omitempty"`
+	// HalfRoundTripUS is, for a ping-pong, half the time from posting each SEND to polling
+	// its echo: what ib_send_lat measures, whose t_typical is this median.
+	HalfRoundTripUS *LatencyStats `json:"half_round_trip_us,omitempty"`
 	// Counters are the deltas over the batch.
 	Counters *counters.Snapshot `json:"counters,omitempty"`
 	// Errors are problems that did not decide the verdict (closing verbs objects, counters).
@@ -303,14 +311,19 @@ func (b *BatchResult) Judge() {
 		b.Class = ClassPayloadMismatch
 		b.Verdict = fmt.Sprintf("%d of %d receives on %s carried wrong data; first: wr %d: %s",
 			t.badCount, t.recvTotal, b.Receiver.name(), t.badPayload.WRID, t.badPayload.Payload)
-	case t.sendOK < b.Messages || t.recvOK < b.Messages:
+	case t.sendOK < b.Messages || t.recvOK < b.Messages || b.Pattern == scenario.PatternPingPong && (t.echoSendOK < b.Messages || t.echoRecvOK < b.Messages):
 		b.Class = ClassMissingCompletions
 		why := b.StopReason
 		if why == "" {
 			why = "polling stopped"
 		}
-		b.Verdict = fmt.Sprintf("%s (%s after the first send): %s got %d of %d IBV_WC_SEND, %s got %d of %d IBV_WC_RECV; %s",
-			why, FormatMS(b.ElapsedMS), b.Sender.name(), t.sendOK, b.Messages, b.Receiver.name(), t.recvOK, b.Messages, b.evidence(true))
+		echoes := ""
+		if b.Pattern == scenario.PatternPingPong {
+			echoes = fmt.Sprintf("; back: %s got %d of %d IBV_WC_SEND, %s got %d of %d IBV_WC_RECV",
+				b.Receiver.name(), t.echoSendOK, b.Messages, b.Sender.name(), t.echoRecvOK, b.Messages)
+		}
+		b.Verdict = fmt.Sprintf("%s (%s after the first send): %s got %d of %d IBV_WC_SEND, %s got %d of %d IBV_WC_RECV%s; %s",
+			why, FormatMS(b.ElapsedMS), b.Sender.name(), t.sendOK, b.Messages, b.Receiver.name(), t.recvOK, b.Messages, echoes, b.evidence(true))
 	default:
 		if ok, what := b.onWire(t.sendOK); !ok {
 			b.Class = ClassNotOnWire
@@ -328,14 +341,22 @@ func (b *BatchResult) Judge() {
 		if b.OneWayUS != nil {
 			rate += fmt.Sprintf(", median one-way %.1f µs", b.OneWayUS.Median)
 		}
-		b.Verdict = fmt.Sprintf("%d × %d B %s → %s: %d IBV_WC_SEND + %d IBV_WC_RECV ok, payloads intact, in %s%s; connect %s; %s",
-			b.Messages, b.Size, b.Sender.name(), b.Receiver.name(), t.sendOK, t.recvOK, FormatMS(t.lastAt), rate, FormatMS(b.ConnectMS), b.evidence(true))
+		back := ""
+		if b.Pattern == scenario.PatternPingPong {
+			back = fmt.Sprintf(" and back (%d IBV_WC_SEND + %d IBV_WC_RECV ok)", t.echoSendOK, t.echoRecvOK)
+			if b.HalfRoundTripUS != nil {
+				rate += fmt.Sprintf(", median half round trip %.1f µs", b.HalfRoundTripUS.Median)
+			}
+		}
+		b.Verdict = fmt.Sprintf("%d × %d B %s → %s%s: %d IBV_WC_SEND + %d IBV_WC_RECV ok, payloads intact, in %s%s; connect %s; %s",
+			b.Messages, b.Size, b.Sender.name(), b.Receiver.name(), back, t.sendOK, t.recvOK, FormatMS(t.lastAt), rate, FormatMS(b.ConnectMS), b.evidence(true))
 	}
 }
 
 // tally counts a batch's completions by side and outcome.
 type tally struct {
 	sendOK, recvOK, recvTotal, badCount int
+	echoSendOK, echoRecvOK              int // a ping-pong's way back
 	retryExc, firstErr, badPayload      *CompletionRecord
 	lastAt                              float64
 }
@@ -373,6 +394,20 @@ func (b *BatchResult) tally() tally {
 		case RoleSender:
 			if c.Opcode == verbs.WCSend {
 				t.sendOK++
+			}
+		case RoleEcho:
+			switch {
+			case c.Opcode == verbs.WCSend:
+				t.echoSendOK++
+			case c.Opcode == verbs.WCRecv && c.Payload == "ok":
+				t.echoRecvOK++
+			default:
+				t.badCount++
+				if t.badPayload == nil {
+					cp := *c
+					cp.Payload = "echo: " + c.Payload
+					t.badPayload = &cp
+				}
 			}
 		case RoleReceiver:
 			bad := ""

@@ -278,6 +278,7 @@ type batch struct {
 	sendSlots int  // send buffer slots: every message when they fit, else a ring refilled on use
 	prefilled bool // every message was filled before the first send
 	remoteQPN uint32
+	pingpong  bool // the receiver sends each message back (pingpong_linux.go)
 	t0        time.Time
 
 	// sender
@@ -307,6 +308,12 @@ type batch struct {
 	recvAt     []time.Duration // when message k's RECV completion was polled, since t0 (0: not yet)
 	recvRecs   []CompletionRecord
 	recvErrs   []string
+
+	// the echoes of a ping-pong: those that came back to the sender (under sendMu), those
+	// the receiver sent (under recvMu), and that the receiver can send no more.
+	echo       echoIn
+	echoOut    echoOut
+	echoFailed atomic.Bool
 
 	// shared: receives posted so far (the sender keeps no more SENDs outstanding than there
 	// are receives for them), the receiver's last progress, when the sender finished, that the
@@ -343,16 +350,20 @@ func (b *batch) local() []*verbsSide {
 const peerGrace = 30 * time.Second
 
 func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenario.Traffic, dir scenario.Direction, ends map[string]trafficEnd, peer Peer) (res *BatchResult, err error) {
-	b := &batch{sndSide: "a", rcvSide: "b", dir: verbs.AToB, size: t.Size, messages: t.Messages, peer: peer, host: s.Host, ctx: ctx}
+	b := &batch{sndSide: "a", rcvSide: "b", dir: verbs.AToB, size: t.Size, messages: t.Messages, peer: peer, host: s.Host, ctx: ctx,
+		pingpong: t.Pattern == scenario.PatternPingPong}
 	if dir == scenario.DirectionBToA {
 		b.sndSide, b.rcvSide, b.dir = "b", "a", verbs.BToA
 	}
 	res = &BatchResult{
 		Traffic: t.Name, Transport: t.Transport, Direction: dir, Family: endsFamily(ends), Messages: t.Messages, Size: t.Size,
-		RC: t.RC, DeadlineMS: t.DeadlineMS, Window: t.Window,
+		RC: t.RC, DeadlineMS: t.DeadlineMS, Window: t.Window, Pattern: t.Pattern,
 		Sender: declaredEnd(s, b.sndSide), Receiver: declaredEnd(s, b.rcvSide), Completions: []CompletionRecord{},
 	}
 	b.res = res
+	if b.pingpong && peer != nil {
+		return res, fmt.Errorf("%s: pattern pingpong runs both ends in one process, not in a two-host lab", res.Name())
+	}
 	deadline := time.Duration(t.DeadlineMS) * time.Millisecond
 	if deadline <= 0 {
 		deadline = scenario.DefaultDeadlineMS * time.Millisecond
@@ -396,6 +407,9 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	if t.Window > 0 {
 		b.sendWin = min(b.sendWin, t.Window)
 	}
+	if b.pingpong {
+		b.sendWin = min(t.Messages, pingPongSendQueue)
+	}
 	b.recvWin = clampWindow(t.Messages, maxRecvWindow, b.recvSlot)
 	b.sendSlots = min(t.Messages, max(b.sendWin, maxPrefillBytes/max(t.Size, 1)))
 	b.prefilled = b.sendSlots == t.Messages
@@ -404,14 +418,21 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		inline = maxInline
 	}
 	depth := b.sendWin + b.recvWin + 16
+	sndBytes, rcvBytes := b.sendSlots*t.Size, b.recvWin*b.recvSlot
+	if b.pingpong {
+		// Each end also has the other's half: receives for the echoes after the sender's
+		// slots, a ring of echo slots after the receiver's.
+		b.echo.recvOff, b.echoOut.sendOff = sndBytes, rcvBytes
+		sndBytes, rcvBytes = sndBytes+b.recvWin*b.recvSlot, rcvBytes+b.sendWin*t.Size
+	}
 	var openErr error
 	if b.snd != nil {
-		if err := b.snd.open(typ, depth, b.sendSlots*t.Size, b.sendWin, b.recvWin, inline); err != nil {
+		if err := b.snd.open(typ, depth, sndBytes, b.sendWin, b.recvWin, inline); err != nil {
 			openErr = fmt.Errorf("%s %s: set up sender %s: %w", t.Name, dir, b.snd.end.Device, err)
 		}
 	}
 	if b.rcv != nil && openErr == nil {
-		if err := b.rcv.open(typ, depth, b.recvWin*b.recvSlot, b.sendWin, b.recvWin, inline); err != nil {
+		if err := b.rcv.open(typ, depth, rcvBytes, b.sendWin, b.recvWin, inline); err != nil {
 			openErr = fmt.Errorf("%s %s: set up receiver %s: %w", t.Name, dir, b.rcv.end.Device, err)
 		}
 	}
@@ -460,6 +481,9 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		for b.recvPosted < min(b.recvWin, t.Messages) && postErr == nil {
 			postErr = b.postRecv()
 		}
+		for b.pingpong && b.echo.recvPosted < min(b.recvWin, t.Messages) && postErr == nil {
+			postErr = b.postEchoRecv()
+		}
 	}
 	if postErr != nil && peer != nil {
 		// The other host is waiting for this one: a receive that cannot be posted is this
@@ -493,6 +517,9 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		}
 		b.postAt = make([]time.Duration, t.Messages)
 		b.recvAt = make([]time.Duration, t.Messages)
+		if b.pingpong {
+			b.echo.at = make([]time.Duration, t.Messages)
+		}
 		b.seen = map[uint32]bool{}
 		b.sendRecs = make([]CompletionRecord, 0, t.Messages)
 		b.recvRecs = make([]CompletionRecord, 0, t.Messages)
@@ -504,6 +531,9 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		}
 		if b.snd != nil && b.rcv != nil {
 			res.OneWayUS = b.oneWay() // the two ends' clocks are one only on one host
+		}
+		if b.pingpong {
+			res.HalfRoundTripUS = b.halfRoundTrips()
 		}
 		if last := lastRecvAt(res.Completions); last > 0 && b.recvDone == t.Messages {
 			res.MsgPerSec = float64(t.Messages) / (last / 1000)
@@ -833,13 +863,23 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 		b.endRecv(stopDone, nil) // the receiver is on the other host
 	}
 	b.t0 = time.Now()
-	if b.sendWin == 1 || !twoCPUs() {
+	if b.sendWin == 1 && !b.pingpong || !twoCPUs() {
 		// One message at a time leaves nothing to overlap: one worker posts and polls both
 		// sides, as ib_send_lat's loop does. rxe delivers over a veth inside the post, so the
 		// RECV completion is there when the post returns, and no second worker has to be
 		// scheduled to see it — under TCG that wait was most of the one-way latency. On one
 		// CPU a second worker would only take turns with the first, through the scheduler.
 		b.work(ctx, bctx, grace, true)
+	} else if b.pingpong {
+		// A ping-pong's two ends each keep their own worker, as ib_send_lat's two processes
+		// do: the receiver polls on its CPU while the sender's post is in the kernel.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.serveOnly(ctx, bctx, grace, false)
+		}()
+		b.serveOnly(ctx, bctx, grace, true)
+		<-done
 	} else {
 		done := make(chan struct{})
 		go func() {
@@ -877,7 +917,11 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 
 // twoCPUs says whether two goroutines can run at once here: two Ps, and two CPUs this process
 // may use (the VM test driver gives a one-vCPU guest two Ps, to quieten the runtime's sysmon).
-func twoCPUs() bool { return runtime.GOMAXPROCS(0) > 1 && runtime.NumCPU() > 1 }
+func twoCPUs() bool { return twoWorkers || runtime.GOMAXPROCS(0) > 1 && runtime.NumCPU() > 1 }
+
+// twoWorkers makes every batch that can have two workers have them, even on one CPU: the
+// tests' way to run the two-worker paths in a one-vCPU guest.
+var twoWorkers bool
 
 // Why a side stopped.
 const (
@@ -891,7 +935,7 @@ const (
 // work serves the sender's side (sendFirst) or the receiver's first, then the other side,
 // each only when no other worker is serving it, until both sides have stopped.
 func (b *batch) work(ctx, bctx context.Context, grace time.Duration, sendFirst bool) {
-	var w waiter
+	w := newWaiter()
 	for {
 		moved, finished := 0, 0
 		for i := range 2 {
@@ -905,6 +949,27 @@ func (b *batch) work(ctx, bctx context.Context, grace time.Duration, sendFirst b
 		}
 		switch {
 		case finished == 2:
+			return
+		case moved > 0:
+			w.progress()
+		default:
+			w.idle()
+		}
+	}
+}
+
+// serveOnly serves the sender's side (send) or the receiver's until it has stopped.
+func (b *batch) serveOnly(ctx, bctx context.Context, grace time.Duration, send bool) {
+	w := newWaiter()
+	for {
+		var moved, finished int
+		if send {
+			moved, finished = b.serveSend(ctx, bctx)
+		} else {
+			moved, finished = b.serveRecv(ctx, bctx, grace)
+		}
+		switch {
+		case finished == 1:
 			return
 		case moved > 0:
 			w.progress()
@@ -939,6 +1004,9 @@ func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
 	}
 	if b.snd == nil {
 		return b.serveRemoteSend(ctx, bctx)
+	}
+	if b.pingpong {
+		return b.servePings(ctx, bctx)
 	}
 	if b.snd.qp.Type() == verbs.QPTypeRC {
 		b.postSends()
@@ -1050,10 +1118,17 @@ func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, 
 		return 0, 1
 	}
 	for _, wc := range b.recvWCs[:n] {
-		b.recordRecv(wc)
+		if b.pingpong && isEcho(wc.WRID) {
+			b.recordEchoSend(wc)
+		} else {
+			b.recordRecv(wc)
+		}
+	}
+	if b.pingpong {
+		b.postEchoes()
 	}
 	switch {
-	case b.recvDone >= b.messages:
+	case b.recvDone >= b.messages && (!b.pingpong || b.echoesSettled()):
 		b.endRecv(stopDone, nil)
 		return n, 1
 	case n > 0:
@@ -1093,7 +1168,10 @@ func endedBy(ctx, bctx context.Context) string {
 type waiter struct {
 	since time.Time
 	wait  time.Duration
+	yield bool // GOMAXPROCS is 1, read once: reading it takes the scheduler's lock
 }
+
+func newWaiter() waiter { return waiter{yield: runtime.GOMAXPROCS(0) == 1} }
 
 func (w *waiter) progress() { w.since, w.wait = time.Time{}, 0 }
 
@@ -1103,7 +1181,7 @@ func (w *waiter) idle() {
 		w.since = now
 	}
 	if now.Sub(w.since) < spinFor {
-		if runtime.GOMAXPROCS(0) == 1 {
+		if w.yield {
 			runtime.Gosched() // the peer's connection, a signal handler
 		}
 		return
@@ -1136,6 +1214,7 @@ func (b *batch) recordRecv(wc verbs.Completion) {
 		if seq >= 0 && seq < len(b.recvAt) && b.recvAt[seq] == 0 {
 			b.recvAt[seq] = at
 		}
+		b.echoOut.owed++ // a ping-pong sends back every message that arrived (RC: in order)
 		if b.recvPosted < b.messages {
 			if err := b.postRecv(); err != nil {
 				b.recvErrs = append(b.recvErrs, err.Error())

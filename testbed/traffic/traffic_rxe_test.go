@@ -269,3 +269,89 @@ func TestTrafficRXESeedV6LocalRoute(t *testing.T) {
 	assert.Less(t, lo.TxPackets, sent, "nor lo's netdev: rxe loops them back itself")
 	t.Logf("%s sent_pkts +%d, lo tx +%d, %s tx +%d: %s", b.Sender.Device, sent, lo.TxPackets, b.Sender.NIC, tx.TxPackets, b.Expectation)
 }
+
+// TestTrafficRXEPingPong runs ping-pongs on same-host: inline 64-byte messages both ways, and
+// 8 KiB ones (several packets each, sent from the buffer), with one worker and with two (on
+// one CPU too). Every message must have come back: each way's SEND and RECV completions, the
+// echoes intact and in order, a half round trip per message, and the packets of both ways
+// on the cable.
+func TestTrafficRXEPingPong(t *testing.T) {
+	for _, two := range []bool{false, true} {
+		t.Run(map[bool]string{false: "workers-by-cpus", true: "two-workers"}[two], func(t *testing.T) {
+			if two {
+				twoWorkers = true
+				t.Cleanup(func() { twoWorkers = false })
+			}
+			rep := runLabWith(t, "same-host", func(s *scenario.Scenario) {
+				s.Traffic = []scenario.Traffic{
+					{Name: "pp", Transport: scenario.TransportRC, Direction: scenario.DirectionBoth, Messages: 100, Size: 64, Pattern: scenario.PatternPingPong},
+					{Name: "pp-big", Transport: scenario.TransportRC, Direction: scenario.DirectionAToB, Messages: 20, Size: 8192, Pattern: scenario.PatternPingPong},
+				}
+			})
+			assert.True(t, rep.Pass, rep.Verdict)
+			require.Len(t, rep.Batches, 3)
+			for _, b := range rep.Batches {
+				n := b.Messages
+				assert.Equal(t, scenario.PatternPingPong, b.Pattern)
+				assert.Equal(t, n, completions(b, RoleSender, verbs.WCSend, verbs.WCSuccess), "%s: sends", b.Name())
+				assert.Equal(t, n, completions(b, RoleReceiver, verbs.WCRecv, verbs.WCSuccess), "%s: receives", b.Name())
+				assert.Equal(t, n, completions(b, RoleEcho, verbs.WCSend, verbs.WCSuccess), "%s: echo sends", b.Name())
+				assert.Equal(t, n, completions(b, RoleEcho, verbs.WCRecv, verbs.WCSuccess), "%s: echo receives", b.Name())
+				recvAt := map[uint64]float64{}
+				for _, c := range b.Completions {
+					if c.Role == RoleReceiver {
+						recvAt[c.WRID] = c.AtMS
+					}
+				}
+				var echoes []uint64
+				for _, c := range b.Completions {
+					if c.Role != RoleEcho || c.Opcode != verbs.WCRecv {
+						continue
+					}
+					k := c.WRID &^ echoWRID
+					echoes = append(echoes, k)
+					assert.Equal(t, "ok", c.Payload, "%s: echo %d", b.Name(), k)
+					assert.Equal(t, b.Sender.Device, c.Device)
+					assert.Equal(t, b.Sender.QPN, c.QPN, "%s: echo %d arrived on the sender's QP", b.Name(), k)
+					assert.Greater(t, c.AtMS, recvAt[k], "%s: echo %d polled before message %d arrived", b.Name(), k, k)
+				}
+				for i, k := range echoes {
+					require.Equal(t, uint64(i), k, "%s: echoes out of order", b.Name())
+				}
+				require.NotNil(t, b.HalfRoundTripUS, b.Name())
+				assert.Equal(t, n, b.HalfRoundTripUS.N)
+				assert.Positive(t, b.HalfRoundTripUS.Min)
+				require.NotNil(t, b.OneWayUS)
+				assert.LessOrEqual(t, b.OneWayUS.Median, 2*b.HalfRoundTripUS.Median, "%s: each message arrived before its echo, so the median way there is at most the median round trip", b.Name())
+				// The echoes crossed the cable back: the receiver's device sent and the
+				// sender's received at least one packet per echo (ACKs come on top).
+				sent, _ := b.Counters.RDMACounter(b.Receiver.Device, "sent_pkts")
+				rcvd, _ := b.Counters.RDMACounter(b.Sender.Device, "rcvd_pkts")
+				assert.GreaterOrEqual(t, sent, uint64(n), "%s sent_pkts", b.Receiver.Device)
+				assert.GreaterOrEqual(t, rcvd, uint64(n), "%s rcvd_pkts", b.Sender.Device)
+				t.Logf("%s: half round trip median %.1f µs (min %.1f, max %.1f), one-way median %.1f µs",
+					b.Name(), b.HalfRoundTripUS.Median, b.HalfRoundTripUS.Min, b.HalfRoundTripUS.Max, b.OneWayUS.Median)
+			}
+		})
+	}
+}
+
+// TestTrafficRXEPingPongOnTheSeedLab: a ping-pong on the broken lab fails as a stream does —
+// the first SEND ends in IBV_WC_RETRY_EXC_ERR and the batch stops there, long before its
+// deadline, with no echo recorded as arrived.
+func TestTrafficRXEPingPongOnTheSeedLab(t *testing.T) {
+	rep := runLabWith(t, "seed", func(s *scenario.Scenario) {
+		for i := range s.Traffic {
+			s.Traffic[i].Pattern = scenario.PatternPingPong
+		}
+	})
+	assert.False(t, rep.Pass)
+	assert.True(t, rep.ExpectationMet, rep.Verdict)
+	require.Len(t, rep.Batches, 1)
+	b := rep.Batches[0]
+	assert.Equal(t, ClassRetryExceeded, b.Class, b.Verdict)
+	assert.Equal(t, 1, b.Posted, "the next message waits for an echo that never came")
+	assert.Zero(t, completions(b, RoleEcho, verbs.WCRecv, verbs.WCSuccess))
+	assert.Nil(t, b.HalfRoundTripUS)
+	assert.Less(t, b.ElapsedMS, float64(b.DeadlineMS)/2, "the error completion must end the batch")
+}

@@ -443,3 +443,50 @@ func TestIPv6BatchPasses(t *testing.T) {
 	assert.True(t, judged(b).Pass, b.Verdict)
 	assert.Contains(t, b.Verdict, "vA tx +100 rx +100 (IPv6 in +100), vB tx +100 rx +100 (IPv6 in +100), lo tx +0 rx +0 (IPv6 in +0)")
 }
+
+// pingPongBatch is okBatch as a ping-pong: every message also came back, b's SEND and a's
+// RECV of it each completed, the echo intact.
+func pingPongBatch(n int) *BatchResult {
+	b := okBatch(scenario.TransportRC, n)
+	b.Pattern = scenario.PatternPingPong
+	b.HalfRoundTripUS = NewLatencyStats([]float64{40, 41, 45})
+	for i := range n {
+		b.Completions = append(b.Completions,
+			CompletionRecord{Side: "b", Role: RoleEcho, Device: "rxe1", WRID: echoWRID | uint64(i), Status: verbs.WCSuccess, Opcode: verbs.WCSend, QPN: 0x12, AtMS: float64(i) + 0.6},
+			CompletionRecord{Side: "a", Role: RoleEcho, Device: "rxe0", WRID: echoWRID | uint64(i), Status: verbs.WCSuccess, Opcode: verbs.WCRecv, ByteLen: 1024, QPN: 0x11, SrcQP: 0x12, AtMS: float64(i) + 0.7, Payload: "ok"})
+	}
+	return b
+}
+
+func TestJudgePingPong(t *testing.T) {
+	b := judged(pingPongBatch(10))
+	assert.True(t, b.Pass, b.Verdict)
+	assert.Contains(t, b.Verdict, "rxe0 → rxe1 and back (10 IBV_WC_SEND + 10 IBV_WC_RECV ok): 10 IBV_WC_SEND + 10 IBV_WC_RECV ok")
+	assert.Contains(t, b.Verdict, "median half round trip 41.0 µs")
+
+	// The way back is judged as the way there: a missing echo, a bad one, one in error.
+	lost := pingPongBatch(10)
+	lost.Completions = lost.Completions[:len(lost.Completions)-1]
+	lost.StopReason = "deadline 30000 ms reached"
+	judged(lost)
+	assert.Equal(t, ClassMissingCompletions, lost.Class, lost.Verdict)
+	assert.Contains(t, lost.Verdict, "back: rxe1 got 10 of 10 IBV_WC_SEND, rxe0 got 9 of 10 IBV_WC_RECV")
+
+	bad := pingPongBatch(10)
+	bad.Completions[len(bad.Completions)-1].Payload = "payload b->a seq 9 (1024 bytes): body byte at offset 7 is 0x00, want 0x17"
+	judged(bad)
+	assert.Equal(t, ClassPayloadMismatch, bad.Class, bad.Verdict)
+	assert.Contains(t, bad.Verdict, "echo: payload b->a seq 9")
+
+	failed := pingPongBatch(10)
+	failed.Completions[len(failed.Completions)-2].Status = verbs.WCRemOpErr
+	judged(failed)
+	assert.Equal(t, ClassErrorCompletion, failed.Class, failed.Verdict)
+	assert.Contains(t, failed.Verdict, "echo rxe1 got IBV_WC_REM_OP_ERR")
+
+	// The same completions judged as a stream pass: the echoes are only counted for a ping-pong.
+	stream := pingPongBatch(10)
+	stream.Pattern = ""
+	stream.Completions = stream.Completions[:len(stream.Completions)-2]
+	assert.True(t, judged(stream).Pass, stream.Verdict)
+}

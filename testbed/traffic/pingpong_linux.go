@@ -1,0 +1,192 @@
+//go:build linux
+
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rocebed/rocebed/rdma/verbs"
+)
+
+// A ping-pong batch (pattern pingpong) is a stream batch whose receiver sends every message
+// back: the sender posts message k only once echo k-1 is in, and the receiver posts echo k as
+// soon as message k's RECV completes — ib_send_lat's loop. Both ends are in this process; with
+// two CPUs each has its own worker (run), so the receiver sees the RECV while the sender's
+// post is still in the kernel, as ib_send_lat's server does. Every SEND and RECV completion of
+// both ways is recorded, and every payload of both ways checked.
+
+// pingPongSendQueue is how many SENDs an end of a ping-pong may have posted and not yet seen
+// complete: the next message waits for its echo, not for the previous SEND's completion,
+// which can come after the echo.
+const pingPongSendQueue = 16
+
+// echoWRID marks the work requests of echoes (the receiver's SENDs and the sender's RECVs for
+// them), so that a completion in error, whose opcode is undefined, still says what it was.
+const echoWRID = 1 << 62
+
+func isEcho(wrid uint64) bool { return wrid&echoWRID != 0 }
+
+// echoIn is the sender's side of the echoes (under sendMu).
+type echoIn struct {
+	recvOff    int             // where the echo receive slots start in the sender's buffer
+	recvPosted int             // echo receives posted
+	done       int             // echo RECV completions, ok or not
+	ok         int             // echoes that arrived intact
+	at         []time.Duration // when echo k was polled, since t0 (0: not yet)
+}
+
+// echoOut is the receiver's side of the echoes (under recvMu).
+type echoOut struct {
+	sendOff int // where the echo send slots start in the receiver's buffer
+	owed    int // messages that arrived intact and are to be sent back, in order
+	posted  int
+	done    int // echo SEND completions, ok or not
+}
+
+// echoDir is the direction of the echoes.
+func (b *batch) echoDir() verbs.Direction {
+	if b.dir == verbs.AToB {
+		return verbs.BToA
+	}
+	return verbs.AToB
+}
+
+// postEchoRecv posts the sender's next receive for an echo.
+func (b *batch) postEchoRecv() error {
+	k := b.echo.recvPosted
+	off := b.echo.recvOff + (k%b.recvWin)*b.recvSlot
+	if err := b.snd.qp.PostRecv(b.snd.mr, off, b.recvSlot, echoWRID|uint64(k)); err != nil {
+		return fmt.Errorf("post echo receive %d on %s: %w", k, b.snd.end.Device, err)
+	}
+	b.echo.recvPosted++
+	return nil
+}
+
+// servePings is serveSend for a ping-pong: it polls the sender's CQ (SEND completions and
+// echoes), then posts the next message when the last one's echo is in. The sender has stopped
+// once every SEND it posted completed and every echo is in, or an error stopped it, or the
+// receiver can send no more echoes.
+func (b *batch) servePings(ctx, bctx context.Context) (int, int) {
+	n, err := b.snd.cq.PollInto(b.sendWCs[:])
+	if err != nil {
+		b.endSend(stopFailed, err)
+		return 0, 1
+	}
+	for _, wc := range b.sendWCs[:n] {
+		if isEcho(wc.WRID) {
+			b.recordEcho(wc)
+		} else {
+			b.recordSend(wc)
+		}
+	}
+	if !b.stopSend && !b.echoFailed.Load() && b.posted < b.messages && b.posted == b.echo.done &&
+		b.posted-b.sendDone < b.sendWin && b.mayPost(b.posted) {
+		b.postPing()
+	}
+	echoesIn := b.echo.done == b.posted || b.stopSend || b.echoFailed.Load()
+	if (b.stopSend || b.echoFailed.Load() || b.posted == b.messages) && b.sendDone == b.posted && echoesIn {
+		b.endSend(stopDone, nil)
+		return n, 1
+	}
+	if n == 0 {
+		if reason := endedBy(ctx, bctx); reason != "" {
+			b.endSend(reason, nil)
+			return 0, 1
+		}
+	}
+	return n, 0
+}
+
+// postPing posts the next message as one signalled SEND.
+func (b *batch) postPing() {
+	seq := b.posted
+	off := b.sendSlot(seq)
+	b.postAt[seq] = time.Since(b.t0)
+	if err := b.snd.qp.PostSend(b.snd.mr, off, b.size, uint64(seq), true); err != nil {
+		b.stopSend = true
+		b.sendErrs = append(b.sendErrs, fmt.Sprintf("post send %d: %v", seq, err))
+		return
+	}
+	b.posted++
+	b.res.Posted = b.posted
+}
+
+// recordEcho keeps one echo RECV completion on the sender, checks its payload and reposts the
+// receive.
+func (b *batch) recordEcho(wc verbs.Completion) {
+	at := time.Since(b.t0)
+	c := b.completionRecord(b.snd, RoleEcho, wc, at)
+	b.echo.done++
+	if wc.Status != verbs.WCSuccess {
+		b.stopSend = true // the QP is in error
+		b.sendRecs = append(b.sendRecs, c)
+		return
+	}
+	k := int(wc.WRID &^ echoWRID)
+	c.Payload = "ok"
+	if int(wc.ByteLen) != b.size+b.recvOff {
+		c.Payload = fmt.Sprintf("byte_len %d, want %d", wc.ByteLen, b.size+b.recvOff)
+	} else {
+		off := b.echo.recvOff + (k%b.recvWin)*b.recvSlot + b.recvOff
+		if err := verifyMessage(b.snd.mr.Bytes()[off:off+b.size], b.echoDir(), uint32(k)); err != nil {
+			c.Payload = err.Error()
+		}
+	}
+	if c.Payload == "ok" {
+		b.echo.ok++
+		if k < len(b.echo.at) && b.echo.at[k] == 0 {
+			b.echo.at[k] = at
+		}
+	}
+	if b.echo.recvPosted < b.messages {
+		if err := b.postEchoRecv(); err != nil {
+			b.sendErrs = append(b.sendErrs, err.Error())
+		}
+	}
+	b.sendRecs = append(b.sendRecs, c)
+}
+
+// postEchoes sends back, in order, every message that arrived intact and has not been sent
+// back yet, as far as the echo send queue allows. A post that fails ends the echoes.
+func (b *batch) postEchoes() {
+	for !b.echoFailed.Load() && b.echoOut.posted < b.echoOut.owed && b.echoOut.posted-b.echoOut.done < b.sendWin {
+		k := b.echoOut.posted
+		off := b.echoOut.sendOff + (k%b.sendWin)*b.size
+		fillMessage(b.rcv.mr.Bytes()[off:off+b.size], b.echoDir(), uint32(k))
+		if err := b.rcv.qp.PostSend(b.rcv.mr, off, b.size, echoWRID|uint64(k), true); err != nil {
+			b.recvErrs = append(b.recvErrs, fmt.Sprintf("post echo %d: %v", k, err))
+			b.echoFailed.Store(true)
+			return
+		}
+		b.echoOut.posted++
+	}
+}
+
+// recordEchoSend keeps one echo SEND completion on the receiver; one in error ends the echoes.
+func (b *batch) recordEchoSend(wc verbs.Completion) {
+	b.echoOut.done++
+	if wc.Status != verbs.WCSuccess {
+		b.echoFailed.Store(true)
+	}
+	b.recvRecs = append(b.recvRecs, b.completionRecord(b.rcv, RoleEcho, wc, time.Since(b.t0)))
+}
+
+// echoesSettled says whether the receiver has sent back everything it owes and seen each echo
+// SEND complete (or can send no more).
+func (b *batch) echoesSettled() bool {
+	return b.echoOut.done == b.echoOut.posted && (b.echoOut.posted == b.echoOut.owed || b.echoFailed.Load())
+}
+
+// halfRoundTrips summarises, over the messages whose echo came back, half the time from
+// posting each SEND to polling its echo: what ib_send_lat reports (t_typical is the median).
+func (b *batch) halfRoundTrips() *LatencyStats {
+	var us []float64
+	for seq, at := range b.echo.at {
+		if at > 0 && seq < b.posted {
+			us = append(us, float64((at-b.postAt[seq]).Nanoseconds())/2e3)
+		}
+	}
+	return NewLatencyStats(us)
+}
