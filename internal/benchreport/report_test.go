@@ -62,3 +62,30 @@ func TestMissSaysByHowMuch(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencyFigureNamesItsMethod: the ping-pong's half round trip (with its one-way beside
+// it) is named as such; an older run's one-way figure keeps its own name.
+func TestLatencyFigureNamesItsMethod(t *testing.T) {
+	for in, want := range map[string][]string{
+		"BenchmarkLatency-2 5 0 ns/op 40 rocebed-lat-us 38 ib_send_lat-us 1.05 lat-ratio 45 rocebed-oneway-us\n": {
+			"send latency, 64 B ping-pong, median half round trip", "the same ping-pong, median one-way (post to the peer's RECV)"},
+		"BenchmarkLatency-2 5 0 ns/op 80 rocebed-lat-us 40 ib_send_lat-us 2 lat-ratio\n": {"send latency, 64 B, median one-way"},
+	} {
+		m := map[string]map[string][]float64{}
+		if err := Parse(strings.NewReader(in), m); err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]Figure{}
+		for _, f := range figures(m) {
+			byName[f.Name] = f
+		}
+		for _, name := range want {
+			if f, ok := byName[name]; !ok || f.Rocebed == nil {
+				t.Errorf("%q: no figure %q with a value", in, name)
+			}
+		}
+		if lat := byName[want[0]]; lat.Met == nil || *lat.Met != (lat.Ratio.Median <= 1.1) {
+			t.Errorf("%q: verdict %v for ratio %v", in, lat.Met, lat.Ratio)
+		}
+	}
+}
