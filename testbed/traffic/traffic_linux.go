@@ -847,7 +847,7 @@ func (b *batch) postSends() {
 // run drives the batch with two workers, one on this goroutine and one on another, so that
 // receiving and checking payloads runs beside sending on another CPU; a batch sent one message
 // at a time (window 1), or on a machine where the two could not run at once (one CPU, or
-// GOMAXPROCS 1), has one worker.
+// GOMAXPROCS 1), has one worker; a ping-pong where two can run has one worker per end.
 // Each worker serves its own side first and then the other one if nobody is serving it, so
 // the batch keeps moving when one worker's CPU is taken away (under TCG on a busy host a vCPU
 // can stall for many milliseconds). It returns when both sides are done: every completion in,
