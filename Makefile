@@ -56,9 +56,11 @@ vet: ## gofmt and go vet
 # traces do not use them): that halves the links' CPU, which CI's guests want. `vm test` links
 # the guests' binaries the same way.
 TEST_LDFLAGS := -s -w
+# TEST_V=-v lists every host test (check sets it: its log then names each test of every tier).
+TEST_V ?=
 .PHONY: test
 test: vet ## unit and root tests on this host (root tests run when root)
-	ROCEBED_REQUIRE_RXE=0 $(GO) test -race -ldflags='$(TEST_LDFLAGS)' -count=1 ./...
+	ROCEBED_REQUIRE_RXE=0 $(GO) test $(TEST_V) -race -ldflags='$(TEST_LDFLAGS)' -count=1 ./...
 
 .PHONY: test-nocgo
 test-nocgo: ## unit tests without cgo
@@ -70,7 +72,7 @@ test-nocgo: ## unit tests without cgo
 # whole lines; vm test prints each package whole).
 .PHONY: check
 check: deps ## everything CI runs: deps, then host tests beside both VM tiers
-	$(MAKE) --no-print-directory -j3 HARNESS_NICE=10 test test-vm-harness test-vm-guests
+	$(MAKE) --no-print-directory -j3 HARNESS_NICE=10 TEST_V=-v test test-vm-harness test-vm-guests
 
 .PHONY: bench
 bench: build vm-prepare bench-parse ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
@@ -89,8 +91,11 @@ bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysct
 # ROCEBED_REQUIRE_RXE=1 ROCEBED_REQUIRE_ROOT=1: VM_GUESTS guests of one vCPU each boot at once
 # and share the packages out, each taking the next one nobody has taken, so the longest come
 # first. On two cores two one-vCPU guests beat one two-vCPU guest: tests mostly run one thing
-# at a time, and TCG runs a vCPU on one host thread.
-VM_TEST_PKGS ?= ./testbed/lab ./testbed/runner ./testbed/diagnose ./testbed/probe ./internal/... ./rdma/... ./testbed/... ./vm/guesttest
+# at a time, and TCG runs a vCPU on one host thread. The list is the packages with tests that
+# need rdma_rxe (vm's TestGuestTierHasEveryKernelTest keeps it whole), and the helpers their
+# waits rest on (internal/testenv, internal/kernel), longest first; the other packages' tests
+# need no kernel and run in the host tier, where TCG does not slow them tenfold.
+VM_TEST_PKGS ?= ./testbed/lab ./testbed/runner ./testbed/diagnose ./testbed/probe ./internal/testenv ./testbed/traffic ./rdma ./rdma/verbs ./testbed ./internal/kernel ./vm/guesttest
 VM_GUESTS    ?= 2
 VM_SMP       ?= 1
 VM_TIMEOUT   ?= 20m
