@@ -56,9 +56,12 @@ vet: ## gofmt and go vet
 # traces do not use them): that halves the links' CPU, which CI's guests want. `vm test` links
 # the guests' binaries the same way.
 TEST_LDFLAGS := -s -w
+# TEST_V=-v lists every host test; check sets it, so that its log names every test of every tier
+# and CI can check that each test the host tier skips passed in another (internal/testlog).
+TEST_V ?=
 .PHONY: test
 test: vet ## unit and root tests on this host (root tests run when root)
-	ROCEBED_REQUIRE_RXE=0 $(GO) test -race -ldflags='$(TEST_LDFLAGS)' -count=1 ./...
+	ROCEBED_REQUIRE_RXE=0 $(GO) test $(TEST_V) -race -ldflags='$(TEST_LDFLAGS)' -count=1 ./...
 
 .PHONY: test-nocgo
 test-nocgo: ## unit tests without cgo
@@ -70,7 +73,7 @@ test-nocgo: ## unit tests without cgo
 # whole lines; vm test prints each package whole).
 .PHONY: check
 check: deps ## everything CI runs: deps, then host tests beside both VM tiers
-	$(MAKE) --no-print-directory -j3 HARNESS_NICE=10 test test-vm-harness test-vm-guests
+	$(MAKE) --no-print-directory -j3 HARNESS_NICE=10 TEST_V=-v test test-vm-harness test-vm-guests
 
 .PHONY: bench
 bench: build vm-prepare bench-parse ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
