@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -96,8 +97,7 @@ func (s *Stats) Err() error {
 		problems = append(problems, "no test passed: is this the log of make check?")
 	}
 	if len(s.Failed) > 0 {
-		names := mapKeys(s.Failed)
-		problems = append(problems, fmt.Sprintf("failed: %s", strings.Join(names, ", ")))
+		problems = append(problems, fmt.Sprintf("failed: %s", strings.Join(slices.Sorted(maps.Keys(s.Failed)), ", ")))
 	}
 	if nowhere := s.SkippedNowhereElse(); len(nowhere) > 0 {
 		problems = append(problems, fmt.Sprintf("skipped and passed in no tier (CI must run them: set up what their skip message asks for): %s", strings.Join(nowhere, ", ")))
@@ -106,13 +106,4 @@ func (s *Stats) Err() error {
 		return nil
 	}
 	return fmt.Errorf("%s", strings.Join(problems, "; "))
-}
-
-func mapKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -873,21 +873,9 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	} else if b.pingpong {
 		// A ping-pong's two ends each keep their own worker, as ib_send_lat's two processes
 		// do: the receiver polls on its CPU while the sender's post is in the kernel.
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			b.serveOnly(ctx, bctx, grace, false)
-		}()
-		b.serveOnly(ctx, bctx, grace, true)
-		<-done
+		bothAtOnce(func() { b.serveOnly(ctx, bctx, grace, true) }, func() { b.serveOnly(ctx, bctx, grace, false) })
 	} else {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			b.work(ctx, bctx, grace, false)
-		}()
-		b.work(ctx, bctx, grace, true)
-		<-done
+		bothAtOnce(func() { b.work(ctx, bctx, grace, true) }, func() { b.work(ctx, bctx, grace, false) })
 	}
 
 	b.res.Completions = mergeByTime(b.sendRecs, b.recvRecs)
@@ -913,6 +901,17 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 		b.res.StopReason = fmt.Sprintf("deadline %d ms reached", t.DeadlineMS)
 	}
 	return nil
+}
+
+// bothAtOnce runs here on this goroutine and there on another, and returns when both have.
+func bothAtOnce(here, there func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		there()
+	}()
+	here()
+	<-done
 }
 
 // twoCPUs says whether two goroutines can run at once here: two Ps, and two CPUs this process
