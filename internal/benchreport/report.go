@@ -184,7 +184,7 @@ func figures(m map[string]map[string][]float64) []Figure {
 	add(lab, nil)
 	ci := Figure{Name: "CI=true bash .ci/run on a fresh clone", Unit: "s", Rocebed: stat(m, "BenchmarkCI", "ci-s"), Target: "≤ 300 s"}
 	add(ci, func() (bool, string) { return atMost(ci.Rocebed, 300, "s") })
-	add(Figure{Name: "VM-tier tests passed in that run (--- PASS lines, subtests included)", Unit: "tests", Rocebed: stat(m, "BenchmarkCI", "tests")}, nil)
+	add(Figure{Name: "tests passed in that run (--- PASS lines of every tier since the host tier runs -v, subtests included)", Unit: "tests", Rocebed: stat(m, "BenchmarkCI", "tests")}, nil)
 	ud := Figure{Name: "up+down of same-host", Unit: "ms", Rocebed: stat(m, "BenchmarkUpDownVsShell", "rocebed-ms/op"),
 		Anchor: stat(m, "BenchmarkUpDownVsShell", "shell-ms/op"), AnchorName: "the same steps as ip/sysctl commands", Ratio: stat(m, "BenchmarkUpDownVsShell", "ratio")}
 	add(ud, nil)
