@@ -174,9 +174,8 @@ type BatchResult struct {
 	// sends in flight it includes queueing, so compare it only between runs of one scenario.
 	MeanLatencyUS float64 `json:"mean_latency_us,omitempty"`
 	// OneWayUS is the time from posting each SEND to polling its RECV completion, over the
-	// messages that arrived. With window 1 it is the one-way latency that ib_send_lat reports
-	// as t_typical (the median of its half round trips); with more messages in flight it
-	// includes their queueing.
+	// messages that arrived: with one message in flight, a one-way latency; with more, their
+	// queueing too. ib_send_lat's t_typical is a half round trip: HalfRoundTripUS.
 	OneWayUS *LatencyStats `json:"one_way_us,omitempty"`
 	// Pattern is the traffic's pattern (empty: stream).
 	Pattern scenario.Pattern `json:"pattern,omitempty"`
@@ -309,8 +308,12 @@ func (b *BatchResult) Judge() {
 			t.sendOK, b.Messages, t.recvOK, b.Messages, b.evidence(true))
 	case t.badPayload != nil:
 		b.Class = ClassPayloadMismatch
+		at, total := b.Receiver.name(), t.recvTotal
+		if t.badPayload.Role == RoleEcho {
+			at, total = b.Sender.name()+" (echoes)", t.echoRecvTotal
+		}
 		b.Verdict = fmt.Sprintf("%d of %d receives on %s carried wrong data; first: wr %d: %s",
-			t.badCount, t.recvTotal, b.Receiver.name(), t.badPayload.WRID, t.badPayload.Payload)
+			t.badCount, total, at, t.badPayload.WRID, t.badPayload.Payload)
 	case t.sendOK < b.Messages || t.recvOK < b.Messages || b.Pattern == scenario.PatternPingPong && (t.echoSendOK < b.Messages || t.echoRecvOK < b.Messages):
 		b.Class = ClassMissingCompletions
 		why := b.StopReason
@@ -355,10 +358,10 @@ func (b *BatchResult) Judge() {
 
 // tally counts a batch's completions by side and outcome.
 type tally struct {
-	sendOK, recvOK, recvTotal, badCount int
-	echoSendOK, echoRecvOK              int // a ping-pong's way back
-	retryExc, firstErr, badPayload      *CompletionRecord
-	lastAt                              float64
+	sendOK, recvOK, recvTotal, badCount   int
+	echoSendOK, echoRecvOK, echoRecvTotal int // a ping-pong's way back
+	retryExc, firstErr, badPayload        *CompletionRecord
+	lastAt                                float64
 }
 
 func (t tally) recvSummary() string {
@@ -377,8 +380,11 @@ func (b *BatchResult) tally() tally {
 	for i := range b.Completions {
 		c := &b.Completions[i]
 		t.lastAt = max(t.lastAt, c.AtMS)
-		if c.Role == RoleReceiver {
+		switch {
+		case c.Role == RoleReceiver:
 			t.recvTotal++
+		case c.Role == RoleEcho && c.Side == b.Sender.Side: // the echoes arrive at the sender
+			t.echoRecvTotal++
 		}
 		if c.Status != verbs.WCSuccess {
 			if c.Status == verbs.WCRetryExcErr && c.Role == RoleSender && t.retryExc == nil {

@@ -476,6 +476,7 @@ func TestJudgePingPong(t *testing.T) {
 	bad.Completions[len(bad.Completions)-1].Payload = "payload b->a seq 9 (1024 bytes): body byte at offset 7 is 0x00, want 0x17"
 	judged(bad)
 	assert.Equal(t, ClassPayloadMismatch, bad.Class, bad.Verdict)
+	assert.Contains(t, bad.Verdict, "1 of 10 receives on rxe0 (echoes) carried wrong data")
 	assert.Contains(t, bad.Verdict, "echo: payload b->a seq 9")
 
 	failed := pingPongBatch(10)
