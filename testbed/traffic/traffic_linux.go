@@ -794,13 +794,20 @@ func (b *batch) sendSlot(seq int) int {
 	return off
 }
 
-// postSendUD posts the next message as one signalled UD SEND (RC SENDs go as lists:
-// postSends). A failed post stops sending (the batch then lacks completions) and is noted.
-func (b *batch) postSendUD() {
+// postSend posts the next message as one signalled SEND: every UD SEND, and a ping-pong's (a
+// stream's RC SENDs go as lists: postSends). A failed post stops sending (the batch then lacks
+// completions) and is noted.
+func (b *batch) postSend() {
 	seq := b.posted
 	off := b.sendSlot(seq)
 	b.postAt[seq] = time.Since(b.t0)
-	if err := b.snd.qp.PostSendUD(b.snd.mr, off, b.size, uint64(seq), b.snd.ah, b.remoteQPN, trafficQKey); err != nil {
+	var err error
+	if b.snd.qp.Type() == verbs.QPTypeUD {
+		err = b.snd.qp.PostSendUD(b.snd.mr, off, b.size, uint64(seq), b.snd.ah, b.remoteQPN, trafficQKey)
+	} else {
+		err = b.snd.qp.PostSend(b.snd.mr, off, b.size, uint64(seq), true)
+	}
+	if err != nil {
 		b.stopSend = true
 		b.sendErrs = append(b.sendErrs, fmt.Sprintf("post send %d: %v", seq, err))
 		return
@@ -1011,7 +1018,7 @@ func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
 		b.postSends()
 	} else {
 		for !b.stopSend && b.posted < b.messages && b.posted-b.sendDone < b.sendWin && b.mayPost(b.posted) {
-			b.postSendUD()
+			b.postSend()
 		}
 	}
 	if (b.stopSend || b.posted == b.messages) && b.sendDone == b.posted {
