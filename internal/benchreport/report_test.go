@@ -15,15 +15,22 @@ BenchmarkMakeLab	1	5.5 make-lab-s
 BenchmarkMakeLab	1	7.5 make-lab-s
 `
 
-func TestFiguresFromBenchmarkLines(t *testing.T) {
+// parseFigures parses benchmark lines and returns the metrics and the figures by name.
+func parseFigures(t *testing.T, in string) (map[string]map[string][]float64, map[string]Figure) {
+	t.Helper()
 	m := map[string]map[string][]float64{}
-	if err := Parse(strings.NewReader(sample), m); err != nil {
+	if err := Parse(strings.NewReader(in), m); err != nil {
 		t.Fatal(err)
 	}
 	byName := map[string]Figure{}
 	for _, f := range figures(m) {
 		byName[f.Name] = f
 	}
+	return m, byName
+}
+
+func TestFiguresFromBenchmarkLines(t *testing.T) {
+	m, byName := parseFigures(t, sample)
 	fc := byName["first RC connect on a fresh lab"]
 	if fc.Rocebed == nil || *fc.Rocebed != (Stat{Median: 4.1, Min: 3, Max: 9, N: 1}) || fc.Met == nil || !*fc.Met {
 		t.Errorf("first connect: %+v %v", fc.Rocebed, fc.Met)
@@ -71,14 +78,7 @@ func TestLatencyFigureNamesItsMethod(t *testing.T) {
 			"send latency, 64 B ping-pong, median half round trip", "the same ping-pong, median one-way (post to the peer's RECV)"},
 		"BenchmarkLatency-2 5 0 ns/op 80 rocebed-lat-us 40 ib_send_lat-us 2 lat-ratio\n": {"send latency, 64 B, median one-way"},
 	} {
-		m := map[string]map[string][]float64{}
-		if err := Parse(strings.NewReader(in), m); err != nil {
-			t.Fatal(err)
-		}
-		byName := map[string]Figure{}
-		for _, f := range figures(m) {
-			byName[f.Name] = f
-		}
+		_, byName := parseFigures(t, in)
 		for _, name := range want {
 			if f, ok := byName[name]; !ok || f.Rocebed == nil {
 				t.Errorf("%q: no figure %q with a value", in, name)
