@@ -870,19 +870,22 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 		b.endRecv(stopDone, nil) // the receiver is on the other host
 	}
 	b.t0 = time.Now()
+	send := func() (int, int) { return b.serveSend(ctx, bctx) }
+	recv := func() (int, int) { return b.serveRecv(ctx, bctx, grace) }
 	if b.sendWin == 1 && !b.pingpong || !twoCPUs() {
 		// One message at a time leaves nothing to overlap: one worker posts and polls both
 		// sides, as ib_send_lat's loop does. rxe delivers over a veth inside the post, so the
 		// RECV completion is there when the post returns, and no second worker has to be
 		// scheduled to see it — under TCG that wait was most of the one-way latency. On one
 		// CPU a second worker would only take turns with the first, through the scheduler.
-		b.work(ctx, bctx, grace, true)
+		work(send, recv)
 	} else if b.pingpong {
 		// A ping-pong's two ends each keep their own worker, as ib_send_lat's two processes
 		// do: the receiver polls on its CPU while the sender's post is in the kernel.
-		bothAtOnce(func() { b.serveOnly(ctx, bctx, grace, true) }, func() { b.serveOnly(ctx, bctx, grace, false) })
+		bothAtOnce(func() { work(send) }, func() { work(recv) })
 	} else {
-		bothAtOnce(func() { b.work(ctx, bctx, grace, true) }, func() { b.work(ctx, bctx, grace, false) })
+		// Each worker serves its own side first.
+		bothAtOnce(func() { work(send, recv) }, func() { work(recv, send) })
 	}
 
 	b.res.Completions = mergeByTime(b.sendRecs, b.recvRecs)
@@ -938,44 +941,19 @@ const (
 	stopFailed    = "failed" // polling failed, or the other host went away
 )
 
-// work serves the sender's side (sendFirst) or the receiver's first, then the other side,
-// each only when no other worker is serving it, until both sides have stopped.
-func (b *batch) work(ctx, bctx context.Context, grace time.Duration, sendFirst bool) {
+// work serves the given sides in turn — each only when no other worker is serving it — until
+// all of them have stopped. A side returns how many completions it took and 1 once it has
+// stopped (serveSend, serveRecv).
+func work(sides ...func() (moved, finished int)) {
 	w := newWaiter()
 	for {
 		moved, finished := 0, 0
-		for i := range 2 {
-			if (i == 0) == sendFirst {
-				n, fin := b.serveSend(ctx, bctx)
-				moved, finished = moved+n, finished+fin
-			} else {
-				n, fin := b.serveRecv(ctx, bctx, grace)
-				moved, finished = moved+n, finished+fin
-			}
+		for _, serve := range sides {
+			n, fin := serve()
+			moved, finished = moved+n, finished+fin
 		}
 		switch {
-		case finished == 2:
-			return
-		case moved > 0:
-			w.progress()
-		default:
-			w.idle()
-		}
-	}
-}
-
-// serveOnly serves the sender's side (send) or the receiver's until it has stopped.
-func (b *batch) serveOnly(ctx, bctx context.Context, grace time.Duration, send bool) {
-	w := newWaiter()
-	for {
-		var moved, finished int
-		if send {
-			moved, finished = b.serveSend(ctx, bctx)
-		} else {
-			moved, finished = b.serveRecv(ctx, bctx, grace)
-		}
-		switch {
-		case finished == 1:
+		case finished == len(sides):
 			return
 		case moved > 0:
 			w.progress()
