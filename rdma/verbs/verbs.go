@@ -430,8 +430,10 @@ func (mr *MR) Close() error {
 // CQ is a completion queue (struct ibv_cq), polled without a completion channel.
 type CQ struct {
 	node
-	ctx    *Context
-	pollOp string // the error prefix of Poll, made once: polling must not allocate
+	ctx     *Context
+	pollOp  string         // the error prefix of Poll, made once: polling must not allocate
+	scratch unsafe.Pointer // what a poll fills, for one poller at a time (polling)
+	polling atomic.Bool
 }
 
 // CreateCQ creates a completion queue for at least depth completions.
@@ -449,7 +451,7 @@ func (c *Context) CreateCQ(depth int) (*CQ, error) {
 	if err != nil {
 		return nil, err
 	}
-	cq := &CQ{ctx: c, pollOp: "poll cq on " + c.name}
+	cq := &CQ{ctx: c, pollOp: "poll cq on " + c.name, scratch: newPollScratch()}
 	cq.adopt(p, &c.node)
 	return cq, nil
 }
@@ -492,7 +494,20 @@ func (cq *CQ) PollInto(dst []Completion) (int, error) {
 		return 0, err
 	}
 	defer cq.mu.RUnlock()
-	return sysPollCQ(cq.pollOp, h, dst[:min(len(dst), PollBatch)])
+	scratch := cq.claimScratch()
+	if scratch != nil {
+		defer cq.polling.Store(false)
+	}
+	return sysPollCQ(cq.pollOp, h, scratch, dst[:min(len(dst), PollBatch)])
+}
+
+// claimScratch returns the CQ's own poll buffer, which the caller releases by clearing
+// cq.polling, or nil while another goroutine has it (sysPollCQ then takes a pooled one).
+func (cq *CQ) claimScratch() unsafe.Pointer {
+	if cq.polling.CompareAndSwap(false, true) {
+		return cq.scratch
+	}
+	return nil
 }
 
 // PollUntil polls until n completions have arrived or ctx is done. It sleeps between empty

@@ -13,6 +13,14 @@ package verbs
 
 /*
 #cgo LDFLAGS: -libverbs
+
+// The data path's calls keep no pointer and never call back into Go: their Go arguments may
+// stay on the Go stack, and the calls take the cheaper path.
+#cgo nocallback rb_poll_cq
+#cgo nocallback rb_post_recv
+#cgo nocallback rb_post_send
+#cgo noescape rb_post_send_list
+#cgo nocallback rb_post_send_list
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -135,21 +143,24 @@ static struct ibv_ah *rb_create_ah(struct ibv_pd *pd, uint8_t port, const uint8_
 	return ibv_create_ah(pd, &a);
 }
 
-// Work requests have unions (ibv_post_send(3)); they are built here from scalars.
+// Work requests have unions (ibv_post_send(3)); they are built here from scalars. The data
+// path's functions take their handles and buffer addresses (all C memory) as integers: a
+// pointer argument costs a cgo pointer check on every call, which under TCG is a good part
+// of a poll.
 
-static int rb_post_recv(struct ibv_qp *qp, void *addr, uint32_t len, uint32_t lkey, uint64_t wr_id) {
-	struct ibv_sge sge = { .addr = (uintptr_t)addr, .length = len, .lkey = lkey };
+static int rb_post_recv(uintptr_t qp, uintptr_t addr, uint32_t len, uint32_t lkey, uint64_t wr_id) {
+	struct ibv_sge sge = { .addr = addr, .length = len, .lkey = lkey };
 	struct ibv_recv_wr wr, *bad = NULL;
 	memset(&wr, 0, sizeof wr);
 	wr.wr_id = wr_id;
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
-	return ibv_post_recv(qp, &wr, &bad);
+	return ibv_post_recv((struct ibv_qp *)qp, &wr, &bad);
 }
 
-static int rb_post_send(struct ibv_qp *qp, void *addr, uint32_t len, uint32_t lkey, uint64_t wr_id,
-                        unsigned int flags, struct ibv_ah *ah, uint32_t remote_qpn, uint32_t remote_qkey) {
-	struct ibv_sge sge = { .addr = (uintptr_t)addr, .length = len, .lkey = lkey };
+static int rb_post_send(uintptr_t qp, uintptr_t addr, uint32_t len, uint32_t lkey, uint64_t wr_id,
+                        unsigned int flags, uintptr_t ah, uint32_t remote_qpn, uint32_t remote_qkey) {
+	struct ibv_sge sge = { .addr = addr, .length = len, .lkey = lkey };
 	struct ibv_send_wr wr, *bad = NULL;
 	memset(&wr, 0, sizeof wr);
 	wr.wr_id = wr_id;
@@ -157,12 +168,12 @@ static int rb_post_send(struct ibv_qp *qp, void *addr, uint32_t len, uint32_t lk
 	wr.num_sge = len > 0 ? 1 : 0;
 	wr.opcode = IBV_WR_SEND;
 	wr.send_flags = flags;
-	if (ah != NULL) {
-		wr.wr.ud.ah = ah;
+	if (ah != 0) {
+		wr.wr.ud.ah = (struct ibv_ah *)ah;
 		wr.wr.ud.remote_qpn = remote_qpn;
 		wr.wr.ud.remote_qkey = remote_qkey;
 	}
-	return ibv_post_send(qp, &wr, &bad);
+	return ibv_post_send((struct ibv_qp *)qp, &wr, &bad);
 }
 
 // RB_MAX_LIST bounds one rb_post_send_list call's work requests (built on the C stack).
@@ -170,7 +181,7 @@ static int rb_post_send(struct ibv_qp *qp, void *addr, uint32_t len, uint32_t lk
 
 // rb_post_send_list posts n RC SENDs from base in one ibv_post_send call, linked in order;
 // on failure *bad is the index of the first one not posted.
-static int rb_post_send_list(struct ibv_qp *qp, char *base, uint32_t lkey, int n, const uint64_t *offs,
+static int rb_post_send_list(uintptr_t qp, uintptr_t base, uint32_t lkey, int n, const uint64_t *offs,
                              const uint32_t *lens, const uint64_t *ids, const uint32_t *flags, int *bad) {
 	struct ibv_sge sge[RB_MAX_LIST];
 	struct ibv_send_wr wr[RB_MAX_LIST], *bad_wr = NULL;
@@ -188,7 +199,7 @@ static int rb_post_send_list(struct ibv_qp *qp, char *base, uint32_t lkey, int n
 		wr[i].send_flags = flags[i];
 		wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
 	}
-	int rc = ibv_post_send(qp, wr, &bad_wr);
+	int rc = ibv_post_send((struct ibv_qp *)qp, wr, &bad_wr);
 	*bad = rc == 0 ? n : (bad_wr != NULL ? (int)(bad_wr - wr) : 0);
 	return rc;
 }
@@ -201,12 +212,12 @@ struct rb_wc {
 
 // rb_poll_cq polls up to n completions into out; it returns the count or ibv_poll_cq's
 // negative failure value.
-static int rb_poll_cq(struct ibv_cq *cq, int n, struct rb_wc *out) {
+static int rb_poll_cq(uintptr_t cq, int n, struct rb_wc *out) {
 	struct ibv_wc wc[16];
 	int total = 0;
 	while (total < n) {
 		int want = n - total < 16 ? n - total : 16;
-		int got = ibv_poll_cq(cq, want, wc);
+		int got = ibv_poll_cq((struct ibv_cq *)cq, want, wc);
 		if (got < 0)
 			return got;
 		for (int i = 0; i < got; i++) {
@@ -519,7 +530,7 @@ func sysDestroyAH(op string, h unsafe.Pointer) error {
 }
 
 func sysPostRecv(op string, qp, addr unsafe.Pointer, length int, lkey uint32, wrID uint64) error {
-	rc := C.rb_post_recv((*C.struct_ibv_qp)(qp), addr, C.uint32_t(length), C.uint32_t(lkey), C.uint64_t(wrID))
+	rc := C.rb_post_recv(cAddr(qp), cAddr(addr), C.uint32_t(length), C.uint32_t(lkey), C.uint64_t(wrID))
 	return rcError(op, int(rc))
 }
 
@@ -532,8 +543,8 @@ func sysPostSend(op string, qp, addr unsafe.Pointer, length int, lkey uint32, wr
 	if inline {
 		flags |= C.IBV_SEND_INLINE
 	}
-	rc := C.rb_post_send((*C.struct_ibv_qp)(qp), addr, C.uint32_t(length), C.uint32_t(lkey), C.uint64_t(wrID),
-		flags, (*C.struct_ibv_ah)(ah), C.uint32_t(remoteQPN), C.uint32_t(remoteQKey))
+	rc := C.rb_post_send(cAddr(qp), cAddr(addr), C.uint32_t(length), C.uint32_t(lkey), C.uint64_t(wrID),
+		flags, cAddr(ah), C.uint32_t(remoteQPN), C.uint32_t(remoteQKey))
 	return rcError(op, int(rc))
 }
 
@@ -555,21 +566,33 @@ func sysPostSendList(op string, qp, base unsafe.Pointer, lkey uint32, wrs []Send
 		}
 	}
 	var bad C.int
-	rc := C.rb_post_send_list((*C.struct_ibv_qp)(qp), (*C.char)(base), C.uint32_t(lkey), C.int(len(wrs)),
+	rc := C.rb_post_send_list(cAddr(qp), cAddr(base), C.uint32_t(lkey), C.int(len(wrs)),
 		&offs[0], &lens[0], &ids[0], &flags[0], &bad)
 	return int(bad), rcError(op, int(rc))
 }
 
-// pollScratch is what one rb_poll_cq call fills, in C's layout; a pool keeps them so that
-// polling allocates nothing. It holds no Go pointers, so C may write it.
+// cAddr passes a handle or an address in C memory to the data path's C functions as an
+// integer (see rb_post_recv). Only C memory: C does not keep it, and Go's memory may move.
+func cAddr(p unsafe.Pointer) C.uintptr_t { return C.uintptr_t(uintptr(p)) }
+
+// pollScratch is what one rb_poll_cq call fills, in C's layout (no Go pointers, so C may
+// write it). Each CQ has one (newPollScratch) for its poller; a second goroutine polling at the
+// same time takes one from the pool.
 type pollScratch [PollBatch]C.struct_rb_wc
 
 var pollScratchPool = sync.Pool{New: func() any { return new(pollScratch) }}
 
-func sysPollCQ(op string, h unsafe.Pointer, dst []Completion) (int, error) {
-	out := pollScratchPool.Get().(*pollScratch)
-	defer pollScratchPool.Put(out)
-	n := C.rb_poll_cq((*C.struct_ibv_cq)(h), C.int(len(dst)), &out[0])
+func newPollScratch() unsafe.Pointer { return unsafe.Pointer(new(pollScratch)) }
+
+// sysPollCQ polls into dst through scratch (from newPollScratch), or through a pooled one if
+// scratch is nil.
+func sysPollCQ(op string, h, scratch unsafe.Pointer, dst []Completion) (int, error) {
+	out := (*pollScratch)(scratch)
+	if out == nil {
+		out = pollScratchPool.Get().(*pollScratch)
+		defer pollScratchPool.Put(out)
+	}
+	n := C.rb_poll_cq(cAddr(h), C.int(len(dst)), &out[0])
 	if n < 0 {
 		// ibv_poll_cq(3) promises only "a negative value", not an errno.
 		return 0, &Error{Op: op, Err: fmt.Errorf("ibv_poll_cq failed with %d: %w", int(n), syscall.EIO)}

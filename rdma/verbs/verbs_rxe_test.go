@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -487,6 +488,76 @@ func TestRXERCSendList(t *testing.T) {
 	// A range outside the region is refused before anything is posted.
 	if posted, err := a.qp.PostSends(a.mr, []SendWR{{Offset: 0, Length: msgLen}, {Offset: n * msgLen, Length: 1}}); posted != 0 || !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("PostSends past the region = %d, %v; want 0, EINVAL", posted, err)
+	}
+}
+
+// TestRXEConcurrentPollers polls one CQ from four goroutines at once while 200 messages
+// arrive: each poller beyond the first polls through a pooled buffer instead of the CQ's own,
+// and every completion is taken exactly once, intact.
+func TestRXEConcurrentPollers(t *testing.T) {
+	const n, pollers = 200, 4
+	l := newLab(t, labOptions{policyRouting: true})
+	a := openSide(t, l.a.rxe, QPTypeRC, n, 64)
+	b := openSide(t, l.b.rxe, QPTypeRC, n, 64)
+	if err := connectRC(t, l, a, b); err != nil {
+		t.Fatalf("connect RC QPs: %v", err)
+	}
+	for i := 0; i < n; i++ {
+		if err := b.qp.PostRecv(b.mr, i*64, 64, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	var wg sync.WaitGroup
+	for range pollers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var wcs [PollBatch]Completion
+			for ctx.Err() == nil {
+				k, err := b.cq.PollInto(wcs[:])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, c := range wcs[:k] {
+					if c.Status != WCSuccess || c.Opcode != WCRecv || c.ByteLen != 64 || c.QPN != b.qp.QPN() {
+						t.Errorf("recv completion %v", c)
+					}
+					seen[c.WRID]++
+				}
+				done := len(seen) == n
+				mu.Unlock()
+				if done {
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		FillPayload(a.mr.Bytes()[i*64:(i+1)*64], AToB, uint32(i))
+		if err := a.qp.PostSend(a.mr, i*64, 64, uint64(i), i == n-1); err != nil {
+			t.Fatal(err)
+		}
+		if i%8 == 7 {
+			time.Sleep(100 * time.Microsecond) // let the pollers overlap with arrivals
+		}
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("%d of %d receives completed in time", len(seen), n)
+	}
+	for i := 0; i < n; i++ {
+		if seen[uint64(i)] != 1 {
+			t.Errorf("receive %d taken %d times", i, seen[uint64(i)])
+		}
+		if err := VerifyPayload(b.mr.Bytes()[i*64:(i+1)*64], AToB, uint32(i)); err != nil {
+			t.Error(err)
+		}
 	}
 }
 

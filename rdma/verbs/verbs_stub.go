@@ -63,7 +63,9 @@ func sysPostSend(op string, _, _ unsafe.Pointer, _ int, _ uint32, _ uint64, _, _
 	return noVerbs(op)
 }
 
-func sysPollCQ(op string, _ unsafe.Pointer, _ []Completion) (int, error) { return 0, noVerbs(op) }
+func newPollScratch() unsafe.Pointer { return nil }
+
+func sysPollCQ(op string, _, _ unsafe.Pointer, _ []Completion) (int, error) { return 0, noVerbs(op) }
 
 const maxSendList = 64
 

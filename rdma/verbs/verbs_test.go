@@ -137,3 +137,20 @@ func TestPostRangeChecked(t *testing.T) {
 		t.Errorf("PostSend on a closed QP = %v, want ErrClosed", err)
 	}
 }
+
+// One goroutine at a time polls through the CQ's own buffer; another polling meanwhile gets
+// none (and polls through a pooled one) instead of sharing it.
+func TestPollScratchOnePollerAtATime(t *testing.T) {
+	cq := &CQ{scratch: fakeHandle(1)}
+	first := cq.claimScratch()
+	if first != cq.scratch {
+		t.Fatalf("first claim = %p, want the CQ's buffer %p", first, cq.scratch)
+	}
+	if second := cq.claimScratch(); second != nil {
+		t.Fatalf("claim while the buffer is in use = %p, want nil", second)
+	}
+	cq.polling.Store(false)
+	if again := cq.claimScratch(); again != cq.scratch {
+		t.Fatalf("claim after release = %p, want the CQ's buffer", again)
+	}
+}
