@@ -3,7 +3,6 @@
 package traffic
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -38,10 +37,12 @@ type echoIn struct {
 
 // echoOut is the receiver's side of the echoes (under recvMu).
 type echoOut struct {
-	sendOff int // where the echo send slots start in the receiver's buffer
-	owed    int // messages that arrived intact and are to be sent back, in order
-	posted  int
-	done    int // echo SEND completions, ok or not
+	sendOff   int  // where the echo send slots start in the receiver's buffer
+	slots     int  // echo send slots: every echo when they fit, else a ring refilled on use
+	prefilled bool // every echo was filled before the first message
+	owed      int  // messages that arrived (successful RECVs) and are to be sent back, in order
+	posted    int
+	done      int // echo SEND completions, ok or not
 }
 
 // echoDir is the direction of the echoes.
@@ -67,22 +68,31 @@ func (b *batch) postEchoRecv() error {
 // echoes), then posts the next message when the last one's echo is in. The sender has stopped
 // once every SEND it posted completed and every echo is in, or an error stopped it, or the
 // receiver can send no more echoes.
-func (b *batch) servePings(ctx, bctx context.Context) (int, int) {
+func (b *batch) servePings() (int, int) {
 	n, err := b.snd.cq.PollInto(b.sendWCs[:])
 	if err != nil {
 		b.endSend(stopFailed, err)
 		return 0, 1
 	}
+	var at time.Duration
+	if n > 0 {
+		at = time.Since(b.t0)
+	}
+	// The echo that lets the next message go is the round trip's critical path: post that
+	// message before recording and checking what was polled (ib_send_lat posts first too),
+	// unless something polled failed, which stops the sender once recorded.
+	if echoes, ok := succeeded(b.sendWCs[:n]); n > 0 && ok && b.mayPing(b.echo.done+echoes) {
+		b.postSend()
+	}
 	for _, wc := range b.sendWCs[:n] {
 		if isEcho(wc.WRID) {
-			b.recordEcho(wc)
+			b.recordEcho(wc, at)
 		} else {
-			b.recordSend(wc)
+			b.recordSend(wc, at)
 		}
 	}
-	if !b.stopSend && !b.echoFailed.Load() && b.posted < b.messages && b.posted == b.echo.done &&
-		b.posted-b.sendDone < b.sendWin && b.mayPost(b.posted) {
-		b.postSend()
+	if b.mayPing(b.echo.done) {
+		b.postSend() // the first message, or one that waited for the send queue
 	}
 	stopped := b.stopSend || b.echoFailed.Load()
 	if b.sendDone == b.posted && (stopped || b.posted == b.messages && b.echo.done == b.posted) {
@@ -90,7 +100,7 @@ func (b *batch) servePings(ctx, bctx context.Context) (int, int) {
 		return n, 1
 	}
 	if n == 0 {
-		if reason := endedBy(ctx, bctx); reason != "" {
+		if reason := b.endedBy(); reason != "" {
 			b.endSend(reason, nil)
 			return 0, 1
 		}
@@ -98,10 +108,30 @@ func (b *batch) servePings(ctx, bctx context.Context) (int, int) {
 	return n, 0
 }
 
-// recordEcho keeps one echo RECV completion on the sender, checks its payload and reposts the
-// receive.
-func (b *batch) recordEcho(wc verbs.Completion) {
-	at := time.Since(b.t0)
+// mayPing says whether the sender may post its next message once echoes echoes are in: every
+// message before it came back, and the send queue and the receiver have room for it.
+func (b *batch) mayPing(echoes int) bool {
+	return !b.stopSend && !b.echoFailed.Load() && b.posted < b.messages && b.posted == echoes &&
+		b.posted-b.sendDone < b.sendWin && b.mayPost(b.posted)
+}
+
+// succeeded counts the echoes among wcs (echo RECVs on the sender, echo SENDs on the
+// receiver) and says whether every completion in wcs succeeded.
+func succeeded(wcs []verbs.Completion) (echoes int, ok bool) {
+	for _, wc := range wcs {
+		if wc.Status != verbs.WCSuccess {
+			return echoes, false
+		}
+		if isEcho(wc.WRID) {
+			echoes++
+		}
+	}
+	return echoes, true
+}
+
+// recordEcho keeps one echo RECV completion on the sender, polled at at, checks its payload
+// and reposts the receive.
+func (b *batch) recordEcho(wc verbs.Completion, at time.Duration) {
 	c := b.completionRecord(b.snd, RoleEcho, wc, at)
 	b.echo.done++
 	if wc.Status != verbs.WCSuccess {
@@ -130,13 +160,28 @@ func (b *batch) recordEcho(wc verbs.Completion) {
 	b.sendRecs = append(b.sendRecs, c)
 }
 
+// echoArrivals is, for a ping-pong's receiver, how many of wcs are messages that arrived (not
+// echo SENDs) with success: each is owed back, whatever its payload (it is checked and
+// recorded after the echo goes).
+func echoArrivals(wcs []verbs.Completion) int {
+	n := 0
+	for _, wc := range wcs {
+		if !isEcho(wc.WRID) && wc.Status == verbs.WCSuccess {
+			n++
+		}
+	}
+	return n
+}
+
 // postEchoes sends back, in order, every message that arrived intact and has not been sent
 // back yet, as far as the echo send queue allows. A post that fails ends the echoes.
 func (b *batch) postEchoes() {
 	for !b.echoFailed.Load() && b.echoOut.posted < b.echoOut.owed && b.echoOut.posted-b.echoOut.done < b.sendWin {
 		k := b.echoOut.posted
-		off := b.echoOut.sendOff + (k%b.sendWin)*b.size
-		fillMessage(b.rcv.mr.Bytes()[off:off+b.size], b.echoDir(), uint32(k))
+		off := b.echoOut.sendOff + (k%b.echoOut.slots)*b.size
+		if !b.echoOut.prefilled {
+			fillMessage(b.rcv.mr.Bytes()[off:off+b.size], b.echoDir(), uint32(k))
+		}
 		if err := b.rcv.qp.PostSend(b.rcv.mr, off, b.size, echoWRID|uint64(k), true); err != nil {
 			b.recvErrs = append(b.recvErrs, fmt.Sprintf("post echo %d: %v", k, err))
 			b.echoFailed.Store(true)
@@ -146,13 +191,14 @@ func (b *batch) postEchoes() {
 	}
 }
 
-// recordEchoSend keeps one echo SEND completion on the receiver; one in error ends the echoes.
-func (b *batch) recordEchoSend(wc verbs.Completion) {
+// recordEchoSend keeps one echo SEND completion on the receiver, polled at at; one in error
+// ends the echoes.
+func (b *batch) recordEchoSend(wc verbs.Completion, at time.Duration) {
 	b.echoOut.done++
 	if wc.Status != verbs.WCSuccess {
 		b.echoFailed.Store(true)
 	}
-	b.recvRecs = append(b.recvRecs, b.completionRecord(b.rcv, RoleEcho, wc, time.Since(b.t0)))
+	b.recvRecs = append(b.recvRecs, b.completionRecord(b.rcv, RoleEcho, wc, at))
 }
 
 // echoesSettled says whether the receiver has sent back everything it owes and seen each echo

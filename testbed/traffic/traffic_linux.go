@@ -50,10 +50,6 @@ const (
 	spinFor          = 2 * time.Millisecond
 	minWait, maxWait = 20 * time.Microsecond, time.Millisecond
 
-	// Every message is filled before the first send when they all fit in maxPrefillBytes; a
-	// longer batch refills a ring of buffers, each when its slot comes round.
-	maxPrefillBytes = 64 << 20
-
 	// maxInline is the largest message sent inline (copied into the work request at post),
 	// perftest's default for its latency tests.
 	maxInline = 236
@@ -323,6 +319,7 @@ type batch struct {
 	sendFinishedNS atomic.Int64 // since t0, +1 (0: not finished)
 	recvStopped    atomic.Bool
 	failed         atomic.Bool
+	ended          atomic.Pointer[string] // stopCancelled or stopDeadline, once the batch's context ends (watchEnd)
 
 	// Two-host labs only.
 	peer    Peer
@@ -411,8 +408,7 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		b.sendWin = min(t.Messages, pingPongSendQueue)
 	}
 	b.recvWin = clampWindow(t.Messages, maxRecvWindow, b.recvSlot)
-	b.sendSlots = min(t.Messages, max(b.sendWin, maxPrefillBytes/max(t.Size, 1)))
-	b.prefilled = b.sendSlots == t.Messages
+	b.sendSlots, b.prefilled = prefillSlots(t.Messages, b.sendWin, t.Size)
 	inline := 0
 	if t.Size <= maxInline {
 		inline = maxInline
@@ -421,9 +417,10 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 	sndBytes, rcvBytes := b.sendSlots*t.Size, b.recvWin*b.recvSlot
 	if b.pingpong {
 		// Each end also has the other's half: receives for the echoes after the sender's
-		// slots, a ring of echo slots after the receiver's.
+		// slots, the echoes' slots (as many as the messages') after the receiver's.
+		b.echoOut.slots, b.echoOut.prefilled = b.sendSlots, b.prefilled
 		b.echo.recvOff, b.echoOut.sendOff = sndBytes, rcvBytes
-		sndBytes, rcvBytes = sndBytes+b.recvWin*b.recvSlot, rcvBytes+b.sendWin*t.Size
+		sndBytes, rcvBytes = sndBytes+b.recvWin*b.recvSlot, rcvBytes+b.echoOut.slots*t.Size
 	}
 	var openErr error
 	if b.snd != nil {
@@ -513,6 +510,12 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 			buf := b.snd.mr.Bytes()
 			for seq := range t.Messages {
 				fillMessage(buf[seq*b.size:(seq+1)*b.size], b.dir, uint32(seq))
+			}
+		}
+		if b.pingpong && b.echoOut.prefilled {
+			buf := b.rcv.mr.Bytes()[b.echoOut.sendOff:]
+			for seq := range t.Messages {
+				fillMessage(buf[seq*b.size:(seq+1)*b.size], b.echoDir(), uint32(seq))
 			}
 		}
 		b.postAt = make([]time.Duration, t.Messages)
@@ -784,6 +787,14 @@ func (b *batch) postRecv() error {
 	return nil
 }
 
+// prefillSlots is how many buffer slots a batch's messages of size bytes, sent with a window
+// of win, get: every message when they fit in maxPrefillBytes (then all are filled before the
+// first send, and prefilled is true), else a ring of at least win slots refilled on use.
+func prefillSlots(messages, win, size int) (slots int, prefilled bool) {
+	slots = min(messages, max(win, maxPrefillBytes/max(size, 1)))
+	return slots, slots == messages
+}
+
 // sendSlot is the offset of message seq's slot in the send buffer, filled first unless every
 // message was filled before the first send.
 func (b *batch) sendSlot(seq int) int {
@@ -869,9 +880,10 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	if b.rcv == nil {
 		b.endRecv(stopDone, nil) // the receiver is on the other host
 	}
+	defer b.watchEnd(ctx, bctx)()
 	b.t0 = time.Now()
-	send := func() (int, int) { return b.serveSend(ctx, bctx) }
-	recv := func() (int, int) { return b.serveRecv(ctx, bctx, grace) }
+	send := func() (int, int) { return b.serveSend() }
+	recv := func() (int, int) { return b.serveRecv(grace) }
 	if b.sendWin == 1 && !b.pingpong || !twoCPUs() {
 		// One message at a time leaves nothing to overlap: one worker posts and polls both
 		// sides, as ib_send_lat's loop does. rxe delivers over a veth inside the post, so the
@@ -928,6 +940,11 @@ func bothAtOnce(here, there func()) {
 // may use (the VM test driver gives a one-vCPU guest two Ps, to quieten the runtime's sysmon).
 func twoCPUs() bool { return twoWorkers || runtime.GOMAXPROCS(0) > 1 && runtime.NumCPU() > 1 }
 
+// Every message (and a ping-pong's every echo) is filled before the first send when they all
+// fit in maxPrefillBytes; a longer batch refills a ring of buffers, each when its slot comes
+// round. A variable so that the tests can run the ring with a few messages.
+var maxPrefillBytes = 64 << 20
+
 // twoWorkers makes every batch that can have two workers have them, even on one CPU: the
 // tests' way to run the two-worker paths in a one-vCPU guest.
 var twoWorkers bool
@@ -968,7 +985,7 @@ func work(sides ...func() (moved, finished int)) {
 // completions it took and 1 once the sender has stopped: every posted SEND completed and
 // nothing left to post, or the batch ended. A sender on the other host is served by
 // watching for its word (serveRemoteSend).
-func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
+func (b *batch) serveSend() (int, int) {
 	if !b.sendMu.TryLock() {
 		return 0, 0
 	}
@@ -987,10 +1004,10 @@ func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
 		}
 	}
 	if b.snd == nil {
-		return b.serveRemoteSend(ctx, bctx)
+		return b.serveRemoteSend()
 	}
 	if b.pingpong {
-		return b.servePings(ctx, bctx)
+		return b.servePings()
 	}
 	if b.snd.qp.Type() == verbs.QPTypeRC {
 		b.postSends()
@@ -1008,11 +1025,14 @@ func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
 		b.endSend(stopFailed, err)
 		return 0, 1
 	}
-	for _, wc := range b.sendWCs[:n] {
-		b.recordSend(wc)
+	if n > 0 {
+		at := time.Since(b.t0)
+		for _, wc := range b.sendWCs[:n] {
+			b.recordSend(wc, at)
+		}
 	}
 	if n == 0 {
-		if reason := endedBy(ctx, bctx); reason != "" {
+		if reason := b.endedBy(); reason != "" {
 			b.endSend(reason, nil)
 			return 0, 1
 		}
@@ -1023,7 +1043,7 @@ func (b *batch) serveSend(ctx, bctx context.Context) (int, int) {
 // serveRemoteSend stands for a sender on the other host: it has stopped once it says so
 // (the receiver's idle grace counts from then), or once the receiver here has every message
 // (runBatch then waits for the word).
-func (b *batch) serveRemoteSend(ctx, bctx context.Context) (int, int) {
+func (b *batch) serveRemoteSend() (int, int) {
 	var m sentMsg
 	ok, err := b.peer.Poll(msgSent, &m)
 	if err == nil && ok {
@@ -1041,7 +1061,7 @@ func (b *batch) serveRemoteSend(ctx, bctx context.Context) (int, int) {
 		b.endSend(stopDone, nil)
 		return 0, 1
 	}
-	if reason := endedBy(ctx, bctx); reason != "" {
+	if reason := b.endedBy(); reason != "" {
 		b.endSend(reason, nil)
 		return 0, 1
 	}
@@ -1084,7 +1104,7 @@ func (b *batch) mayPost(seq int) bool {
 // reposts its receive. It returns how many completions it took and 1 once the receiver has
 // stopped: every message arrived, it stayed idle for grace after the sender finished, the
 // batch ended, or the sender failed.
-func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, int) {
+func (b *batch) serveRecv(grace time.Duration) (int, int) {
 	if !b.recvMu.TryLock() {
 		return 0, 0
 	}
@@ -1101,22 +1121,31 @@ func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, 
 		b.endRecv(stopFailed, err)
 		return 0, 1
 	}
-	for _, wc := range b.recvWCs[:n] {
-		if b.pingpong && isEcho(wc.WRID) {
-			b.recordEchoSend(wc)
-		} else {
-			b.recordRecv(wc)
+	if n > 0 {
+		at := time.Since(b.t0)
+		if b.pingpong {
+			// Send back what arrived before recording and checking it: the echo is the
+			// round trip's critical path.
+			b.echoOut.owed += echoArrivals(b.recvWCs[:n])
+			b.postEchoes()
 		}
-	}
-	if b.pingpong {
-		b.postEchoes()
+		for _, wc := range b.recvWCs[:n] {
+			if b.pingpong && isEcho(wc.WRID) {
+				b.recordEchoSend(wc, at)
+			} else {
+				b.recordRecv(wc, at)
+			}
+		}
+		if b.pingpong {
+			b.postEchoes() // those that waited for echo SENDs to complete
+		}
+		b.recvProgressNS.Store(int64(at))
 	}
 	switch {
 	case b.recvDone >= b.messages && (!b.pingpong || b.echoesSettled()):
 		b.endRecv(stopDone, nil)
 		return n, 1
 	case n > 0:
-		b.recvProgressNS.Store(int64(time.Since(b.t0)))
 		return n, 0
 	}
 	if fin := b.sendFinishedNS.Load(); fin != 0 {
@@ -1126,23 +1155,33 @@ func (b *batch) serveRecv(ctx, bctx context.Context, grace time.Duration) (int, 
 			return 0, 1
 		}
 	}
-	if reason := endedBy(ctx, bctx); reason != "" {
+	if reason := b.endedBy(); reason != "" {
 		b.endRecv(reason, nil)
 		return 0, 1
 	}
 	return 0, 0
 }
 
-// endedBy says whether the batch was cancelled or reached its deadline.
-func endedBy(ctx, bctx context.Context) string {
-	select {
-	case <-ctx.Done():
-		return stopCancelled
-	case <-bctx.Done():
-		return stopDeadline
-	default:
-		return ""
+// watchEnd records, once bctx ends, whether the batch was cancelled (ctx) or reached its
+// deadline, so that endedBy is one atomic load on every empty poll: a select on the two
+// contexts' channels takes their locks, and two workers polling on two CPUs contended for
+// them. The returned func stops watching.
+func (b *batch) watchEnd(ctx, bctx context.Context) (stop func() bool) {
+	return context.AfterFunc(bctx, func() {
+		reason := stopDeadline
+		if ctx.Err() != nil {
+			reason = stopCancelled
+		}
+		b.ended.Store(&reason)
+	})
+}
+
+// endedBy says whether the batch was cancelled or reached its deadline ("" while neither).
+func (b *batch) endedBy() string {
+	if r := b.ended.Load(); r != nil {
+		return *r
 	}
+	return ""
 }
 
 // waiter paces a polling loop that found nothing: it keeps polling for spinFor after the last
@@ -1174,9 +1213,8 @@ func (w *waiter) idle() {
 	time.Sleep(w.wait)
 }
 
-// recordSend keeps one SEND completion.
-func (b *batch) recordSend(wc verbs.Completion) {
-	at := time.Since(b.t0)
+// recordSend keeps one SEND completion, polled at at (since t0).
+func (b *batch) recordSend(wc verbs.Completion, at time.Duration) {
 	b.sendDone++
 	if wc.Status != verbs.WCSuccess {
 		b.stopSend = true // the QP is in error; what is posted flushes
@@ -1187,9 +1225,9 @@ func (b *batch) recordSend(wc verbs.Completion) {
 	b.sendRecs = append(b.sendRecs, b.completionRecord(b.snd, RoleSender, wc, at))
 }
 
-// recordRecv keeps one RECV completion, checks its payload and reposts the receive.
-func (b *batch) recordRecv(wc verbs.Completion) {
-	at := time.Since(b.t0)
+// recordRecv keeps one RECV completion, polled at at (since t0), checks its payload and
+// reposts the receive.
+func (b *batch) recordRecv(wc verbs.Completion, at time.Duration) {
 	c := b.completionRecord(b.rcv, RoleReceiver, wc, at)
 	b.recvDone++
 	if wc.Status == verbs.WCSuccess {
@@ -1198,7 +1236,6 @@ func (b *batch) recordRecv(wc verbs.Completion) {
 		if seq >= 0 && seq < len(b.recvAt) && b.recvAt[seq] == 0 {
 			b.recvAt[seq] = at
 		}
-		b.echoOut.owed++ // a ping-pong sends back every message that arrived (RC: in order)
 		if b.recvPosted < b.messages {
 			if err := b.postRecv(); err != nil {
 				b.recvErrs = append(b.recvErrs, err.Error())
