@@ -14,8 +14,8 @@ package verbs
 /*
 #cgo LDFLAGS: -libverbs
 
-// The data path's calls keep no pointer and never call back into Go: their Go arguments may
-// stay on the Go stack, and the calls take the cheaper path.
+// None of the data path's calls calls back into Go (nocallback), and rb_post_send_list keeps
+// no pointer to its arrays (noescape: they stay on the Go stack instead of the heap).
 #cgo nocallback rb_poll_cq
 #cgo nocallback rb_post_recv
 #cgo nocallback rb_post_send
@@ -572,7 +572,8 @@ func sysPostSendList(op string, qp, base unsafe.Pointer, lkey uint32, wrs []Send
 }
 
 // cAddr passes a handle or an address in C memory to the data path's C functions as an
-// integer (see rb_post_recv). Only C memory: C does not keep it, and Go's memory may move.
+// integer (see rb_post_recv). Only C memory: a Go pointer passed as an integer would be hidden
+// from the garbage collector.
 func cAddr(p unsafe.Pointer) C.uintptr_t { return C.uintptr_t(uintptr(p)) }
 
 // pollScratch is what one rb_poll_cq call fills, in C's layout (no Go pointers, so C may

@@ -115,8 +115,8 @@ func (b *batch) mayPing(echoes int) bool {
 		b.posted-b.sendDone < b.sendWin && b.mayPost(b.posted)
 }
 
-// succeeded counts the echoes among wcs (echo RECVs on the sender, echo SENDs on the
-// receiver) and says whether every completion in wcs succeeded.
+// succeeded counts the echoes among the sender's completions wcs and says whether every one
+// of wcs succeeded.
 func succeeded(wcs []verbs.Completion) (echoes int, ok bool) {
 	for _, wc := range wcs {
 		if wc.Status != verbs.WCSuccess {
