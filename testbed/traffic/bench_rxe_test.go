@@ -64,8 +64,10 @@ func runOne(b *testing.B, env *host.Env, s *scenario.Scenario, t scenario.Traffi
 	c.SetDefaults()
 	rep, err := Run(context.Background(), env, &c)
 	require.NoError(b, err)
-	require.True(b, rep.Pass, rep.Verdict)
-	return rep.Batches[0]
+	require.Len(b, rep.Batches, 1)
+	res := rep.Batches[0]
+	require.True(b, rep.Pass, "%s: %s (%s; stopped: %s; errors: %v)", rep.Verdict, res.Verdict, res.Class, res.StopReason, res.Errors)
+	return res
 }
 
 func openEnv(b *testing.B) *host.Env {
