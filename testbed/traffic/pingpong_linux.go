@@ -209,12 +209,4 @@ func (b *batch) echoesSettled() bool {
 
 // halfRoundTrips summarises, over the messages whose echo came back, half the time from
 // posting each SEND to polling its echo: what ib_send_lat reports (t_typical is the median).
-func (b *batch) halfRoundTrips() *LatencyStats {
-	var us []float64
-	for seq, at := range b.echo.at {
-		if at > 0 && seq < b.posted {
-			us = append(us, float64((at-b.postAt[seq]).Nanoseconds())/2e3)
-		}
-	}
-	return NewLatencyStats(us)
-}
+func (b *batch) halfRoundTrips() *LatencyStats { return b.sincePosted(b.echo.at, 2) }

@@ -507,16 +507,10 @@ func runBatch(ctx context.Context, env *host.Env, s *scenario.Scenario, t scenar
 		// Every message filled when they all fit: the timed part is posting, transport and
 		// completions.
 		if b.snd != nil && b.prefilled {
-			buf := b.snd.mr.Bytes()
-			for seq := range t.Messages {
-				fillMessage(buf[seq*b.size:(seq+1)*b.size], b.dir, uint32(seq))
-			}
+			fillMessages(b.snd.mr.Bytes(), b.size, t.Messages, b.dir)
 		}
 		if b.pingpong && b.echoOut.prefilled {
-			buf := b.rcv.mr.Bytes()[b.echoOut.sendOff:]
-			for seq := range t.Messages {
-				fillMessage(buf[seq*b.size:(seq+1)*b.size], b.echoDir(), uint32(seq))
-			}
+			fillMessages(b.rcv.mr.Bytes()[b.echoOut.sendOff:], b.size, t.Messages, b.echoDir())
 		}
 		b.postAt = make([]time.Duration, t.Messages)
 		b.recvAt = make([]time.Duration, t.Messages)
@@ -882,7 +876,7 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	}
 	defer b.watchEnd(ctx, bctx)()
 	b.t0 = time.Now()
-	send := func() (int, int) { return b.serveSend() }
+	send := b.serveSend
 	recv := func() (int, int) { return b.serveRecv(grace) }
 	if b.sendWin == 1 && !b.pingpong || !twoCPUs() {
 		// One message at a time leaves nothing to overlap: one worker posts and polls both
@@ -1268,11 +1262,15 @@ func mergeByTime(a, b []CompletionRecord) []CompletionRecord {
 
 // oneWay summarises, over the messages that arrived, the time from posting each SEND to
 // polling its RECV completion.
-func (b *batch) oneWay() *LatencyStats {
+func (b *batch) oneWay() *LatencyStats { return b.sincePosted(b.recvAt, 1) }
+
+// sincePosted summarises, over the messages k polled at at[k] (0: never), the time from
+// posting message k to then, divided by parts (2: half a round trip).
+func (b *batch) sincePosted(at []time.Duration, parts float64) *LatencyStats {
 	var us []float64
-	for seq, at := range b.recvAt {
-		if at > 0 && seq < b.posted {
-			us = append(us, float64((at-b.postAt[seq]).Nanoseconds())/1e3)
+	for seq, t := range at {
+		if t > 0 && seq < b.posted {
+			us = append(us, float64((t-b.postAt[seq]).Nanoseconds())/1e3/parts)
 		}
 	}
 	return NewLatencyStats(us)
@@ -1302,6 +1300,13 @@ func (b *batch) checkPayload(wc verbs.Completion) (int, string) {
 		return int(seq), err.Error()
 	}
 	return int(seq), "ok"
+}
+
+// fillMessages fills the first n slots of size bytes in buf with messages 0..n-1 of d.
+func fillMessages(buf []byte, size, n int, d verbs.Direction) {
+	for seq := range n {
+		fillMessage(buf[seq*size:(seq+1)*size], d, uint32(seq))
+	}
 }
 
 // fillMessage writes message seq: the verbs payload pattern, or for messages shorter than its

@@ -281,8 +281,9 @@ func TestTrafficRXEPingPong(t *testing.T) {
 			if two {
 				// Two workers, and messages and echoes in rings refilled on use (pp-big's
 				// 160 KiB do not fit): the other run has them all filled before the start.
+				prefill := maxPrefillBytes
 				twoWorkers, maxPrefillBytes = true, 64<<10
-				t.Cleanup(func() { twoWorkers, maxPrefillBytes = false, 64<<20 })
+				t.Cleanup(func() { twoWorkers, maxPrefillBytes = false, prefill })
 			}
 			rep := runLabWith(t, "same-host", func(s *scenario.Scenario) {
 				s.Traffic = []scenario.Traffic{
