@@ -21,6 +21,8 @@ package verbs
 #cgo nocallback rb_post_send
 #cgo noescape rb_post_send_list
 #cgo nocallback rb_post_send_list
+#cgo noescape rb_pp_run
+#cgo nocallback rb_pp_run
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -238,6 +240,275 @@ static int rb_poll_cq(uintptr_t cq, int n, struct rb_wc *out) {
 	}
 	return total;
 }
+
+// ---- Ping-pong (pingpong.go): ib_send_lat's loop, run here so that no Go code runs between
+// an echo arriving and the next message going out.
+
+#include <time.h>
+
+enum { RB_PING = 0, RB_PONG = 1 };
+
+// Why a role's part of rb_pp_run ended (PingPongStop).
+enum { RB_PP_RUNNING = 0, RB_PP_LIMIT, RB_PP_FULL, RB_PP_FAILED, RB_PP_PEER_ENDED, RB_PP_STOPPED, RB_PP_IDLE, RB_PP_POLL_FAILED };
+
+struct rb_pp_rec {
+	struct rb_wc wc;
+	uint64_t at_ns; // when the poll that returned it returned, CLOCK_MONOTONIC
+};
+
+// rb_pp_end is one end: the pinger sends messages and receives their echoes, the ponger
+// receives messages and sends the echoes.
+struct rb_pp_end {
+	uintptr_t qp, cq, base; // base: the MR's buffer
+	uint32_t lkey, inline_max;
+	uint64_t send_off;      // its send slots: send_off + (k % slots) * size
+	uint32_t slots;
+	int64_t posted;    // SENDs posted (ping: messages, pong: echoes)
+	int64_t send_done; // SEND completions, ok or not
+	int64_t arrived;   // RECV completions, ok or not (ping: echoes, pong: messages)
+	int64_t owed;      // pong: messages that arrived intact enough to go back (successful RECVs)
+	int failed;        // it sends no more: a completion in error or a failed post
+	int post_rc;       // the failed post's errno (0: none), and which SEND it was
+	int64_t post_k;
+	int poll_rc;       // ibv_poll_cq's negative value, when polling failed
+	struct rb_pp_rec *recs;
+	int nrecs, cap;
+};
+
+struct rb_pp {
+	struct rb_pp_end e[2];
+	uint32_t size;
+	int64_t messages;
+	int sendq;              // SENDs an end may have outstanding
+	uint64_t echo_flag;     // set in the WR IDs of echoes (the ponger's SENDs, the pinger's RECVs)
+	uint64_t *post_ns;      // when message k was posted
+	uint64_t spin_ns, min_wait_ns, max_wait_ns, grace_ns;
+	int stop;               // rb_pp_stop was called (atomic)
+	int64_t pong_limit;     // messages the ponger has receives posted and polls for (atomic)
+	int pong_failed;        // the ponger sends no more echoes (atomic)
+	uint64_t ping_ended_ns; // when the pinger stopped for good, +1; 0 while it runs (atomic)
+};
+
+static uint64_t rb_now_ns(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct rb_pp *rb_pp_new(int cap_ping, int cap_pong, int64_t messages) {
+	struct rb_pp *pp = calloc(1, sizeof *pp);
+	if (pp == NULL)
+		return NULL;
+	pp->e[RB_PING].recs = calloc((size_t)cap_ping, sizeof(struct rb_pp_rec));
+	pp->e[RB_PONG].recs = calloc((size_t)cap_pong, sizeof(struct rb_pp_rec));
+	pp->post_ns = calloc((size_t)(messages > 0 ? messages : 1), sizeof(uint64_t));
+	if (pp->e[RB_PING].recs == NULL || pp->e[RB_PONG].recs == NULL || pp->post_ns == NULL) {
+		free(pp->e[RB_PING].recs);
+		free(pp->e[RB_PONG].recs);
+		free(pp->post_ns);
+		free(pp);
+		return NULL;
+	}
+	pp->e[RB_PING].cap = cap_ping;
+	pp->e[RB_PONG].cap = cap_pong;
+	pp->messages = messages;
+	return pp;
+}
+
+static void rb_pp_free(struct rb_pp *pp) {
+	free(pp->e[RB_PING].recs);
+	free(pp->e[RB_PONG].recs);
+	free(pp->post_ns);
+	free(pp);
+}
+
+static void rb_pp_stop(uintptr_t pp) { __atomic_store_n(&((struct rb_pp *)pp)->stop, 1, __ATOMIC_RELEASE); }
+static void rb_pp_end_ping(uintptr_t pp) { __atomic_store_n(&((struct rb_pp *)pp)->ping_ended_ns, rb_now_ns() + 1, __ATOMIC_RELEASE); }
+static void rb_pp_end_pong(uintptr_t pp) { __atomic_store_n(&((struct rb_pp *)pp)->pong_failed, 1, __ATOMIC_RELEASE); }
+
+// rb_pp_send posts SEND k of end e from its slot, signalled, inline when it fits; a failed
+// post stops the end from sending.
+static void rb_pp_send(struct rb_pp *pp, struct rb_pp_end *e, int64_t k, uint64_t wr_id) {
+	uint64_t off = e->send_off + (uint64_t)(k % e->slots) * pp->size;
+	unsigned int flags = IBV_SEND_SIGNALED;
+	if (pp->size > 0 && pp->size <= e->inline_max)
+		flags |= IBV_SEND_INLINE;
+	int rc = rb_post_send(e->qp, e->base + off, pp->size, e->lkey, wr_id, flags, 0, 0, 0);
+	if (rc != 0) {
+		e->failed = 1;
+		e->post_rc = rc;
+		e->post_k = k;
+		return;
+	}
+	e->posted++;
+}
+
+// rb_pp_poll polls end e into its records; it returns how many, or -1 (why set) when the
+// records are full or polling failed.
+static int rb_pp_poll(struct rb_pp_end *e, int *why) {
+	struct rb_wc w[16];
+	if (e->cap - e->nrecs < 16) {
+		*why = RB_PP_FULL;
+		return -1;
+	}
+	int n = rb_poll_cq(e->cq, 16, w);
+	if (n < 0) {
+		e->poll_rc = n;
+		*why = RB_PP_POLL_FAILED;
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	uint64_t now = rb_now_ns();
+	for (int i = 0; i < n; i++) {
+		e->recs[e->nrecs + i].wc = w[i];
+		e->recs[e->nrecs + i].at_ns = now;
+	}
+	return n;
+}
+
+// rb_pp_ping_may_post posts message e->posted if every earlier one came back (echoes of them
+// in), the send queue has room, and the ponger has its receive posted and is polling for it.
+static void rb_pp_ping_post(struct rb_pp *pp, int64_t limit, int64_t echoes) {
+	struct rb_pp_end *e = &pp->e[RB_PING];
+	int64_t k = e->posted;
+	if (e->failed || k >= limit || k != echoes || k - e->send_done >= pp->sendq ||
+	    __atomic_load_n(&pp->pong_failed, __ATOMIC_ACQUIRE) ||
+	    k >= __atomic_load_n(&pp->pong_limit, __ATOMIC_ACQUIRE))
+		return;
+	pp->post_ns[k] = rb_now_ns();
+	rb_pp_send(pp, e, k, (uint64_t)k);
+}
+
+// rb_pp_ping_step is one poll of the pinger: the next message goes out as soon as the echo it
+// waits for is polled (before the completions are recorded), unless one of them failed.
+// It returns how many completions it took; *why is set once the pinger's part ends.
+static int rb_pp_ping_step(struct rb_pp *pp, int64_t limit, int *why) {
+	struct rb_pp_end *e = &pp->e[RB_PING];
+	if (__atomic_load_n(&pp->stop, __ATOMIC_ACQUIRE)) {
+		*why = RB_PP_STOPPED;
+		return 0;
+	}
+	int n = rb_pp_poll(e, why);
+	if (n < 0)
+		return 0;
+	struct rb_pp_rec *r = &e->recs[e->nrecs];
+	int ok = 1, echoes = 0;
+	for (int i = 0; i < n; i++) {
+		if (r[i].wc.status != IBV_WC_SUCCESS)
+			ok = 0;
+		else if (r[i].wc.wr_id & pp->echo_flag)
+			echoes++;
+	}
+	if (n > 0 && ok)
+		rb_pp_ping_post(pp, limit, e->arrived + echoes);
+	for (int i = 0; i < n; i++) {
+		if (r[i].wc.wr_id & pp->echo_flag)
+			e->arrived++;
+		else
+			e->send_done++;
+		if (r[i].wc.status != IBV_WC_SUCCESS)
+			e->failed = 1; // the QP is in error: what is posted flushes
+	}
+	e->nrecs += n;
+	rb_pp_ping_post(pp, limit, e->arrived); // the first message, or one that waited
+	int peer_ended = __atomic_load_n(&pp->pong_failed, __ATOMIC_ACQUIRE);
+	if ((e->failed || peer_ended) && e->send_done == e->posted)
+		*why = e->failed ? RB_PP_FAILED : RB_PP_PEER_ENDED;
+	else if (e->posted == limit && e->arrived >= limit && e->send_done == e->posted)
+		*why = RB_PP_LIMIT;
+	return n;
+}
+
+// rb_pp_pong_post sends back, in order, every message that arrived and has not gone back,
+// as far as the send queue allows.
+static void rb_pp_pong_post(struct rb_pp *pp) {
+	struct rb_pp_end *e = &pp->e[RB_PONG];
+	while (!e->failed && e->posted < e->owed && e->posted - e->send_done < pp->sendq)
+		rb_pp_send(pp, e, e->posted, pp->echo_flag | (uint64_t)e->posted);
+	if (e->failed)
+		__atomic_store_n(&pp->pong_failed, 1, __ATOMIC_RELEASE);
+}
+
+// rb_pp_pong_step is one poll of the ponger: every message that arrived goes back before the
+// completions are recorded. Its part ends when every message up to limit arrived and every
+// echo it posted completed, when it stayed idle for grace_ns after the pinger ended, or on
+// rb_pp_stop.
+static int rb_pp_pong_step(struct rb_pp *pp, int64_t limit, int *why) {
+	struct rb_pp_end *e = &pp->e[RB_PONG];
+	if (__atomic_load_n(&pp->stop, __ATOMIC_ACQUIRE)) {
+		*why = RB_PP_STOPPED;
+		return 0;
+	}
+	int n = rb_pp_poll(e, why);
+	if (n < 0) {
+		if (*why == RB_PP_POLL_FAILED)
+			__atomic_store_n(&pp->pong_failed, 1, __ATOMIC_RELEASE);
+		return 0;
+	}
+	struct rb_pp_rec *r = &e->recs[e->nrecs];
+	for (int i = 0; i < n; i++)
+		if (!(r[i].wc.wr_id & pp->echo_flag) && r[i].wc.status == IBV_WC_SUCCESS)
+			e->owed++;
+	rb_pp_pong_post(pp);
+	for (int i = 0; i < n; i++) {
+		if (r[i].wc.wr_id & pp->echo_flag)
+			e->send_done++;
+		else
+			e->arrived++;
+		if (r[i].wc.status != IBV_WC_SUCCESS)
+			e->failed = 1;
+	}
+	e->nrecs += n;
+	rb_pp_pong_post(pp); // those that waited for the send queue; publishes a failure
+	if (e->arrived >= limit && e->send_done == e->posted && (e->posted == e->owed || e->failed)) {
+		*why = RB_PP_LIMIT;
+		return n;
+	}
+	if (n == 0) {
+		uint64_t ended = __atomic_load_n(&pp->ping_ended_ns, __ATOMIC_ACQUIRE);
+		if (ended != 0 && rb_now_ns() - (ended - 1) > pp->grace_ns)
+			*why = RB_PP_IDLE;
+	}
+	return n;
+}
+
+// rb_pp_run serves the roles in mask (1 << RB_PING, 1 << RB_PONG) until one of them ends its
+// part: the pinger has every message below ping_limit back, the ponger every message below
+// pong_limit, or see the RB_PP_ values. Between polls that find nothing it spins for spin_ns
+// after the last completion, then sleeps, backing off from min_wait_ns to max_wait_ns.
+static void rb_pp_run(uintptr_t h, int mask, int64_t ping_limit, int64_t pong_limit, int *why_ping, int *why_pong) {
+	struct rb_pp *pp = (struct rb_pp *)h;
+	int ping = mask & (1 << RB_PING), pong = mask & (1 << RB_PONG);
+	*why_ping = *why_pong = RB_PP_RUNNING;
+	if (pong)
+		__atomic_store_n(&pp->pong_limit, pong_limit, __ATOMIC_RELEASE);
+	uint64_t last = rb_now_ns(), wait = 0;
+	for (;;) {
+		int moved = 0;
+		if (ping)
+			moved += rb_pp_ping_step(pp, ping_limit, why_ping);
+		if (pong)
+			moved += rb_pp_pong_step(pp, pong_limit, why_pong);
+		if (*why_ping != RB_PP_RUNNING || *why_pong != RB_PP_RUNNING)
+			return;
+		if (moved > 0) {
+			wait = 0;
+			last = 0;
+			continue;
+		}
+		uint64_t now = rb_now_ns();
+		if (last == 0)
+			last = now;
+		if (now - last < pp->spin_ns)
+			continue;
+		wait = wait * 2 < pp->min_wait_ns ? pp->min_wait_ns : wait * 2;
+		if (wait > pp->max_wait_ns)
+			wait = pp->max_wait_ns;
+		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000ull), .tv_nsec = (long)(wait % 1000000000ull) };
+		nanosleep(&ts, NULL);
+	}
+}
 */
 import "C"
 
@@ -246,6 +517,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -613,4 +885,72 @@ func sysPollCQ(op string, h, scratch unsafe.Pointer, dst []Completion) (int, err
 		}
 	}
 	return int(n), nil
+}
+
+// sysNewPingPong allocates the C state of a ping-pong (rb_pp) with room for recs records per
+// role.
+func sysNewPingPong(op string, ends [2]pingPongEnd, size, messages, sendQueue, recs int, echoWRID uint64, pace pingPongPace) (unsafe.Pointer, error) {
+	pp := C.rb_pp_new(C.int(recs), C.int(recs), C.int64_t(messages))
+	if pp == nil {
+		return nil, &Error{Op: op, Err: syscall.ENOMEM}
+	}
+	for i, e := range ends {
+		c := &pp.e[i]
+		c.qp, c.cq, c.base = cAddr(e.qp), cAddr(e.cq), cAddr(e.buf)
+		c.lkey, c.inline_max = C.uint32_t(e.lkey), C.uint32_t(e.inlineMax)
+		c.send_off, c.slots = C.uint64_t(e.sendOff), C.uint32_t(e.slots)
+	}
+	pp.size, pp.sendq, pp.echo_flag = C.uint32_t(size), C.int(sendQueue), C.uint64_t(echoWRID)
+	pp.spin_ns, pp.min_wait_ns = C.uint64_t(pace.spin), C.uint64_t(pace.minWait)
+	pp.max_wait_ns, pp.grace_ns = C.uint64_t(pace.maxWait), C.uint64_t(pace.idleGrace)
+	return unsafe.Pointer(pp), nil
+}
+
+func sysFreePingPong(h unsafe.Pointer) { C.rb_pp_free((*C.struct_rb_pp)(h)) }
+
+func sysNowNS() uint64 { return uint64(C.rb_now_ns()) }
+
+// sysRunPingPong runs rb_pp_run for the roles in mask (1<<Ping, 1<<Pong).
+func sysRunPingPong(h unsafe.Pointer, mask int, pingLimit, pongLimit int) (ping, pong PingPongStop) {
+	var a, b C.int
+	C.rb_pp_run(cAddr(h), C.int(mask), C.int64_t(pingLimit), C.int64_t(pongLimit), &a, &b)
+	return PingPongStop(a), PingPongStop(b)
+}
+
+func sysStopPingPong(h unsafe.Pointer) { C.rb_pp_stop(cAddr(h)) }
+func sysEndPing(h unsafe.Pointer)      { C.rb_pp_end_ping(cAddr(h)) }
+func sysEndPong(h unsafe.Pointer)      { C.rb_pp_end_pong(cAddr(h)) }
+func sysPingPostedNS(h unsafe.Pointer, k int) uint64 {
+	return uint64(unsafe.Slice((*C.struct_rb_pp)(h).post_ns, k+1)[k])
+}
+
+// sysTakePingPong appends role's records to dst, their times since t0ns, and empties them.
+func sysTakePingPong(h unsafe.Pointer, role PingPongRole, t0ns uint64, dst []TimedCompletion) []TimedCompletion {
+	e := &(*C.struct_rb_pp)(h).e[role]
+	for _, r := range unsafe.Slice(e.recs, int(e.nrecs)) {
+		w := &r.wc
+		dst = append(dst, TimedCompletion{
+			Completion: Completion{
+				WRID: uint64(w.wr_id), Status: WCStatus(w.status), Opcode: WCOpcode(w.opcode), ByteLen: uint32(w.byte_len),
+				QPN: uint32(w.qp_num), SrcQP: uint32(w.src_qp), Flags: WCFlags(w.wc_flags), VendorErr: uint32(w.vendor_err),
+				ImmData: uint32(w.imm_host),
+			},
+			At: time.Duration(uint64(r.at_ns) - t0ns),
+		})
+	}
+	e.nrecs = 0
+	return dst
+}
+
+// sysPingPongProgress reads role's counters.
+func sysPingPongProgress(h unsafe.Pointer, role PingPongRole) PingPongProgress {
+	e := &(*C.struct_rb_pp)(h).e[role]
+	p := PingPongProgress{Posted: int(e.posted), SendsDone: int(e.send_done), Arrived: int(e.arrived), Failed: e.failed != 0}
+	if e.post_rc != 0 {
+		p.PostErr = fmt.Errorf("post send %d: %w", int64(e.post_k), syscall.Errno(e.post_rc))
+	}
+	if e.poll_rc != 0 {
+		p.PollErr = fmt.Errorf("ibv_poll_cq failed with %d: %w", int(e.poll_rc), syscall.EIO)
+	}
+	return p
 }

@@ -697,3 +697,155 @@ func TestRXENoFixStaticNeighRetryExceeded(t *testing.T) {
 		t.Errorf("%s sent_pkts +%d, %s rcvd_pkts +%d: want retransmissions that never arrive", l.a.rxe, sentA, l.b.rxe, rcvdB)
 	}
 }
+
+// TestRXEPingPong runs 300 messages of 64 bytes through a PingPong in Runs of at most 64 (the
+// receives posted), pinger and ponger on two goroutines, the way the traffic package does:
+// every message and every echo completes once, in order, intact, each echo after its message
+// was posted. Then, on the same connected QPs, Stop and EndPong each end a Run that would
+// otherwise wait for ever (the ponger never runs).
+func TestRXEPingPong(t *testing.T) {
+	const n, win, size, echoBit = 300, 64, 64, uint64(1) << 62
+	l := newLab(t, labOptions{policyRouting: true})
+	a := openSide(t, l.a.rxe, QPTypeRC, 512, size) // messages at [0, n*size), echo receives after
+	b := openSide(t, l.b.rxe, QPTypeRC, 512, size) // receives at [0, win*size), echoes from 8 KiB
+	if err := connectRC(t, l, a, b); err != nil {
+		t.Fatalf("connect RC QPs: %v", err)
+	}
+	const echoRecvOff, echoSendOff = n * size, 8 << 10
+	for k := 0; k < n; k++ {
+		FillPayload(a.mr.Bytes()[k*size:(k+1)*size], AToB, uint32(k))
+		FillPayload(b.mr.Bytes()[echoSendOff+k*size:echoSendOff+(k+1)*size], BToA, uint32(k))
+	}
+	postRecv := func(s *side, off, k int, id uint64) {
+		t.Helper()
+		if err := s.qp.PostRecv(s.mr, off+(k%win)*size, size, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := 0; k < win; k++ {
+		postRecv(b, 0, k, uint64(k))
+		postRecv(a, echoRecvOff, k, echoBit|uint64(k))
+	}
+	pp, err := NewPingPong(PingPongConfig{
+		Ping: PingPongEnd{QP: a.qp, CQ: a.cq, MR: a.mr, SendOffset: 0, SendSlots: n},
+		Pong: PingPongEnd{QP: b.qp, CQ: b.cq, MR: b.mr, SendOffset: echoSendOff, SendSlots: n},
+		Size: size, Messages: n, SendQueue: 16, Window: win, EchoWRID: echoBit,
+		Spin: time.Millisecond, MinWait: 20 * time.Microsecond, MaxWait: time.Millisecond, IdleGrace: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeOK(t, pp.Close) })
+	pp.Start()
+
+	// serve runs role in Runs up to the receives posted, checks every RECV's payload, reposts
+	// its receive, and returns everything polled.
+	serve := func(role PingPongRole, s *side, recvOff int, dir Direction, recvID uint64) ([]TimedCompletion, PingPongStop, error) {
+		var all []TimedCompletion
+		posted := win
+		for {
+			stop, err := pp.Run(role, posted)
+			if err != nil {
+				return all, stop, err
+			}
+			got := pp.Completions(role, nil)
+			for _, c := range got {
+				if c.Status != WCSuccess || c.Opcode != WCRecv {
+					continue
+				}
+				k := int(c.WRID &^ echoBit)
+				off := recvOff + (k%win)*size
+				if err := VerifyPayload(s.mr.Bytes()[off:off+size], dir, uint32(k)); err != nil {
+					return all, stop, err
+				}
+				if posted < n {
+					if err := s.qp.PostRecv(s.mr, recvOff+(posted%win)*size, size, recvID|uint64(posted)); err != nil {
+						return all, stop, err
+					}
+					posted++
+				}
+			}
+			all = append(all, got...)
+			if stop != PingPongLimit || posted == n && pp.Progress(role).Arrived == n {
+				return all, stop, nil
+			}
+		}
+	}
+	var pongs []TimedCompletion
+	var pongStop PingPongStop
+	var pongErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pongs, pongStop, pongErr = serve(Pong, b, 0, AToB, 0)
+	}()
+	pings, pingStop, pingErr := serve(Ping, a, echoRecvOff, BToA, echoBit)
+	<-done
+	if pingErr != nil || pongErr != nil || pingStop != PingPongLimit || pongStop != PingPongLimit {
+		t.Fatalf("pinger: %v, %v; ponger: %v, %v; want both to reach the limit %d", pingStop, pingErr, pongStop, pongErr, n)
+	}
+	check := func(who string, recs []TimedCompletion, sendID, recvID uint64, qpn uint32) {
+		t.Helper()
+		var sends, recvs int
+		for _, c := range recs {
+			if c.Status != WCSuccess || c.QPN != qpn {
+				t.Fatalf("%s: %v, want success on qp %#x", who, c.Completion, qpn)
+			}
+			switch c.Opcode {
+			case WCSend:
+				if c.WRID != sendID|uint64(sends) {
+					t.Fatalf("%s: send completion %d is %v", who, sends, c.Completion)
+				}
+				sends++
+			case WCRecv:
+				if c.WRID != recvID|uint64(recvs) || c.ByteLen != size {
+					t.Fatalf("%s: receive %d is %v", who, recvs, c.Completion)
+				}
+				if recvID != 0 && c.At <= pp.PostedAt(recvs) { // an echo, after its message went
+					t.Fatalf("%s: echo %d polled at %v, message posted at %v", who, recvs, c.At, pp.PostedAt(recvs))
+				}
+				recvs++
+			}
+		}
+		if sends != n || recvs != n {
+			t.Fatalf("%s: %d sends and %d receives completed, want %d each", who, sends, recvs, n)
+		}
+	}
+	check("pinger", pings, 0, echoBit, a.qp.QPN())
+	check("ponger", pongs, echoBit, 0, b.qp.QPN())
+	for _, role := range []PingPongRole{Ping, Pong} {
+		if p := pp.Progress(role); p.Posted != n || p.SendsDone != n || p.Arrived != n || p.Failed {
+			t.Errorf("role %d: %+v, want %d posted, completed and arrived", role, p, n)
+		}
+	}
+	first, last := pp.PostedAt(0), pp.PostedAt(n-1)
+	t.Logf("%d round trips in %v", n, last-first)
+
+	// A Run that waits for a ponger that never runs ends on Stop, or on EndPong.
+	for _, end := range []struct {
+		name string
+		call func(*PingPong)
+		want PingPongStop
+	}{{"stop", (*PingPong).Stop, PingPongStopped}, {"end-pong", (*PingPong).EndPong, PingPongPeerEnded}} {
+		idle, err := NewPingPong(PingPongConfig{
+			Ping: PingPongEnd{QP: a.qp, CQ: a.cq, MR: a.mr, SendSlots: 1},
+			Pong: PingPongEnd{QP: b.qp, CQ: b.cq, MR: b.mr, SendSlots: 1},
+			Size: size, Messages: 1, SendQueue: 1, Window: 1, EchoWRID: echoBit,
+			Spin: time.Millisecond, MinWait: 20 * time.Microsecond, MaxWait: time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle.Start()
+		timer := time.AfterFunc(50*time.Millisecond, func() { end.call(idle) })
+		stop, err := idle.Run(Ping, 1)
+		timer.Stop()
+		if err != nil || stop != end.want || idle.Progress(Ping).Posted != 0 {
+			t.Errorf("%s: Run = %v, %v with %+v; want %v and nothing posted", end.name, stop, err, idle.Progress(Ping), end.want)
+		}
+		closeOK(t, idle.Close)
+		if _, err := idle.Run(Ping, 1); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s: Run after Close = %v, want ErrClosed", end.name, err)
+		}
+	}
+}

@@ -72,3 +72,29 @@ const maxSendList = 64
 func sysPostSendList(op string, _, _ unsafe.Pointer, _ uint32, _ []SendWR, _ int) (int, error) {
 	return 0, noVerbs(op)
 }
+
+func sysNewPingPong(op string, _ [2]pingPongEnd, _, _, _, _ int, _ uint64, _ pingPongPace) (unsafe.Pointer, error) {
+	return nil, noVerbs(op)
+}
+
+func sysFreePingPong(unsafe.Pointer) {}
+
+func sysNowNS() uint64 { return 0 }
+
+func sysRunPingPong(unsafe.Pointer, int, int, int) (PingPongStop, PingPongStop) {
+	return PingPongPollFailed, PingPongPollFailed
+}
+
+func sysStopPingPong(unsafe.Pointer) {}
+func sysEndPing(unsafe.Pointer)      {}
+func sysEndPong(unsafe.Pointer)      {}
+
+func sysPingPostedNS(unsafe.Pointer, int) uint64 { return 0 }
+
+func sysTakePingPong(_ unsafe.Pointer, _ PingPongRole, _ uint64, dst []TimedCompletion) []TimedCompletion {
+	return dst
+}
+
+func sysPingPongProgress(unsafe.Pointer, PingPongRole) PingPongProgress {
+	return PingPongProgress{PollErr: noVerbs("read ping-pong progress"), Failed: true}
+}

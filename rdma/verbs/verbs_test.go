@@ -154,3 +154,27 @@ func TestPollScratchOnePollerAtATime(t *testing.T) {
 		t.Fatalf("claim after release = %p, want the CQ's buffer", again)
 	}
 }
+
+// TestNewPingPongRefusesBadConfig: a ping-pong is checked before any C state exists.
+func TestNewPingPongRefusesBadConfig(t *testing.T) {
+	good := PingPongConfig{Size: 64, Messages: 10, SendQueue: 4, Window: 10, EchoWRID: 1 << 62}
+	for _, tc := range []struct {
+		name string
+		edit func(*PingPongConfig)
+		want string
+	}{
+		{"no size", func(c *PingPongConfig) { c.Size = 0 }, "must be positive"},
+		{"echo id of two bits", func(c *PingPongConfig) { c.EchoWRID = 3 << 40 }, "one bit above every message number"},
+		{"echo id among the messages", func(c *PingPongConfig) { c.EchoWRID = 8 }, "one bit above every message number"},
+		{"no QP", func(c *PingPongConfig) {}, "the pinger needs a QP, a CQ and an MR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good
+			tc.edit(&cfg)
+			pp, err := NewPingPong(cfg)
+			if pp != nil || !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewPingPong = %v, %v; want EINVAL saying %q", pp, err, tc.want)
+			}
+		})
+	}
+}
