@@ -3,6 +3,7 @@
 package traffic
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -11,10 +12,9 @@ import (
 
 // A ping-pong batch (pattern pingpong) is a stream batch whose receiver sends every message
 // back: the sender posts message k only once echo k-1 is in, and the receiver posts echo k as
-// soon as message k's RECV completes — ib_send_lat's loop. Both ends are in this process; with
-// two CPUs each has its own worker (run), so the receiver sees the RECV while the sender's
-// post is still in the kernel, as ib_send_lat's server does. Every SEND and RECV completion of
-// both ways is recorded, and every payload of both ways checked.
+// soon as message k's RECV completes — ib_send_lat's loop, run in C (runPingPong). Both ends
+// are in this process. Every SEND and RECV completion of both ways is recorded, and every
+// payload of both ways checked.
 
 // pingPongSendQueue is how many SENDs an end of a ping-pong may have posted and not yet seen
 // complete: the next message waits for its echo, not for the previous SEND's completion,
@@ -37,12 +37,14 @@ type echoIn struct {
 
 // echoOut is the receiver's side of the echoes (under recvMu).
 type echoOut struct {
-	sendOff   int  // where the echo send slots start in the receiver's buffer
-	slots     int  // echo send slots: every echo when they fit, else a ring refilled on use
-	prefilled bool // every echo was filled before the first message
-	owed      int  // messages that arrived (successful RECVs) and are to be sent back, in order
-	posted    int
-	done      int // echo SEND completions, ok or not
+	sendOff    int  // where the echo send slots start in the receiver's buffer
+	slots      int  // echo send slots: every echo when they fit, else a ring refilled on use
+	prefilled  bool // every echo was filled before the first message
+	filled     int  // echoes filled so far
+	posted     int
+	done       int  // echo SEND completions, ok or not
+	failed     bool // the receiver sends no more echoes (a completion or a post failed)
+	postFailed bool // an echo could not be posted (noted once)
 }
 
 // echoDir is the direction of the echoes.
@@ -64,69 +66,202 @@ func (b *batch) postEchoRecv() error {
 	return nil
 }
 
-// servePings is serveSend for a ping-pong: it polls the sender's CQ (SEND completions and
-// echoes), then posts the next message when the last one's echo is in. The sender has stopped
-// once every SEND it posted completed and every echo is in, or an error stopped it, or the
-// receiver can send no more echoes.
-func (b *batch) servePings() (int, int) {
-	n, err := b.snd.cq.PollInto(b.sendWCs[:])
+// runPingPong runs the batch's loop in C (verbs.PingPong): with two CPUs the sender and the
+// receiver each on their own goroutine, as ib_send_lat's two processes (the receiver polls
+// on its CPU while the sender's post is in the kernel), else both on this one. Go runs only
+// between a Run's limits: it records what was polled, checks the payloads, reposts the
+// receives and fills the next slots. A limit never goes past the receives posted (no receive
+// slot is reused before its payload was checked) nor past the free send slots.
+func (b *batch) runPingPong(ctx, bctx context.Context, grace time.Duration) {
+	pp, err := verbs.NewPingPong(verbs.PingPongConfig{
+		Ping:      verbs.PingPongEnd{QP: b.snd.qp, CQ: b.snd.cq, MR: b.snd.mr, SendOffset: 0, SendSlots: b.sendSlots},
+		Pong:      verbs.PingPongEnd{QP: b.rcv.qp, CQ: b.rcv.cq, MR: b.rcv.mr, SendOffset: b.echoOut.sendOff, SendSlots: b.echoOut.slots},
+		Size:      b.size,
+		Messages:  b.messages,
+		SendQueue: b.sendWin,
+		Window:    b.recvWin,
+		EchoWRID:  echoWRID,
+		Spin:      spinFor, MinWait: minWait, MaxWait: maxWait, IdleGrace: grace,
+	})
 	if err != nil {
+		b.t0 = time.Now()
 		b.endSend(stopFailed, err)
-		return 0, 1
+		b.endRecv(stopFailed, err)
+		return
 	}
-	var at time.Duration
-	if n > 0 {
-		at = time.Since(b.t0)
+	defer pp.Close()
+	b.pp = pp
+	b.filled, b.echoOut.filled = b.messages, b.messages
+	if !b.prefilled {
+		b.filled = 0
 	}
-	// The echo that lets the next message go is the round trip's critical path: post that
-	// message before recording and checking what was polled (ib_send_lat posts first too),
-	// unless something polled failed, which stops the sender once recorded.
-	if echoes, ok := succeeded(b.sendWCs[:n]); n > 0 && ok && b.mayPing(b.echo.done+echoes) {
-		b.postSend()
+	if !b.echoOut.prefilled {
+		b.echoOut.filled = 0
 	}
-	for _, wc := range b.sendWCs[:n] {
-		if isEcho(wc.WRID) {
-			b.recordEcho(wc, at)
+	defer b.watchEnd(ctx, bctx, pp.Stop)()
+	b.t0 = pp.Start()
+	if twoCPUs() {
+		bothAtOnce(b.pings, b.pongs)
+		return
+	}
+	for b.sendEnd == "" || b.recvEnd == "" {
+		var pingLimit, pongLimit int
+		if b.sendEnd == "" {
+			pingLimit = b.pingLimit()
+		}
+		if b.recvEnd == "" {
+			pongLimit = b.pongLimit()
+		}
+		switch {
+		case b.sendEnd == "" && b.recvEnd == "":
+			ping, pong, err := b.pp.RunBoth(pingLimit, pongLimit)
+			b.takePings(ping, err)
+			b.takePongs(pong, err)
+		case b.sendEnd == "":
+			b.takePings(b.pp.Run(verbs.Ping, pingLimit))
+		case b.recvEnd == "":
+			b.takePongs(b.pp.Run(verbs.Pong, pongLimit))
+		}
+	}
+}
+
+// pings runs the sender's part until it stops.
+func (b *batch) pings() {
+	for b.sendEnd == "" {
+		if limit := b.pingLimit(); b.sendEnd == "" {
+			b.takePings(b.pp.Run(verbs.Ping, limit))
+		}
+	}
+}
+
+// pongs runs the receiver's part until it stops.
+func (b *batch) pongs() {
+	for b.recvEnd == "" {
+		if limit := b.pongLimit(); b.recvEnd == "" {
+			b.takePongs(b.pp.Run(verbs.Pong, limit))
+		}
+	}
+}
+
+// pingLimit is how far the sender's next Run may go: no further than the echo receives
+// posted and the send slots free (filled here unless every message was). When that leaves
+// it nothing to do (an echo receive could not be posted) it ends the sender.
+func (b *batch) pingLimit() int {
+	limit := min(b.messages, b.echo.recvPosted, b.sendDone+b.sendSlots)
+	if limit <= b.posted && b.sendDone == b.posted && b.echo.done >= b.posted {
+		b.stopSend = true
+		b.endPings(stopDone, nil)
+		return 0
+	}
+	for ; b.filled < limit; b.filled++ {
+		off := (b.filled % b.sendSlots) * b.size
+		fillMessage(b.snd.mr.Bytes()[off:off+b.size], b.dir, uint32(b.filled))
+	}
+	return limit
+}
+
+// pongLimit is how far the receiver's next Run may go: no further than its receives posted
+// and its echo slots free (filled here unless every echo was). When that leaves it nothing
+// to do (a receive could not be reposted) it ends the receiver.
+func (b *batch) pongLimit() int {
+	limit := min(b.messages, b.recvPosted, b.echoOut.done+b.echoOut.slots)
+	if limit <= b.recvDone && b.echoOut.done == b.echoOut.posted && (b.echoOut.posted >= b.recvDone || b.echoOut.failed) {
+		b.pp.EndPong()
+		b.endRecv(stopIdle, nil)
+		return 0
+	}
+	for ; b.echoOut.filled < limit; b.echoOut.filled++ {
+		k := b.echoOut.filled
+		off := b.echoOut.sendOff + (k%b.echoOut.slots)*b.size
+		fillMessage(b.rcv.mr.Bytes()[off:off+b.size], b.echoDir(), uint32(k))
+	}
+	return limit
+}
+
+// takePings records what the sender's Run polled, in order (checking the echoes' payloads
+// and reposting their receives), and ends the sender when its Run says so.
+func (b *batch) takePings(stop verbs.PingPongStop, err error) {
+	b.pingRecs = b.pp.Completions(verbs.Ping, b.pingRecs[:0])
+	prog := b.pp.Progress(verbs.Ping)
+	for k := b.posted; k < prog.Posted; k++ {
+		b.postAt[k] = b.pp.PostedAt(k)
+	}
+	b.posted, b.res.Posted = prog.Posted, prog.Posted
+	if prog.PostErr != nil && !b.stopSend {
+		b.stopSend = true
+		b.sendErrs = append(b.sendErrs, prog.PostErr.Error())
+	}
+	for _, c := range b.pingRecs {
+		if isEcho(c.WRID) {
+			b.recordEcho(c.Completion, c.At)
 		} else {
-			b.recordSend(wc, at)
+			b.recordSend(c.Completion, c.At)
 		}
 	}
-	if b.mayPing(b.echo.done) {
-		b.postSend() // the first message, or one that waited for the send queue
+	switch {
+	case err != nil:
+		b.endPings(stopFailed, err)
+	case stop == verbs.PingPongLimit && b.posted == b.messages,
+		stop == verbs.PingPongFailed, stop == verbs.PingPongPeerEnded:
+		b.endPings(stopDone, nil)
+	case stop == verbs.PingPongStopped:
+		b.endPings(b.stoppedBy(), nil)
+	case stop == verbs.PingPongPollFailed:
+		b.endPings(stopFailed, prog.PollErr)
 	}
-	stopped := b.stopSend || b.echoFailed.Load()
-	if b.sendDone == b.posted && (stopped || b.posted == b.messages && b.echo.done == b.posted) {
-		b.endSend(stopDone, nil)
-		return n, 1
-	}
-	if n == 0 {
-		if reason := b.endedBy(); reason != "" {
-			b.endSend(reason, nil)
-			return 0, 1
-		}
-	}
-	return n, 0
 }
 
-// mayPing says whether the sender may post its next message once echoes echoes are in: every
-// message before it came back, and the send queue and the receiver have room for it.
-func (b *batch) mayPing(echoes int) bool {
-	return !b.stopSend && !b.echoFailed.Load() && b.posted < b.messages && b.posted == echoes &&
-		b.posted-b.sendDone < b.sendWin && b.mayPost(b.posted)
-}
-
-// succeeded counts the echoes among the sender's completions wcs and says whether every one
-// of wcs succeeded.
-func succeeded(wcs []verbs.Completion) (echoes int, ok bool) {
-	for _, wc := range wcs {
-		if wc.Status != verbs.WCSuccess {
-			return echoes, false
-		}
-		if isEcho(wc.WRID) {
-			echoes++
+// takePongs records what the receiver's Run polled, in order (checking the messages'
+// payloads and reposting their receives), and ends the receiver when its Run says so.
+func (b *batch) takePongs(stop verbs.PingPongStop, err error) {
+	b.pongRecs = b.pp.Completions(verbs.Pong, b.pongRecs[:0])
+	prog := b.pp.Progress(verbs.Pong)
+	b.echoOut.posted, b.echoOut.failed = prog.Posted, prog.Failed
+	if prog.PostErr != nil && !b.echoOut.postFailed {
+		b.echoOut.postFailed = true
+		b.recvErrs = append(b.recvErrs, "echo: "+prog.PostErr.Error())
+	}
+	for _, c := range b.pongRecs {
+		if isEcho(c.WRID) {
+			b.recordEchoSend(c.Completion, c.At)
+		} else {
+			b.recordRecv(c.Completion, c.At)
 		}
 	}
-	return echoes, true
+	switch {
+	case err != nil:
+		b.endRecv(stopFailed, err)
+	case stop == verbs.PingPongLimit && b.recvDone >= b.messages:
+		b.endRecv(stopDone, nil)
+	case stop == verbs.PingPongIdle:
+		b.endRecv(stopIdle, nil)
+	case stop == verbs.PingPongStopped:
+		b.endRecv(b.stoppedBy(), nil)
+	case stop == verbs.PingPongPollFailed:
+		b.endRecv(stopFailed, prog.PollErr)
+	}
+	if b.recvEnd != "" {
+		b.pp.EndPong()
+	}
+}
+
+// endPings ends the sender and tells the receiver, whose idle grace counts from now; an
+// error stops the receiver at once.
+func (b *batch) endPings(reason string, err error) {
+	b.endSend(reason, err)
+	b.pp.EndPing()
+	if err != nil {
+		b.pp.Stop()
+	}
+}
+
+// stoppedBy says why a Run was stopped: the other side failed, or the batch was cancelled
+// or reached its deadline.
+func (b *batch) stoppedBy() string {
+	if reason := b.endedBy(); reason != "" && !b.failed.Load() {
+		return reason
+	}
+	return stopFailed
 }
 
 // recordEcho keeps one echo RECV completion on the sender, polled at at, checks its payload
@@ -160,51 +295,10 @@ func (b *batch) recordEcho(wc verbs.Completion, at time.Duration) {
 	b.sendRecs = append(b.sendRecs, c)
 }
 
-// echoArrivals is, for a ping-pong's receiver, how many of wcs are messages that arrived (not
-// echo SENDs) with success: each is owed back, whatever its payload (it is checked and
-// recorded after the echo goes).
-func echoArrivals(wcs []verbs.Completion) int {
-	n := 0
-	for _, wc := range wcs {
-		if !isEcho(wc.WRID) && wc.Status == verbs.WCSuccess {
-			n++
-		}
-	}
-	return n
-}
-
-// postEchoes sends back, in order, every message that arrived intact and has not been sent
-// back yet, as far as the echo send queue allows. A post that fails ends the echoes.
-func (b *batch) postEchoes() {
-	for !b.echoFailed.Load() && b.echoOut.posted < b.echoOut.owed && b.echoOut.posted-b.echoOut.done < b.sendWin {
-		k := b.echoOut.posted
-		off := b.echoOut.sendOff + (k%b.echoOut.slots)*b.size
-		if !b.echoOut.prefilled {
-			fillMessage(b.rcv.mr.Bytes()[off:off+b.size], b.echoDir(), uint32(k))
-		}
-		if err := b.rcv.qp.PostSend(b.rcv.mr, off, b.size, echoWRID|uint64(k), true); err != nil {
-			b.recvErrs = append(b.recvErrs, fmt.Sprintf("post echo %d: %v", k, err))
-			b.echoFailed.Store(true)
-			return
-		}
-		b.echoOut.posted++
-	}
-}
-
-// recordEchoSend keeps one echo SEND completion on the receiver, polled at at; one in error
-// ends the echoes.
+// recordEchoSend keeps one echo SEND completion on the receiver, polled at at.
 func (b *batch) recordEchoSend(wc verbs.Completion, at time.Duration) {
 	b.echoOut.done++
-	if wc.Status != verbs.WCSuccess {
-		b.echoFailed.Store(true)
-	}
 	b.recvRecs = append(b.recvRecs, b.completionRecord(b.rcv, RoleEcho, wc, at))
-}
-
-// echoesSettled says whether the receiver has sent back everything it owes and seen each echo
-// SEND complete (or can send no more).
-func (b *batch) echoesSettled() bool {
-	return b.echoOut.done == b.echoOut.posted && (b.echoOut.posted == b.echoOut.owed || b.echoFailed.Load())
 }
 
 // halfRoundTrips summarises, over the messages whose echo came back, half the time from

@@ -30,7 +30,6 @@ const (
 	// Work-request windows. All receives of a batch are posted before its first send when
 	// they fit (up to maxRecvWindow, and maxWindowBytes of buffer); more are re-posted as
 	// receives complete. Sends are kept maxSendWindow deep.
-	maxRecvWindow  = 1024
 	maxSendWindow  = scenario.MaxWindow
 	maxWindowBytes = 64 << 20
 
@@ -305,11 +304,14 @@ type batch struct {
 	recvRecs   []CompletionRecord
 	recvErrs   []string
 
-	// the echoes of a ping-pong: those that came back to the sender (under sendMu), those
-	// the receiver sent (under recvMu), and that the receiver can send no more.
-	echo       echoIn
-	echoOut    echoOut
-	echoFailed atomic.Bool
+	// A ping-pong's loop (pingpong_linux.go), the echoes that came back to the sender
+	// (under sendMu) and those the receiver sent (under recvMu).
+	pp       *verbs.PingPong
+	filled   int                     // messages filled so far (sender)
+	pingRecs []verbs.TimedCompletion // what a Run polled, kept between Runs (sender)
+	pongRecs []verbs.TimedCompletion // (receiver)
+	echo     echoIn
+	echoOut  echoOut
 
 	// shared: receives posted so far (the sender keeps no more SENDs outstanding than there
 	// are receives for them), the receiver's last progress, when the sender finished, that the
@@ -859,7 +861,7 @@ func (b *batch) postSends() {
 // run drives the batch with two workers, one on this goroutine and one on another, so that
 // receiving and checking payloads runs beside sending on another CPU; a batch sent one message
 // at a time (window 1), or on a machine where the two could not run at once (one CPU, or
-// GOMAXPROCS 1), has one worker; a ping-pong where two can run has one worker per end.
+// GOMAXPROCS 1), has one worker; a ping-pong runs its own loop (runPingPong).
 // Each worker serves its own side first and then the other one if nobody is serving it, so
 // the batch keeps moving when one worker's CPU is taken away (under TCG on a busy host a vCPU
 // can stall for many milliseconds). It returns when both sides are done: every completion in,
@@ -874,24 +876,24 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	if b.rcv == nil {
 		b.endRecv(stopDone, nil) // the receiver is on the other host
 	}
-	defer b.watchEnd(ctx, bctx)()
-	b.t0 = time.Now()
-	send := b.serveSend
-	recv := func() (int, int) { return b.serveRecv(grace) }
-	if b.sendWin == 1 && !b.pingpong || !twoCPUs() {
-		// One message at a time leaves nothing to overlap: one worker posts and polls both
-		// sides, as ib_send_lat's loop does. rxe delivers over a veth inside the post, so the
-		// RECV completion is there when the post returns, and no second worker has to be
-		// scheduled to see it — under TCG that wait was most of the one-way latency. On one
-		// CPU a second worker would only take turns with the first, through the scheduler.
-		work(send, recv)
-	} else if b.pingpong {
-		// A ping-pong's two ends each keep their own worker, as ib_send_lat's two processes
-		// do: the receiver polls on its CPU while the sender's post is in the kernel.
-		bothAtOnce(func() { work(send) }, func() { work(recv) })
+	if b.pingpong {
+		b.runPingPong(ctx, bctx, grace)
 	} else {
-		// Each worker serves its own side first.
-		bothAtOnce(func() { work(send, recv) }, func() { work(recv, send) })
+		defer b.watchEnd(ctx, bctx, nil)()
+		b.t0 = time.Now()
+		send := b.serveSend
+		recv := func() (int, int) { return b.serveRecv(grace) }
+		if b.sendWin == 1 || !twoCPUs() {
+			// One message at a time leaves nothing to overlap: one worker posts and polls
+			// both sides. rxe delivers over a veth inside the post, so the RECV completion
+			// is there when the post returns, and no second worker has to be scheduled to
+			// see it — under TCG that wait was most of the one-way latency. On one CPU a
+			// second worker would only take turns with the first, through the scheduler.
+			work(send, recv)
+		} else {
+			// Each worker serves its own side first.
+			bothAtOnce(func() { work(send, recv) }, func() { work(recv, send) })
+		}
 	}
 
 	b.res.Completions = mergeByTime(b.sendRecs, b.recvRecs)
@@ -932,16 +934,25 @@ func bothAtOnce(here, there func()) {
 
 // twoCPUs says whether two goroutines can run at once here: two Ps, and two CPUs this process
 // may use (the VM test driver gives a one-vCPU guest two Ps, to quieten the runtime's sysmon).
-func twoCPUs() bool { return twoWorkers || runtime.GOMAXPROCS(0) > 1 && runtime.NumCPU() > 1 }
+func twoCPUs() bool {
+	if workers != 0 {
+		return workers == 2
+	}
+	return runtime.GOMAXPROCS(0) > 1 && runtime.NumCPU() > 1
+}
 
 // Every message (and a ping-pong's every echo) is filled before the first send when they all
 // fit in maxPrefillBytes; a longer batch refills a ring of buffers, each when its slot comes
 // round. A variable so that the tests can run the ring with a few messages.
 var maxPrefillBytes = 64 << 20
 
-// twoWorkers makes every batch that can have two workers have them, even on one CPU: the
-// tests' way to run the two-worker paths in a one-vCPU guest.
-var twoWorkers bool
+// workers, when not 0, makes every batch that can have two workers have them (2), even on
+// one CPU, or have one (1): the tests' way to run both paths whatever the guest's CPUs.
+var workers int
+
+// maxRecvWindow bounds the receives in flight (see maxWindowBytes), and with them a
+// ping-pong's Runs. A variable so that the tests can run a ping-pong in several Runs.
+var maxRecvWindow = 1024
 
 // Why a side stopped.
 const (
@@ -999,9 +1010,6 @@ func (b *batch) serveSend() (int, int) {
 	}
 	if b.snd == nil {
 		return b.serveRemoteSend()
-	}
-	if b.pingpong {
-		return b.servePings()
 	}
 	if b.snd.qp.Type() == verbs.QPTypeRC {
 		b.postSends()
@@ -1117,26 +1125,13 @@ func (b *batch) serveRecv(grace time.Duration) (int, int) {
 	}
 	if n > 0 {
 		at := time.Since(b.t0)
-		if b.pingpong {
-			// Send back what arrived before recording and checking it: the echo is the
-			// round trip's critical path.
-			b.echoOut.owed += echoArrivals(b.recvWCs[:n])
-			b.postEchoes()
-		}
 		for _, wc := range b.recvWCs[:n] {
-			if b.pingpong && isEcho(wc.WRID) {
-				b.recordEchoSend(wc, at)
-			} else {
-				b.recordRecv(wc, at)
-			}
-		}
-		if b.pingpong {
-			b.postEchoes() // those that waited for echo SENDs to complete
+			b.recordRecv(wc, at)
 		}
 		b.recvProgressNS.Store(int64(at))
 	}
 	switch {
-	case b.recvDone >= b.messages && (!b.pingpong || b.echoesSettled()):
+	case b.recvDone >= b.messages:
 		b.endRecv(stopDone, nil)
 		return n, 1
 	case n > 0:
@@ -1159,14 +1154,17 @@ func (b *batch) serveRecv(grace time.Duration) (int, int) {
 // watchEnd records, once bctx ends, whether the batch was cancelled (ctx) or reached its
 // deadline, so that endedBy is one atomic load on every empty poll: a select on the two
 // contexts' channels takes their locks, and two workers polling on two CPUs contended for
-// them. The returned func stops watching.
-func (b *batch) watchEnd(ctx, bctx context.Context) (stop func() bool) {
+// them. It then calls then, if any (a ping-pong's Stop). The returned func stops watching.
+func (b *batch) watchEnd(ctx, bctx context.Context, then func()) (stop func() bool) {
 	return context.AfterFunc(bctx, func() {
 		reason := stopDeadline
 		if ctx.Err() != nil {
 			reason = stopCancelled
 		}
 		b.ended.Store(&reason)
+		if then != nil {
+			then()
+		}
 	})
 }
 

@@ -271,19 +271,20 @@ func TestTrafficRXESeedV6LocalRoute(t *testing.T) {
 }
 
 // TestTrafficRXEPingPong runs ping-pongs on same-host: inline 64-byte messages both ways, and
-// 8 KiB ones (several packets each, sent from the buffer), with one worker and with two (on
-// one CPU too). Every message must have come back: each way's SEND and RECV completions, the
-// echoes intact and in order, a half round trip per message, and the packets of both ways
-// on the cable.
+// 8 KiB ones (several packets each, sent from the buffer), with the workers the CPUs allow,
+// and then with two (on one CPU too) and with one, each in Runs of 16 messages with messages
+// and echoes in rings refilled between them. Every message must have come back: each way's
+// SEND and RECV completions, the echoes intact and in order, a half round trip per message,
+// and the packets of both ways on the cable.
 func TestTrafficRXEPingPong(t *testing.T) {
-	for _, two := range []bool{false, true} {
-		t.Run(map[bool]string{false: "workers-by-cpus", true: "two-workers"}[two], func(t *testing.T) {
-			if two {
-				// Two workers, and messages and echoes in rings refilled on use (pp-big's
-				// 160 KiB do not fit): the other run has them all filled before the start.
-				prefill := maxPrefillBytes
-				twoWorkers, maxPrefillBytes = true, 64<<10
-				t.Cleanup(func() { twoWorkers, maxPrefillBytes = false, prefill })
+	for _, forced := range []int{0, 2, 1} {
+		t.Run(map[int]string{0: "workers-by-cpus", 2: "two-workers", 1: "one-worker"}[forced], func(t *testing.T) {
+			if forced != 0 {
+				// Runs of 16 receives, and rings refilled on use (pp-big's 160 KiB do not
+				// fit): the other run has one Run each way and everything filled before it.
+				prefill, recvWin := maxPrefillBytes, maxRecvWindow
+				workers, maxPrefillBytes, maxRecvWindow = forced, 64<<10, 16
+				t.Cleanup(func() { workers, maxPrefillBytes, maxRecvWindow = 0, prefill, recvWin })
 			}
 			rep := runLabWith(t, "same-host", func(s *scenario.Scenario) {
 				s.Traffic = []scenario.Traffic{
