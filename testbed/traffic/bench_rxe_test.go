@@ -133,9 +133,10 @@ func BenchmarkRate(b *testing.B) {
 // it, beside ib_send_lat on the same devices: a ping-pong (pattern pingpong: the receiver
 // sends each message back, the next goes once the echo is in), and the median over 1000
 // messages of half the time from posting each SEND to polling its echo — ib_send_lat's
-// t_typical is the median of its half round trips. Both send inline and busy-poll; with two
-// CPUs each of rocebed's ends has its own worker, as each of ib_send_lat's has its process.
-// The one-way figure (post to the peer's RECV, one clock) is reported beside it.
+// t_typical is the median of its half round trips. Both send inline and busy-poll in C
+// (rocebed's loop is verbs.PingPong); with two CPUs each of rocebed's ends has its own
+// thread, as each of ib_send_lat's has its process. The one-way figure (post to the peer's
+// RECV, one clock) is reported beside it.
 func BenchmarkLatency(b *testing.B) {
 	env := openEnv(b)
 	s := sameHost(b, env)
