@@ -11,6 +11,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rocebed/rocebed/internal/host"
 	"github.com/rocebed/rocebed/internal/testenv"
@@ -358,4 +359,43 @@ func TestTrafficRXEPingPongOnTheSeedLab(t *testing.T) {
 	assert.Zero(t, completions(b, RoleEcho, verbs.WCRecv, verbs.WCSuccess))
 	assert.Nil(t, b.HalfRoundTripUS)
 	assert.Less(t, b.ElapsedMS, float64(b.DeadlineMS)/2, "the error completion must end the batch")
+}
+
+// TestTrafficRXEPingPongEnds: a ping-pong far longer than its deadline stops at the deadline,
+// and one whose run is cancelled stops at once with the cancellation — in both, the loop in C
+// is told (verbs.PingPong.Stop) and what it polled before is still recorded. (The deadline
+// counts from before the connect and the filling of every message: 16-byte messages fill
+// fast.)
+func TestTrafficRXEPingPongEnds(t *testing.T) {
+	long := scenario.Traffic{Name: "long", Transport: scenario.TransportRC, Direction: scenario.DirectionAToB,
+		Messages: 100000, Size: 16, Pattern: scenario.PatternPingPong, DeadlineMS: 1000}
+	l := testlab.UpRXE(t, "same-host", func(s *scenario.Scenario) { s.Traffic = []scenario.Traffic{long} })
+	defer l.Down(t)
+	check := func(b *BatchResult, stop string) {
+		t.Helper()
+		assert.Equal(t, stop, b.StopReason)
+		assert.Positive(t, b.Posted)
+		assert.Less(t, b.Posted, b.Messages)
+		echoes := completions(b, RoleEcho, verbs.WCRecv, verbs.WCSuccess)
+		assert.Positive(t, echoes, "the echoes polled before the stop are recorded")
+		assert.LessOrEqual(t, echoes, b.Posted)
+		assert.GreaterOrEqual(t, completions(b, RoleReceiver, verbs.WCRecv, verbs.WCSuccess), echoes)
+		t.Logf("%s: %d of %d posted, %d echoes back, stopped: %s", b.Name(), b.Posted, b.Messages, echoes, b.StopReason)
+	}
+
+	rep, err := Run(context.Background(), l.Env, l.Scenario)
+	require.NoError(t, err)
+	require.Len(t, rep.Batches, 1)
+	assert.False(t, rep.Pass)
+	check(rep.Batches[0], "deadline 1000 ms reached")
+
+	l.Scenario.Traffic[0].DeadlineMS = 60000
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := time.AfterFunc(time.Second, cancel)
+	defer stop.Stop()
+	rep, err = Run(ctx, l.Env, l.Scenario)
+	require.ErrorIs(t, err, context.Canceled)
+	require.NotNil(t, rep)
+	require.Len(t, rep.Batches, 1)
+	check(rep.Batches[0], "cancelled")
 }
