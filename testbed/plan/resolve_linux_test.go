@@ -5,7 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rocebed/rocebed/internal/testlab"
+	"github.com/rocebed/rocebed/internal/host"
+	"github.com/rocebed/rocebed/internal/testenv"
 	"github.com/rocebed/rocebed/testbed/plan"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -16,7 +17,10 @@ import (
 // instead of waiting for the kernel's own retransmission a second later — what made an IPv6
 // resolve of a lab that had just come up fail under load.
 func TestResolveAsksAgain(t *testing.T) {
-	ns, env, _ := testlab.InNetNS(t, "same-host")
+	ns := testenv.NewNetNS(t)
+	env, err := host.Open(ns.Name)
+	require.NoError(t, err)
+	t.Cleanup(env.Close)
 	la := netlink.NewLinkAttrs()
 	la.Name = "rA"
 	require.NoError(t, ns.NL.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "rB"}))
