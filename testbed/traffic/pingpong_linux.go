@@ -240,7 +240,9 @@ func (b *batch) takePongs(stop verbs.PingPongStop, err error) {
 	case stop == verbs.PingPongPollFailed:
 		b.endRecv(stopFailed, prog.PollErr)
 	}
-	if b.recvEnd != "" {
+	if b.recvEnd != "" && b.recvEnd != stopDone {
+		// It sends no more echoes: the sender stops waiting for them. Not when it is done:
+		// then every echo went and completed, but the sender may not have polled the last.
 		b.pp.EndPong()
 	}
 }
