@@ -274,9 +274,17 @@ func use(env *host.Env, l netlink.Link, addr string) (bool, error) {
 	ip := net.ParseIP(addr)
 	n := &netlink.Neigh{LinkIndex: index, Family: kernel.FamilyOf(ip), IP: ip, State: netlink.NUD_NONE, Flags: netlink.NTF_USE}
 	start := time.Now()
-	asked, asks := start, 1
-	if err := env.NL.NeighAdd(n); err != nil {
-		return false, fmt.Errorf("%s: %w", useCommand(addr, link), err)
+	var asked time.Time
+	asks := 0
+	ask := func() error {
+		if err := env.NL.NeighAdd(n); err != nil {
+			return fmt.Errorf("%s: %w", useCommand(addr, link), err)
+		}
+		asked, asks = time.Now(), asks+1
+		return nil
+	}
+	if err := ask(); err != nil {
+		return false, err
 	}
 	for {
 		st, have, err := neighState(env, index, addr)
@@ -292,10 +300,9 @@ func use(env *host.Env, l netlink.Link, addr string) (bool, error) {
 			if err := delNeighbor(env, link, index, addr); err != nil {
 				return false, err
 			}
-			if err := env.NL.NeighAdd(n); err != nil {
-				return false, fmt.Errorf("%s: %w", useCommand(addr, link), err)
+			if err := ask(); err != nil {
+				return false, err
 			}
-			asked, asks = time.Now(), asks+1
 		}
 		if time.Since(start) > ResolveWait {
 			slog.Info("neighbour did not resolve; the first connect will try again", "addr", addr, "dev", link,

@@ -40,7 +40,7 @@ type echoOut struct {
 	sendOff    int  // where the echo send slots start in the receiver's buffer
 	slots      int  // echo send slots: every echo when they fit, else a ring refilled on use
 	prefilled  bool // every echo was filled before the first message
-	filled     int  // echoes filled so far
+	filled     int  // echoes filled so far (unless prefilled)
 	posted     int
 	done       int  // echo SEND completions, ok or not
 	failed     bool // the receiver sends no more echoes (a completion or a post failed)
@@ -91,13 +91,6 @@ func (b *batch) runPingPong(ctx, bctx context.Context, grace time.Duration) {
 	}
 	defer pp.Close()
 	b.pp = pp
-	b.filled, b.echoOut.filled = b.messages, b.messages
-	if !b.prefilled {
-		b.filled = 0
-	}
-	if !b.echoOut.prefilled {
-		b.echoOut.filled = 0
-	}
 	defer b.watchEnd(ctx, bctx, pp.Stop)()
 	b.t0 = pp.Start()
 	if twoCPUs() {
@@ -153,9 +146,8 @@ func (b *batch) pingLimit() int {
 		b.endPings(stopDone, nil)
 		return 0
 	}
-	for ; b.filled < limit; b.filled++ {
-		off := (b.filled % b.sendSlots) * b.size
-		fillMessage(b.snd.mr.Bytes()[off:off+b.size], b.dir, uint32(b.filled))
+	for ; !b.prefilled && b.filled < limit; b.filled++ {
+		b.sendSlot(b.filled) // fills it
 	}
 	return limit
 }
@@ -170,7 +162,7 @@ func (b *batch) pongLimit() int {
 		b.endRecv(stopIdle, nil)
 		return 0
 	}
-	for ; b.echoOut.filled < limit; b.echoOut.filled++ {
+	for ; !b.echoOut.prefilled && b.echoOut.filled < limit; b.echoOut.filled++ {
 		k := b.echoOut.filled
 		off := b.echoOut.sendOff + (k%b.echoOut.slots)*b.size
 		fillMessage(b.rcv.mr.Bytes()[off:off+b.size], b.echoDir(), uint32(k))

@@ -307,7 +307,7 @@ type batch struct {
 	// A ping-pong's loop (pingpong_linux.go), the echoes that came back to the sender
 	// (under sendMu) and those the receiver sent (under recvMu).
 	pp       *verbs.PingPong
-	filled   int                     // messages filled so far (sender)
+	filled   int                     // messages filled so far, unless prefilled (sender)
 	pingRecs []verbs.TimedCompletion // what a Run polled, kept between Runs (sender)
 	pongRecs []verbs.TimedCompletion // (receiver)
 	echo     echoIn
