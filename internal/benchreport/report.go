@@ -110,6 +110,14 @@ func statOf(m map[string]map[string][]float64, pairs ...string) *Stat {
 	return nil
 }
 
+// perMessage turns a rate in msg/s into µs per message (the slowest run gives the largest).
+func perMessage(rate *Stat) *Stat {
+	if rate.Median <= 0 || rate.Min <= 0 || rate.Max <= 0 {
+		return nil
+	}
+	return &Stat{Median: 1e6 / rate.Median, Min: 1e6 / rate.Max, Max: 1e6 / rate.Min, N: rate.N}
+}
+
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
@@ -155,6 +163,22 @@ func figures(m map[string]map[string][]float64) []Figure {
 		AnchorName: "ib_send_bw", Target: "ratio ≥ 1.0",
 		Ratio: statOf(m, "BenchmarkRate", "rate-ratio", "BenchmarkVersusPerftest", "rate-ratio")}
 	add(rate, func() (bool, string) { return atLeast(rate.Ratio, 1.0) })
+	// The rate's profile: one longer run of each tool, where the guest's CPU went during its
+	// transfer (BenchmarkRate): what bounds the rate.
+	profile := func(name, unit, metric string, conv func(*Stat) *Stat) {
+		r, a := stat(m, "BenchmarkRate", "profile-rocebed-"+metric), stat(m, "BenchmarkRate", "profile-ib_send_bw-"+metric)
+		if conv != nil && r != nil {
+			r = conv(r)
+		}
+		if conv != nil && a != nil {
+			a = conv(a)
+		}
+		add(Figure{Name: "rate profile, 15000 × 4 KiB: " + name, Unit: unit, Rocebed: r, Anchor: a, AnchorName: "ib_send_bw"}, nil)
+	}
+	profile("time per message", "µs", "msg/s", perMessage)
+	profile("kernel CPU per message in the transfer (system, irq, softirq; all CPUs)", "µs", "kernel-us/msg", nil)
+	profile("user CPU per message in the transfer (all CPUs)", "µs", "user-us/msg", nil)
+	profile("share of its time the CPU most in the kernel spent there", "", "busiest-kernel-share", nil)
 	lat := Figure{Name: "send latency, 64 B ping-pong, median half round trip", Unit: "µs", Rocebed: stat(m, "BenchmarkLatency", "rocebed-lat-us"),
 		Anchor: stat(m, "BenchmarkLatency", "ib_send_lat-us"), AnchorName: "ib_send_lat t_typical", Ratio: stat(m, "BenchmarkLatency", "lat-ratio"), Target: "ratio ≤ 1.1"}
 	oneWay := stat(m, "BenchmarkLatency", "rocebed-oneway-us")

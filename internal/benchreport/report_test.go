@@ -8,7 +8,7 @@ import (
 const sample = `goos: linux
 BenchmarkFirstConnect-2   	       5	         4.100 first-connect-ms	         9.000 first-connect-ms-max	         3.000 first-connect-ms-min	         1.500 warm-connect-ms	         2.000 warm-connect-ms-max	         1.000 warm-connect-ms-min
 --- BENCH: BenchmarkFirstConnect-2
-BenchmarkRate-2   	5	0 ns/op	5000 ib_send_bw-msg/s	6000 ib_send_bw-msg/s-max	4000 ib_send_bw-msg/s-min	1.1 rate-ratio	1.3 rate-ratio-max	0.9 rate-ratio-min	5500 rocebed-msg/s	6500 rocebed-msg/s-max	4500 rocebed-msg/s-min
+BenchmarkRate-2   	5	0 ns/op	5000 ib_send_bw-msg/s	6000 ib_send_bw-msg/s-max	4000 ib_send_bw-msg/s-min	1.1 rate-ratio	1.3 rate-ratio-max	0.9 rate-ratio-min	5500 rocebed-msg/s	6500 rocebed-msg/s-max	4500 rocebed-msg/s-min	4000 profile-rocebed-msg/s	170 profile-rocebed-kernel-us/msg	5000 profile-ib_send_bw-msg/s	160 profile-ib_send_bw-kernel-us/msg	0.6 profile-rocebed-busiest-kernel-share
 BenchmarkExecTrue-2 	5	2.1 boot-s	2.5 boot-s-max	1.9 boot-s-min	2.4 total-s	2.9 total-s-max	2.2 total-s-min
 BenchmarkMakeLab	1	6.5 make-lab-s
 BenchmarkMakeLab	1	5.5 make-lab-s
@@ -37,6 +37,16 @@ func TestFiguresFromBenchmarkLines(t *testing.T) {
 	}
 	if r := byName["send-only message rate, 2000 × 4 KiB RC"]; r.Ratio == nil || r.Ratio.Median != 1.1 || !*r.Met || r.Anchor.Median != 5000 {
 		t.Errorf("rate: %+v", r)
+	}
+	// The rate's profile: µs per message at each tool's rate, and the CPU each transfer spent.
+	if p := byName["rate profile, 15000 × 4 KiB: time per message"]; p.Rocebed == nil || p.Anchor == nil || p.Rocebed.Median != 250 || p.Anchor.Median != 200 {
+		t.Errorf("time per message: %+v anchor %+v", p.Rocebed, p.Anchor)
+	}
+	if k := byName["rate profile, 15000 × 4 KiB: kernel CPU per message in the transfer (system, irq, softirq; all CPUs)"]; k.Rocebed == nil || k.Rocebed.Median != 170 || k.Anchor.Median != 160 {
+		t.Errorf("kernel CPU: %+v", k)
+	}
+	if b := byName["rate profile, 15000 × 4 KiB: share of its time the CPU most in the kernel spent there"]; b.Rocebed == nil || b.Rocebed.Median != 0.6 || b.Anchor != nil {
+		t.Errorf("busiest CPU: %+v", b)
 	}
 	// Lines of whole commands are repetitions: their median, min and max.
 	if l := byName["make lab, warm cache, whole command"]; l.Rocebed == nil || *l.Rocebed != (Stat{Median: 6.5, Min: 5.5, Max: 7.5, N: 3}) || l.Anchor.Median != 3.1 {
