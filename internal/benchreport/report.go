@@ -163,6 +163,11 @@ func figures(m map[string]map[string][]float64) []Figure {
 		AnchorName: "ib_send_bw", Target: "ratio ≥ 1.0",
 		Ratio: statOf(m, "BenchmarkRate", "rate-ratio", "BenchmarkVersusPerftest", "rate-ratio")}
 	add(rate, func() (bool, string) { return atLeast(rate.Ratio, 1.0) })
+	// What rxe sent again in each tool's rate runs.
+	add(Figure{Name: "rate runs: requester retries a run (retransmit timer or sequence NAK)", Unit: "",
+		Rocebed: stat(m, "BenchmarkRate", "rocebed-retries"), Anchor: stat(m, "BenchmarkRate", "ib_send_bw-retries"), AnchorName: "ib_send_bw"}, nil)
+	add(Figure{Name: "rate runs: duplicate packets at the responder a run", Unit: "",
+		Rocebed: stat(m, "BenchmarkRate", "rocebed-duplicates"), Anchor: stat(m, "BenchmarkRate", "ib_send_bw-duplicates"), AnchorName: "ib_send_bw"}, nil)
 	// The rate's profile: one longer run of each tool, where the guest's CPU went during its
 	// transfer (BenchmarkRate): what bounds the rate.
 	profile := func(name, unit, metric string, conv func(*Stat) *Stat) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,7 +110,7 @@ func BenchmarkFirstConnect(b *testing.B) {
 // BenchmarkRate is the SEND message rate, 2000 × 4 KiB RC a->b with every SEND and RECV
 // completion and every payload checked, beside ib_send_bw with the same size and count on the
 // same devices (msg/s from its MsgRate column). Which of the two goes first alternates, so
-// neither always meets the state the other left.
+// neither always meets the state the other left. Each run's retransmissions are counted.
 //
 // Then one profile run of each with 15000 messages: where the guest's CPU time went while it
 // transferred, from /proc/stat sampled every 20 ms (kernel is system, irq and softirq; user is
@@ -139,21 +140,33 @@ func BenchmarkRate(b *testing.B) {
 		return t
 	}
 	var ours, tool, ratio []float64
+	var ourRetries, ourDups, toolRetries, toolDups []float64
 	for i := 0; b.Loop(); i++ {
 		var r, t float64
+		var rr, tr retransmits
 		if i%2 == 0 {
-			r, t = rocebed(n), sendBW(n)
+			r, rr = countRetransmits(b, func() float64 { return rocebed(n) })
+			t, tr = countRetransmits(b, func() float64 { return sendBW(n) })
 		} else {
-			t, r = sendBW(n), rocebed(n)
+			t, tr = countRetransmits(b, func() float64 { return sendBW(n) })
+			r, rr = countRetransmits(b, func() float64 { return rocebed(n) })
 		}
 		if t <= 0 {
 			continue // that pair is left out
 		}
 		ours, tool, ratio = append(ours, r), append(tool, t), append(ratio, r/t)
+		ourRetries, ourDups = append(ourRetries, rr.retries), append(ourDups, rr.duplicates)
+		toolRetries, toolDups = append(toolRetries, tr.retries), append(toolDups, tr.duplicates)
 	}
 	o, t := spread(b, "rocebed-msg/s", ours), spread(b, "ib_send_bw-msg/s", tool)
 	spread(b, "rate-ratio", ratio)
+	spread(b, "rocebed-retries", ourRetries)
+	spread(b, "rocebed-duplicates", ourDups)
+	spread(b, "ib_send_bw-retries", toolRetries)
+	spread(b, "ib_send_bw-duplicates", toolDups)
 	b.Logf("rate (%d × %d B): rocebed median %.0f msg/s %v, ib_send_bw median %.0f msg/s %v", n, size, o, round0(ours), t, round0(tool))
+	b.Logf("retransmissions a run: rocebed retries %v, duplicates %v; ib_send_bw retries %v, duplicates %v",
+		round0(ourRetries), round0(ourDups), round0(toolRetries), round0(toolDups))
 
 	b.StopTimer()
 	for _, p := range []struct {
@@ -180,6 +193,31 @@ func BenchmarkRate(b *testing.B) {
 			p.name, profileN, size, rate, 1e6/rate, took.Seconds(), spent.kernelUS()/profileN, spent.userUS()/profileN, 100*spent.busiestKernelShare())
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// retransmits are what rxe sent again during a run a->b: the requester's retries (rxe0's
+// completer_retry_err: its retransmit timer expired or a sequence-error NAK came back) and the
+// packets the responder got twice (rxe1's duplicate_request).
+type retransmits struct{ retries, duplicates float64 }
+
+// countRetransmits runs run and reads the retransmission counters before and after it.
+func countRetransmits(b *testing.B, run func() float64) (float64, retransmits) {
+	read := func() retransmits {
+		return retransmits{retries: hwCounter(b, "rxe0", "completer_retry_err"), duplicates: hwCounter(b, "rxe1", "duplicate_request")}
+	}
+	before := read()
+	v := run()
+	after := read()
+	return v, retransmits{retries: after.retries - before.retries, duplicates: after.duplicates - before.duplicates}
+}
+
+// hwCounter reads one of an rxe device's port counters from sysfs.
+func hwCounter(b *testing.B, dev, name string) float64 {
+	raw, err := os.ReadFile(filepath.Join("/sys/class/infiniband", dev, "ports/1/hw_counters", name))
+	require.NoError(b, err)
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(raw)), 64)
+	require.NoError(b, err, "%s %s: %q", dev, name, raw)
+	return v
 }
 
 type cpuSample struct {
