@@ -25,15 +25,20 @@ type ExecOptions struct {
 	// HostGrace (default 60s), after which QEMU is killed.
 	Timeout   time.Duration
 	HostGrace time.Duration
-	SMP       int    // default 2
-	MemMB     int    // default 1024
-	Accel     string // "auto" (default), "kvm" or "tcg"
-	Machine   string // "auto" (default: microvm under TCG where it can boot), "pc" or "microvm"
-	QEMU      string // default qemu-system-x86_64
-	Stdout    io.Writer
-	Stderr    io.Writer
-	Console   io.Writer // kernel console, live (nil: kept only for error reports)
-	Log       io.Writer // harness notes: accelerator, boot time (nil: discarded)
+	// BootTimeout (default 2m) bounds QEMU's start to the guest starting the command. A boot
+	// takes 2–3 s here; Debian's kernel under TCG with two vCPUs has been seen to hang for
+	// good half a second into it. Such a guest is killed and booted once more: the command
+	// had not started, so nothing ran twice.
+	BootTimeout time.Duration
+	SMP         int    // default 2
+	MemMB       int    // default 1024
+	Accel       string // "auto" (default), "kvm" or "tcg"
+	Machine     string // "auto" (default: microvm under TCG where it can boot), "pc" or "microvm"
+	QEMU        string // default qemu-system-x86_64
+	Stdout      io.Writer
+	Stderr      io.Writer
+	Console     io.Writer // kernel console, live (nil: kept only for error reports)
+	Log         io.Writer // harness notes: accelerator, boot time (nil: discarded)
 	// NICs are virtio-net NICs the guest gets, renamed to their names before the command runs
 	// (see CableNICs). None by default: the guest has no network but what the command makes.
 	NICs []NIC

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,9 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 	}
 	if o.HostGrace <= 0 {
 		o.HostGrace = 60 * time.Second
+	}
+	if o.BootTimeout <= 0 {
+		o.BootTimeout = 2 * time.Minute
 	}
 	for _, w := range []*io.Writer{&o.Stdout, &o.Stderr, &o.Log} {
 		if *w == nil {
@@ -91,7 +95,28 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 		return nil, err
 	}
 	fmt.Fprintf(o.Log, "vm: accelerator %s (%s), machine %s (%s), -smp %d -m %d, kernel %s\n", accel, why, m.name, m.why, o.SMP, o.MemMB, o.Image.KernelVersion)
+	res, err := boot(ctx, &o, qemu, accel, m, work, ctl)
+	var ge *GuestError
+	if errors.As(err, &ge) && ge.bootHung && ctx.Err() == nil {
+		fmt.Fprintf(o.Log, "vm: %s (console: %q); booting it once more\n", ge.Cause, lastLine(ge.Console))
+		for _, f := range []string{"stdout", "stderr", "rc"} {
+			os.Remove(filepath.Join(ctl, f))
+		}
+		res, err = boot(ctx, &o, qemu, accel, m, work, ctl)
+	}
+	return res, err
+}
 
+func lastLine(s string) string {
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// boot runs QEMU once: the guest boots, runs the command in ctl/cmd.sh, reports its status and
+// powers off. QEMU is gone when it returns.
+func boot(ctx context.Context, o *ExecOptions, qemu, accel string, m machine, work, ctl string) (*Result, error) {
 	hostCtx := ctx
 	var hostDeadline time.Duration
 	if o.Timeout > 0 {
@@ -105,7 +130,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 	// that thread until QEMU is reaped, so no other goroutine's thread exit can kill the guest.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cmd := exec.Command(qemu, qemuArgs(o.Image, &o, accel, m, work)...)
+	cmd := exec.Command(qemu, qemuArgs(o.Image, o, accel, m, work)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var qemuErr bytes.Buffer
 	cmd.Stderr = &qemuErr
@@ -142,6 +167,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 	var tail consoleTail
 	var tailMu sync.Mutex
 	consoleDone := make(chan struct{})
+	started := make(chan struct{}) // closed when the guest starts the command
 	go func() {
 		defer close(consoleDone)
 		r := bufio.NewReader(console)
@@ -152,12 +178,29 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 					io.WriteString(o.Console, line)
 				}
 				tailMu.Lock()
+				was := tail.started
 				tail.add(strings.TrimSuffix(line, "\n"), time.Now())
+				if was.IsZero() && !tail.started.IsZero() {
+					close(started)
+				}
 				tailMu.Unlock()
 			}
 			if err != nil {
 				return
 			}
+		}
+	}()
+
+	var bootHung atomic.Bool
+	go func() {
+		t := time.NewTimer(o.BootTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			bootHung.Store(true)
+			killQEMU()
+		case <-started:
+		case <-exited:
 		}
 	}()
 
@@ -208,6 +251,9 @@ func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 		return res, nil
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("vm: interrupted; killed QEMU: %w", ctx.Err())
+	case bootHung.Load():
+		return res, &GuestError{Code: ExitGuestFailed, Cause: fmt.Sprintf("the guest had not started the command %s after QEMU started (its boot hung); killed QEMU", o.BootTimeout),
+			Console: tail.String(), bootHung: true}
 	case hostCtx.Err() != nil:
 		return res, &GuestError{Code: ExitTimeout, Cause: fmt.Sprintf("the guest did not finish within %s (--timeout plus %s to boot and shut down); killed QEMU", hostDeadline, o.HostGrace), Console: tail.String()}
 	case tail.panic != "":

@@ -189,6 +189,23 @@ func TestHarnessHostDeadlineKillsQEMU(t *testing.T) {
 	requireGone(t, res.QEMUPid)
 }
 
+// TestHarnessBootDeadline: a guest that has not started the command by BootTimeout (here
+// shorter than any boot) is killed and booted once more, and then reported as a hung boot.
+func TestHarnessBootDeadline(t *testing.T) {
+	img := requireVM(t)
+	var log bytes.Buffer
+	res, err := Exec(context.Background(), ExecOptions{Image: img, Timeout: time.Minute, BootTimeout: 200 * time.Millisecond,
+		Log: &log, Argv: []string{"true"}})
+	var ge *GuestError
+	if !errors.As(err, &ge) || ge.Code != ExitGuestFailed || !ge.bootHung || !strings.Contains(ge.Cause, "its boot hung") {
+		t.Fatalf("want a hung boot (%d), got %v", ExitGuestFailed, err)
+	}
+	if n := strings.Count(log.String(), "booting it once more"); n != 1 {
+		t.Errorf("booted again %d times, want once:\n%s", n, log.String())
+	}
+	requireGone(t, res.QEMUPid)
+}
+
 func TestHarnessInterruptKillsQEMU(t *testing.T) {
 	img := requireVM(t)
 	ctx, cancel := context.WithCancel(context.Background())

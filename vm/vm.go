@@ -44,6 +44,8 @@ type GuestError struct {
 	Code    int
 	Cause   string // "kernel panic: sysrq triggered crash", "command timed out after 5s"
 	Console string // the last lines of the kernel console, for the report
+
+	bootHung bool // the guest never started the command (BootTimeout)
 }
 
 func (e *GuestError) Error() string {
