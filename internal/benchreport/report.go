@@ -47,11 +47,14 @@ type Figure struct {
 
 // Report is bench.json.
 type Report struct {
-	Commit    string   `json:"commit,omitempty"`
-	Date      string   `json:"date"`
-	LoadStart string   `json:"load_start,omitempty"` // /proc/loadavg before the run
-	LoadEnd   string   `json:"load_end,omitempty"`
-	Figures   []Figure `json:"figures"`
+	Commit    string `json:"commit,omitempty"`
+	Date      string `json:"date"`
+	LoadStart string `json:"load_start,omitempty"` // /proc/loadavg before the run
+	LoadEnd   string `json:"load_end,omitempty"`
+	// StealPercent is the share of this machine's CPU time its hypervisor gave to others during
+	// the run (/proc/stat's steal), nil when not measured: noise no rerun of rocebed can remove.
+	StealPercent *float64 `json:"steal_percent,omitempty"`
+	Figures      []Figure `json:"figures"`
 	// Metrics is every metric read, by benchmark and unit, as the values found.
 	Metrics map[string]map[string][]float64 `json:"metrics"`
 }
@@ -225,7 +228,11 @@ func figures(m map[string]map[string][]float64) []Figure {
 
 // WriteTable prints the report as a Markdown table.
 func (r *Report) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "rocebed bench %s %s; load before %s, after %s\n\n", r.Commit, r.Date, r.LoadStart, r.LoadEnd)
+	fmt.Fprintf(w, "rocebed bench %s %s; load before %s, after %s", r.Commit, r.Date, r.LoadStart, r.LoadEnd)
+	if r.StealPercent != nil {
+		fmt.Fprintf(w, "; CPU stolen by the hypervisor during the run %.1f %%", *r.StealPercent)
+	}
+	fmt.Fprint(w, "\n\n")
 	fmt.Fprintln(w, "| figure | unit | rocebed median (min–max) | anchor median (min–max) | anchor | ratio median (min–max) | target | met |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, f := range r.Figures {
@@ -263,11 +270,46 @@ func num(v float64) string {
 	return strconv.FormatFloat(v, 'f', 3, 64)
 }
 
+// stealPercent is the steal share of all CPU time between two of /proc/stat's "cpu " lines.
+func stealPercent(start, end string) (float64, error) {
+	parse := func(line string) (steal, total float64, err error) {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != "cpu" {
+			return 0, 0, fmt.Errorf("not a /proc/stat cpu line: %q", line)
+		}
+		for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("/proc/stat cpu line %q: %w", line, err)
+			}
+			total += x
+			if i == 7 {
+				steal = x
+			}
+		}
+		return steal, total, nil
+	}
+	s0, t0, err := parse(start)
+	if err != nil {
+		return 0, err
+	}
+	s1, t1, err := parse(end)
+	if err != nil {
+		return 0, err
+	}
+	if t1 <= t0 {
+		return 0, fmt.Errorf("no CPU time passed between %q and %q", start, end)
+	}
+	return 100 * (s1 - s0) / (t1 - t0), nil
+}
+
 func main() {
 	jsonOut := flag.String("json", "", "also write the report as JSON to this file")
 	commit := flag.String("commit", "", "the commit the figures are from")
 	loadStart := flag.String("load-start", "", "/proc/loadavg before the run")
 	loadEnd := flag.String("load-end", "", "/proc/loadavg after the run")
+	cpuStart := flag.String("cpu-start", "", `/proc/stat's "cpu " line before the run`)
+	cpuEnd := flag.String("cpu-end", "", `/proc/stat's "cpu " line after the run`)
 	flag.Parse()
 	r := &Report{Commit: *commit, Date: time.Now().UTC().Format(time.RFC3339), LoadStart: strings.TrimSpace(*loadStart),
 		LoadEnd: strings.TrimSpace(*loadEnd), Metrics: map[string]map[string][]float64{}}
@@ -283,6 +325,14 @@ func main() {
 			fmt.Fprintf(os.Stderr, "benchreport: %s: %v\n", name, err)
 			os.Exit(1)
 		}
+	}
+	if *cpuStart != "" && *cpuEnd != "" {
+		p, err := stealPercent(*cpuStart, *cpuEnd)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+		r.StealPercent = &p
 	}
 	r.Figures = figures(r.Metrics)
 	r.WriteTable(os.Stdout)

@@ -102,3 +102,14 @@ func TestLatencyFigureNamesItsMethod(t *testing.T) {
 		}
 	}
 }
+
+// TestStealPercent: the steal share of the CPU time between two /proc/stat lines.
+func TestStealPercent(t *testing.T) {
+	p, err := stealPercent("cpu  100 0 50 800 0 0 0 50 0 0", "cpu  200 0 100 1500 0 0 0 200 0 0")
+	if err != nil || p != 15 {
+		t.Errorf("stealPercent = %v, %v; want 15 (150 of 1000 ticks)", p, err)
+	}
+	if _, err := stealPercent("intr 1 2 3", "cpu  1 2 3 4 5 6 7 8"); err == nil {
+		t.Error("a line that is not /proc/stat's cpu line was accepted")
+	}
+}
