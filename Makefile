@@ -59,12 +59,9 @@ TEST_LDFLAGS := -s -w
 # TEST_V=-v lists every host test; check sets it, so that its log names every test of every tier
 # and CI can check that each test the host tier skips passed in another (internal/testlog).
 TEST_V ?=
-# TEST_NICE: check runs the host tier at nice 10 beside the guest tier, the longest: the host
-# tier mostly waits on the kernel and takes the CPU the guests leave.
-TEST_NICE ?= 0
 .PHONY: test
 test: vet ## unit and root tests on this host (root tests run when root)
-	ROCEBED_REQUIRE_RXE=0 nice -n $(TEST_NICE) $(GO) test $(TEST_V) -race -ldflags='$(TEST_LDFLAGS)' -count=1 ./...
+	ROCEBED_REQUIRE_RXE=0 $(GO) test $(TEST_V) -race -ldflags='$(TEST_LDFLAGS)' -count=1 ./...
 
 .PHONY: test-nocgo
 test-nocgo: ## unit tests without cgo
@@ -78,7 +75,7 @@ test-nocgo: ## unit tests without cgo
 .PHONY: check
 check: deps ## everything CI runs: deps, then host tests beside the guest tier, then the harness tier
 	@rc=0; \
-	$(MAKE) --no-print-directory -j2 TEST_V=-v TEST_NICE=10 test test-vm-guests || rc=$$?; \
+	$(MAKE) --no-print-directory -j2 TEST_V=-v test test-vm-guests || rc=$$?; \
 	$(MAKE) --no-print-directory test-vm-harness || rc=$$?; \
 	exit $$rc
 
