@@ -24,8 +24,9 @@ import (
 // Exec boots the image, runs o.Argv in the guest and returns its exit status in Result.ExitCode.
 // The command's stdout and stderr are streamed to o.Stdout and o.Stderr while it runs. A guest
 // that crashes, hangs or never reports a status yields a *GuestError (ExitTimeout or
-// ExitGuestFailed). QEMU runs in its own process group with a parent-death signal and is killed
-// when ctx ends or the host deadline passes; Exec never returns with QEMU still running.
+// ExitGuestFailed); one whose boot hangs (BootTimeout) is first booted once more. QEMU runs in
+// its own process group with a parent-death signal and is killed when ctx ends or the host
+// deadline passes; Exec never returns with QEMU still running.
 func Exec(ctx context.Context, o ExecOptions) (*Result, error) {
 	if o.QEMU == "" {
 		o.QEMU = "qemu-system-x86_64"
@@ -197,8 +198,13 @@ func boot(ctx context.Context, o *ExecOptions, qemu, accel string, m machine, wo
 		defer t.Stop()
 		select {
 		case <-t.C:
-			bootHung.Store(true)
-			killQEMU()
+			tailMu.Lock()
+			hung := tail.started.IsZero() // started in the meantime: not hung, and must not run twice
+			tailMu.Unlock()
+			if hung {
+				bootHung.Store(true)
+				killQEMU()
+			}
 		case <-started:
 		case <-exited:
 		}

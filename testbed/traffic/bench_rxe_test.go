@@ -27,8 +27,8 @@ import (
 // The benchmarks below compare rocebed's traffic with the standard tools on the same rxe
 // link, in one VM boot (`make bench`). Each iteration (-test.benchtime Nx) runs rocebed and
 // its anchor back to back, so both see the same load, the first of the two alternating; the
-// metrics are the median, min and max over the iterations. Targets (issue 11): first connect ≤ 20 ms, rate ratio ≥ 1.0, latency
-// ratio ≤ 1.1. They are reported, never asserted.
+// metrics are the median, min and max over the iterations. Targets (issue 11): first connect
+// ≤ 20 ms, rate ratio ≥ 1.0, latency ratio ≤ 1.1. They are reported, never asserted.
 
 // spread reports the median of vals as name, and their min and max as name-min and name-max.
 func spread(b *testing.B, name string, vals []float64) float64 {
