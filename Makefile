@@ -70,7 +70,8 @@ test-nocgo: ## unit tests without cgo
 # check: the README's test command; CI runs it. The host tier (it mostly waits on the kernel:
 # DAD, netns teardown) runs beside the real-kernel guests, then the harness's own QEMU tests run
 # alone. Measured on 2 cores, each tier alone: 84, 178 and 66 s, 391 s of CPU in all; all three
-# at once took 315 s and 572 s of CPU (starved TCG guests cost more CPU for the same work).
+# at once took 315 s and 572 s of CPU, in two phases 278 s and 425 s (on other runs of the
+# same work the machine itself gave 330 s and 516 s).
 # Every tier runs even when one before it failed.
 .PHONY: check
 check: deps ## everything CI runs: deps, then host tests beside the guest tier, then the harness tier
