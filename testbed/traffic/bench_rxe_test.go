@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/rocebed/rocebed/internal/testlab"
 	"github.com/rocebed/rocebed/rdma"
 	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/counters"
 	"github.com/rocebed/rocebed/testbed/lab"
 	"github.com/rocebed/rocebed/testbed/scenario"
 	"github.com/stretchr/testify/require"
@@ -202,22 +202,18 @@ type retransmits struct{ retries, duplicates float64 }
 
 // countRetransmits runs run and reads the retransmission counters before and after it.
 func countRetransmits(b *testing.B, run func() float64) (float64, retransmits) {
-	read := func() retransmits {
-		return retransmits{retries: hwCounter(b, "rxe0", "completer_retry_err"), duplicates: hwCounter(b, "rxe1", "duplicate_request")}
+	const duplicates = "duplicate_request"
+	read := func(dev, name string) rdma.Counters {
+		c, err := rdma.Sysfs{}.HWCounters(dev, 1)
+		require.NoError(b, err)
+		require.Contains(b, c, name, "%s's hw_counters", dev)
+		return c
 	}
-	before := read()
+	req, resp := read("rxe0", counters.CounterRXECompRetryErr), read("rxe1", duplicates)
 	v := run()
-	after := read()
-	return v, retransmits{retries: after.retries - before.retries, duplicates: after.duplicates - before.duplicates}
-}
-
-// hwCounter reads one of an rxe device's port counters from sysfs.
-func hwCounter(b *testing.B, dev, name string) float64 {
-	raw, err := os.ReadFile(filepath.Join("/sys/class/infiniband", dev, "ports/1/hw_counters", name))
-	require.NoError(b, err)
-	v, err := strconv.ParseFloat(strings.TrimSpace(string(raw)), 64)
-	require.NoError(b, err, "%s %s: %q", dev, name, raw)
-	return v
+	dReq := read("rxe0", counters.CounterRXECompRetryErr).Delta(req)
+	dResp := read("rxe1", duplicates).Delta(resp)
+	return v, retransmits{retries: float64(dReq[counters.CounterRXECompRetryErr]), duplicates: float64(dResp[duplicates])}
 }
 
 type cpuSample struct {
