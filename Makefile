@@ -98,10 +98,15 @@ bench-host: ## up+down of same-host by rocebed beside the same steps as ip/sysct
 # and share the packages out, each taking the next one nobody has taken, so the longest come
 # first. On two cores two one-vCPU guests beat one two-vCPU guest: tests mostly run one thing
 # at a time, and TCG runs a vCPU on one host thread. The list is the packages with tests that
-# need rdma_rxe (vm's TestGuestTierHasEveryKernelTest keeps it whole), and the helpers their
-# waits rest on (internal/testenv, internal/kernel), longest first; the other packages' tests
-# need no kernel and run in the host tier, where TCG does not slow them tenfold.
-VM_TEST_PKGS ?= ./testbed/lab ./testbed/runner ./testbed/diagnose ./testbed/probe ./internal/testenv ./testbed/traffic ./rdma ./rdma/verbs ./testbed ./internal/kernel ./vm/guesttest
+# need rdma_rxe or Debian's kernel (vm's TestGuestTierHasEveryKernelTest keeps it whole),
+# longest first. Of each, the guests run only the tests that call one of VM_TEST_MARKS, directly
+# or through the package's own helpers (`vm test --only-calling`): those the host tier skips
+# for want of rdma_rxe, and those whose outcome rests on the kernel's timing (marked
+# testenv.KernelDependent). The others need no particular kernel and ran in the host tier, where
+# TCG does not slow them tenfold; `make test-vm VM_TEST_MARKS=` runs every test in the guests.
+VM_TEST_PKGS ?= ./testbed/runner ./testbed/diagnose ./testbed/traffic ./testbed/lab ./internal/testenv ./rdma/verbs ./rdma ./testbed/probe ./testbed ./internal/kernel ./vm/guesttest
+VM_TEST_MARKS ?= testenv.RequireRXE testenv.RequireCabledNICs testenv.KernelDependent testlab.UpRXE guesttest.requireRXE
+comma := ,
 VM_GUESTS    ?= 2
 VM_SMP       ?= 1
 VM_TIMEOUT   ?= 20m
@@ -118,7 +123,7 @@ test-vm-harness: vm-prepare ## the harness's own QEMU tests and the two-host lab
 	ROCEBED_VM_TESTS=1 $(GO) test -p 1 -ldflags='$(TEST_LDFLAGS)' -count=1 -v -run '^(TestHarness|TestVMExec|TestVMPair)' ./vm/ ./cmd/rocebed/
 
 test-vm-guests: vm-prepare ## real-kernel tests in VM_GUESTS guests with rdma_rxe
-	$(VM_ROCEBED) vm test --nics 2 --guests $(VM_GUESTS) --smp $(VM_SMP) --timeout $(VM_TIMEOUT) -- $(VM_TEST_PKGS)
+	$(VM_ROCEBED) vm test --nics 2 --guests $(VM_GUESTS) --smp $(VM_SMP) --timeout $(VM_TIMEOUT) $(if $(strip $(VM_TEST_MARKS)),--only-calling '$(subst $() ,$(comma),$(strip $(VM_TEST_MARKS)))') -- $(VM_TEST_PKGS)
 
 .PHONY: test-vm-trace
 test-vm-trace: vm-prepare build ## opt-in: diagnose's kfree_skb trace layer in the guest (it can soft-lock a TCG guest)

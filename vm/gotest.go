@@ -3,6 +3,7 @@ package vm
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +22,9 @@ type TestOptions struct {
 	Packages []string // go list patterns: "./rdma/...", "./vm/guesttest"
 	Go       string   // the go tool, default "go"
 	Run      string   // -test.run, if set
+	// OnlyCalling, if set, narrows each package to its tests that call one of these marks
+	// (TestsCalling); a package with none does not run. It excludes Run.
+	OnlyCalling []string
 	// Guests is how many guests run the packages at once (default 1). Each boots with
 	// Exec's options and its own NICs, and takes the next package nobody has taken, in the
 	// order the patterns name them: name the longest first.
@@ -32,6 +37,7 @@ type TestPackage struct {
 	ImportPath string
 	Dir        string // source dir: the binary runs there, as `go test` does
 	Binary     string // in the work dir
+	Run        string // -test.run for this package alone, if set
 }
 
 // TestShareEnv names, for the tests of a run with more than one guest, a directory that all
@@ -46,6 +52,15 @@ var guestTestEnv = []string{"ROCEBED_REQUIRE_RXE=1", "ROCEBED_REQUIRE_ROOT=1"}
 // packages compile in one `go test -c -o DIR/` (in parallel); two whose last path elements are
 // the same would name the same binary, so the second of such a pair compiles on its own.
 func CompileTests(ctx context.Context, goTool string, patterns []string, dir string, log io.Writer) ([]TestPackage, error) {
+	pkgs, err := listTestPackages(ctx, goTool, patterns, log)
+	if err != nil {
+		return nil, err
+	}
+	return pkgs, compileTests(ctx, goTool, pkgs, dir, log)
+}
+
+// listTestPackages is the packages matched by patterns that have test files, in order.
+func listTestPackages(ctx context.Context, goTool string, patterns []string, log io.Writer) ([]TestPackage, error) {
 	if goTool == "" {
 		goTool = "go"
 	}
@@ -84,6 +99,14 @@ func CompileTests(ctx context.Context, goTool string, patterns []string, dir str
 			fmt.Fprintf(log, "vm test: %s: no packages with tests, skipped\n", pat)
 		}
 	}
+	return pkgs, nil
+}
+
+// compileTests sets each package's Binary, in dir, and builds them.
+func compileTests(ctx context.Context, goTool string, pkgs []TestPackage, dir string, log io.Writer) error {
+	if goTool == "" {
+		goTool = "go"
+	}
 	t0 := time.Now()
 	var together []string
 	var alone []int
@@ -112,20 +135,41 @@ func CompileTests(ctx context.Context, goTool string, patterns []string, dir str
 	}
 	if len(together) > 0 {
 		if err := build(append([]string{"-o", dir + string(filepath.Separator)}, together...)...); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for _, i := range alone {
 		if err := build("-o", pkgs[i].Binary, pkgs[i].ImportPath); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	fmt.Fprintf(log, "vm test: compiled %d test packages (%.1fs)\n", len(pkgs), time.Since(t0).Seconds())
-	return pkgs, nil
+	return nil
 }
 
-// testDriver is the guest script that runs every binary in its package dir with -test.v and
-// prints go test's per-package "ok"/"FAIL" lines; it exits 1 when any failed. A binary's
+// selectTests narrows each package to its tests that call one of marks, and drops the
+// packages with none; it says what it chose in log.
+func selectTests(pkgs []TestPackage, marks []string, log io.Writer) ([]TestPackage, error) {
+	fmt.Fprintf(log, "vm test: running only the tests that call %s\n", strings.Join(marks, ", "))
+	var out []TestPackage
+	for _, p := range pkgs {
+		tests, err := TestsCalling(p.Dir, marks)
+		if err != nil {
+			return nil, fmt.Errorf("package %s: %w", p.ImportPath, err)
+		}
+		if len(tests) == 0 {
+			fmt.Fprintf(log, "vm test: %s: no such test; not run\n", p.ImportPath)
+			continue
+		}
+		p.Run = RunExactly(tests)
+		fmt.Fprintf(log, "vm test: %s: %d such tests\n", p.ImportPath, len(tests))
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// testDriver is the guest script that runs every binary in its package dir with -test.v (and
+// the package's own -test.run, or run for all) and prints go test's per-package "ok"/"FAIL" lines; it exits 1 when any failed. A binary's
 // stderr goes with its stdout, so that a panic stays with its package. With claims (a
 // directory every guest of the run can write), a guest runs a package only if it is the first
 // to make its entry there (mkdir is atomic on the host's file system, which all the guests'
@@ -161,9 +205,6 @@ func testDriver(pkgs []TestPackage, run string, timeout time.Duration, claims st
 }
 `)
 	var extra []string
-	if run != "" {
-		extra = append(extra, shQuote("-test.run="+run))
-	}
 	if timeout > 0 {
 		// Shorter than the guest's bound, so that a hung test ends in go test's own panic,
 		// which names it and dumps its goroutines.
@@ -173,7 +214,11 @@ func testDriver(pkgs []TestPackage, run string, timeout time.Duration, claims st
 		if claims != "" {
 			fmt.Fprintf(&b, "mkdir %s 2>/dev/null && ", shQuote(filepath.Join(claims, fmt.Sprint(i))))
 		}
-		fmt.Fprintf(&b, "runpkg %s %s %s %s\n", shQuote(p.ImportPath), shQuote(p.Dir), shQuote(p.Binary), strings.Join(extra, " "))
+		args := extra
+		if r := cmp.Or(p.Run, run); r != "" {
+			args = append(slices.Clip(extra), shQuote("-test.run="+r))
+		}
+		fmt.Fprintf(&b, "runpkg %s %s %s %s\n", shQuote(p.ImportPath), shQuote(p.Dir), shQuote(p.Binary), strings.Join(args, " "))
 	}
 	b.WriteString("exit $failed\n")
 	return b.String()
@@ -183,6 +228,12 @@ func testDriver(pkgs []TestPackage, run string, timeout time.Duration, claims st
 // guest's go test output streams to o.Exec.Stdout; the exit code is 0 when all passed, 1 when a
 // test failed, or a harness code from the GuestError.
 func Test(ctx context.Context, o TestOptions) (*Result, error) {
+	if o.Run != "" && len(o.OnlyCalling) > 0 {
+		return nil, fmt.Errorf("a run pattern (%q) and tests calling %s: choose one", o.Run, strings.Join(o.OnlyCalling, ", "))
+	}
+	if _, err := parseMarks(o.OnlyCalling); err != nil {
+		return nil, err
+	}
 	work := o.Exec.WorkDir
 	if work == "" {
 		var err error
@@ -208,12 +259,20 @@ func Test(ctx context.Context, o TestOptions) (*Result, error) {
 		dirs = append(dirs, d)
 	}
 	work = dirs[guests-1]
-	pkgs, err := CompileTests(ctx, o.Go, o.Packages, work, log)
+	pkgs, err := listTestPackages(ctx, o.Go, o.Packages, log)
 	if err != nil {
 		return nil, err
 	}
+	if len(o.OnlyCalling) > 0 {
+		if pkgs, err = selectTests(pkgs, o.OnlyCalling, log); err != nil {
+			return nil, err
+		}
+	}
 	if len(pkgs) == 0 {
-		return nil, fmt.Errorf("no test packages among %s", strings.Join(o.Packages, " "))
+		return nil, fmt.Errorf("no tests to run among %s", strings.Join(o.Packages, " "))
+	}
+	if err := compileTests(ctx, o.Go, pkgs, work, log); err != nil {
+		return nil, err
 	}
 	// A checkout under /tmp (as CI's often is) is invisible in the guest, whose /tmp is its
 	// own: copy the module into the work share and run the tests from the copy, so their

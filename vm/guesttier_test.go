@@ -10,20 +10,17 @@ import (
 	"testing"
 )
 
-// kernelTestMark is what a test file that needs rdma_rxe contains: the helpers that skip
-// without it on the host (and fail without it under ROCEBED_REQUIRE_RXE=1).
-var kernelTestMark = regexp.MustCompile(`testenv\.RequireRXE\(|testlab\.|requireRXE\(|RequireCabledNICs\(|testenv\.InVM\(`)
-
 // harnessRun are the packages with such tests that the harness tier runs itself, and the
 // file that does it.
 var harnessRun = map[string]string{
 	"vm/pairtest": "cmd/rocebed/vm_pair_linux_test.go", // in both guests of a pair (TestVMPairSides)
 }
 
-// TestGuestTierHasEveryKernelTest: the guest tier runs the packages the Makefile names in
-// VM_TEST_PKGS, not every package. A package with tests that need rdma_rxe must be on that
-// list (or run by the harness tier): the host tier runs with ROCEBED_REQUIRE_RXE=0, so its
-// rxe tests skip there and would run nowhere.
+// TestGuestTierHasEveryKernelTest: the guest tier runs, of the packages the Makefile names in
+// VM_TEST_PKGS, the tests that call one of VM_TEST_MARKS. A package with such tests must be on
+// that list (or run by the harness tier): the host tier runs with ROCEBED_REQUIRE_RXE=0, so its
+// rxe tests skip there and would run nowhere. (CI's log check catches a test that skips on the
+// host and calls no mark.)
 func TestGuestTierHasEveryKernelTest(t *testing.T) {
 	mk, err := os.ReadFile("../Makefile")
 	if err != nil {
@@ -39,12 +36,13 @@ func TestGuestTierHasEveryKernelTest(t *testing.T) {
 			t.Errorf("VM_TEST_PKGS: %s is a pattern: name packages, so that this test can check the list", p)
 			continue
 		}
-		dir := strings.TrimPrefix(p, "./")
-		if tests, _ := filepath.Glob(filepath.Join("..", dir, "*_test.go")); len(tests) == 0 {
-			t.Errorf("VM_TEST_PKGS: %s has no tests", p)
-		}
-		listed = append(listed, dir)
+		listed = append(listed, strings.TrimPrefix(p, "./"))
 	}
+	mm := regexp.MustCompile(`(?m)^VM_TEST_MARKS \?= (.+)$`).FindSubmatch(mk)
+	if mm == nil {
+		t.Fatal("Makefile: no VM_TEST_MARKS ?= line")
+	}
+	marks := strings.Fields(string(mm[1]))
 	for pkg, file := range harnessRun {
 		src, err := os.ReadFile(filepath.Join("..", file))
 		if err != nil || !strings.Contains(string(src), pkg) {
@@ -52,24 +50,24 @@ func TestGuestTierHasEveryKernelTest(t *testing.T) {
 		}
 	}
 
-	need := map[string]string{}
+	need := map[string][]string{} // package → its tests that call a mark
 	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != ".." {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+		if !d.IsDir() {
 			return nil
 		}
-		src, err := os.ReadFile(path)
+		if (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != ".." {
+			return filepath.SkipDir
+		}
+		tests, err := TestsCalling(path, marks)
 		if err != nil {
 			return err
 		}
-		if kernelTestMark.Match(src) {
-			rel, _ := filepath.Rel("..", filepath.Dir(path))
-			need[filepath.ToSlash(rel)] = filepath.Base(path)
+		if len(tests) > 0 {
+			rel, _ := filepath.Rel("..", path)
+			need[filepath.ToSlash(rel)] = tests
 		}
 		return nil
 	})
@@ -77,12 +75,17 @@ func TestGuestTierHasEveryKernelTest(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(need) < 5 {
-		t.Fatalf("found rxe tests in only %d packages (%v): the marks no longer match the tests", len(need), need)
+		t.Fatalf("found tests that call %v in only %d packages (%v): the marks no longer match the tests", marks, len(need), need)
 	}
-	for pkg, file := range need {
+	for pkg, tests := range need {
 		if slices.Contains(listed, pkg) || harnessRun[pkg] != "" {
 			continue
 		}
-		t.Errorf("%s (%s) has tests that need rdma_rxe, but VM_TEST_PKGS does not name it: add ./%s", pkg, file, pkg)
+		t.Errorf("%s has tests that call %v (%s), but VM_TEST_PKGS does not name it: add ./%s", pkg, marks, strings.Join(tests, ", "), pkg)
+	}
+	for _, pkg := range listed {
+		if len(need[pkg]) == 0 {
+			t.Errorf("VM_TEST_PKGS names %s, but none of its tests calls %v: the guest tier would not run it", pkg, marks)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 // in another namespace, and a wait with nothing happening ends at its fallback or ctx's
 // deadline, whichever comes first, saying nothing changed.
 func TestChangeWatch(t *testing.T) {
+	testenv.KernelDependent(t)
 	ns, other := testenv.NewNetNS(t), testenv.NewNetNS(t)
 	w, err := kernel.WatchChanges(ns.Handle)
 	require.NoError(t, err)

@@ -21,6 +21,7 @@ func section(t *testing.T, dump, opts, command string) string {
 // name it first printed for an ifindex; after a rename the next dump must still print the
 // link's new name everywhere, as a fresh `ip` would.
 func TestDumpSeesRenames(t *testing.T) {
+	KernelDependent(t)
 	ns := NewNetNS(t)
 	upVethPair(t, ns, nil)
 	before := ns.Dump(t)
@@ -43,6 +44,7 @@ func TestDumpSeesRenames(t *testing.T) {
 // one, IPv6 rules have their own, and a command iproute2 refuses fails the dump's session
 // call instead of passing for empty output, and the next command still runs.
 func TestDumpSections(t *testing.T) {
+	KernelDependent(t)
 	ns := NewNetNS(t)
 	upVethPair(t, ns, nil)
 	d := ns.Dump(t)

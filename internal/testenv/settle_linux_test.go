@@ -41,6 +41,7 @@ func upVethPair(t *testing.T, ns *NetNS, beforeUp func()) {
 // after" holds however slow the dump is: under TCG, DumpNow's seven `ip` runs took longer than
 // a default DAD (about 2 s), and the kernel was settled before the test looked.
 func TestDumpWaitsForAddrconf(t *testing.T) {
+	KernelDependent(t)
 	ns := NewNetNS(t)
 	upVethPair(t, ns, func() {
 		require.NoError(t, nsutil.Do(ns.Handle, func() error {
@@ -81,6 +82,7 @@ func TestDumpWaitsForAddrconf(t *testing.T) {
 // TestSettleNamesWhatNeverSettled: with DAD slowed to minutes, the wait ends at its bound and
 // the error names the interface and the address still tentative.
 func TestSettleNamesWhatNeverSettled(t *testing.T) {
+	KernelDependent(t)
 	ns := NewNetNS(t)
 	upVethPair(t, ns, func() {
 		require.NoError(t, nsutil.Do(ns.Handle, func() error {
@@ -106,6 +108,7 @@ func TestSettleNamesWhatNeverSettled(t *testing.T) {
 }
 
 func TestWaitTCPListen(t *testing.T) {
+	KernelDependent(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port

@@ -47,6 +47,21 @@ func RequireRXE(t testing.TB) {
 	}
 }
 
+// KernelDependent marks a test whose outcome rests on how the running kernel behaves (when
+// addrconf and DAD finish, what a netlink dump or notification says), not on rocebed's code
+// alone. It logs the kernel's release, so that a failure names it; and it is one of the marks
+// by which the guest tier picks its tests (the Makefile's VM_TEST_MARKS), so that such a test
+// runs on Debian's kernel in the guest as well as on the host.
+func KernelDependent(t testing.TB) {
+	t.Helper()
+	release, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		t.Logf("kernel release unknown: %v", err)
+		return
+	}
+	t.Logf("kernel %s", strings.TrimSpace(string(release)))
+}
+
 // InVM reports whether this is rocebed's test VM (its kernel command line names the work dir).
 func InVM() bool {
 	b, err := os.ReadFile("/proc/cmdline")

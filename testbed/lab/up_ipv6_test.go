@@ -36,6 +36,7 @@ expect: {result: pass}
 // over; up waits for it (a DADWait step per address, after the links are up) so the routes
 // with those sources can be added, and down restores the namespace exactly.
 func TestExistingNICsWaitForDAD(t *testing.T) {
+	testenv.KernelDependent(t)
 	ns := testenv.NewNetNS(t)
 	testlab.ExistingPair(t, ns)
 	ns.SetUp(t, "eth2", "eth1") // as a host's cabled NICs are
@@ -89,6 +90,7 @@ func TestExistingNICsWaitForDAD(t *testing.T) {
 // the kernel's link-local one — is tentative; down restores everything (test in
 // TestUpDownRestoresExactly).
 func TestCreatedVethsSkipDAD(t *testing.T) {
+	testenv.KernelDependent(t)
 	ns, env, s := testlab.InNetNS(t, "same-host-v6")
 	state := t.TempDir()
 	p, err := lab.Up(context.Background(), env, s, lab.UpOptions{StateDir: state, SkipRDMA: true})
@@ -116,6 +118,7 @@ func TestCreatedVethsSkipDAD(t *testing.T) {
 // TestDADFailureRollsBack: an address another node on the link already uses fails DAD; up
 // says so (plan.ErrDADFailed, naming the address and the NIC) and rolls back exactly.
 func TestDADFailureRollsBack(t *testing.T) {
+	testenv.KernelDependent(t)
 	ns := testenv.NewNetNS(t)
 	testlab.ExistingPair(t, ns)
 	ns.SetUp(t, "eth2", "eth1") // as a host's cabled NICs are
