@@ -74,7 +74,8 @@ test-nocgo: ## unit tests without cgo
 # same work the machine itself gave 330 s and 516 s).
 # Every tier runs even when one before it failed.
 .PHONY: check
-check: deps ## everything CI runs: deps, then host tests beside the guest tier, then the harness tier
+check: deps ## everything CI runs: deps, build, then host tests beside the guest tier, then the harness tier
+	@$(MAKE) --no-print-directory build
 	@rc=0; \
 	$(MAKE) --no-print-directory -j2 TEST_V=-v test test-vm-guests || rc=$$?; \
 	$(MAKE) --no-print-directory test-vm-harness || rc=$$?; \
