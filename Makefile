@@ -59,27 +59,25 @@ TEST_LDFLAGS := -s -w
 # TEST_V=-v lists every host test; check sets it, so that its log names every test of every tier
 # and CI can check that each test the host tier skips passed in another (internal/testlog).
 TEST_V ?=
-.PHONY: test
-test: vet ## unit and root tests on this host (root tests run when root)
+.PHONY: test test-host
+test: vet test-host ## vet, then unit and root tests on this host (root tests run when root)
+
+test-host: ## the host tier alone: unit and root tests on this host, without the vet
 	ROCEBED_REQUIRE_RXE=0 $(GO) test $(TEST_V) -race -ldflags='$(TEST_LDFLAGS)' -count=1 ./...
 
 .PHONY: test-nocgo
 test-nocgo: ## unit tests without cgo
 	CGO_ENABLED=0 $(GO) test -count=1 ./...
 
-# check: the README's test command; CI runs it. The host tier (it mostly waits on the kernel:
-# DAD, netns teardown) runs beside the real-kernel guests, then the harness's own QEMU tests run
-# alone. Measured on 2 cores, each tier alone: 84, 178 and 66 s, 391 s of CPU in all; all three
-# at once took 315 s and 572 s of CPU, in two phases 278 s and 425 s (on other runs of the
-# same work the machine itself gave 330 s and 516 s).
-# Every tier runs even when one before it failed.
+# check: the README's test command; CI runs it. After the build, four jobs share the two cores,
+# two at a time, in this order: the host tier, the guest tier, the harness's own QEMU tests, and
+# the vet. Each starts when a job before it ends, so the harness's guests and the vet run
+# beside whichever tier is left, and the host tier's -race compile does not wait for the vet.
+# With -k every job runs even when one before it failed.
 .PHONY: check
-check: deps ## everything CI runs: deps, build, then host tests beside the guest tier, then the harness tier
+check: deps ## everything CI runs: deps, build, then the host, guest and harness tiers and the vet, two at a time
 	@$(MAKE) --no-print-directory build
-	@rc=0; \
-	$(MAKE) --no-print-directory -j2 TEST_V=-v test test-vm-guests || rc=$$?; \
-	$(MAKE) --no-print-directory test-vm-harness || rc=$$?; \
-	exit $$rc
+	@$(MAKE) --no-print-directory -k -j2 TEST_V=-v test-host test-vm-guests test-vm-harness vet
 
 .PHONY: bench
 bench: build vm-prepare bench-parse ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
