@@ -69,15 +69,15 @@ test-host: ## the host tier alone: unit and root tests on this host, without the
 test-nocgo: ## unit tests without cgo
 	CGO_ENABLED=0 $(GO) test -count=1 ./...
 
-# check: the README's test command; CI runs it. After the build, four jobs share the two cores,
-# two at a time, in this order: the host tier, the guest tier, the harness's own QEMU tests, and
-# the vet. Each starts when a job before it ends, so the harness's guests and the vet run
-# beside whichever tier is left, and the host tier's -race compile does not wait for the vet.
-# With -k every job runs even when one before it failed.
+# check: the README's test command; CI runs it. After the build, four jobs share the two
+# cores, two at a time, in this order: the host tier, the guest tier (after the VM image), the
+# harness's own QEMU tests, and the vet. Each starts when a job before it ends, so the harness's
+# guests and the vet run beside whichever tier is left, and the host tier's -race compile waits
+# for neither the vet nor the image. With -k every job runs even when one before it failed.
 .PHONY: check
 check: deps ## everything CI runs: deps, build, then the host, guest and harness tiers and the vet, two at a time
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory -k -j2 TEST_V=-v test-host test-vm-guests test-vm-harness vet
+	@$(MAKE) --no-print-directory -k -j2 TEST_V=-v VM_BUILD= test-host test-vm-guests test-vm-harness vet
 
 .PHONY: bench
 bench: build vm-prepare bench-parse ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
@@ -111,8 +111,11 @@ VM_SMP       ?= 1
 VM_TIMEOUT   ?= 20m
 VM_ROCEBED   ?= $(CURDIR)/$(BIN)
 
+# check builds before its jobs and empties this: a prepare waiting on a build would let make
+# start a later job (the vet) in its slot.
+VM_BUILD ?= build
 .PHONY: vm-prepare
-vm-prepare: build ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
+vm-prepare: $(VM_BUILD) ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
 	$(VM_ROCEBED) vm prepare
 
 .PHONY: test-vm test-vm-harness test-vm-guests
