@@ -71,13 +71,17 @@ test-nocgo: ## unit tests without cgo
 
 # check: the README's test command; CI runs it. After the build, four jobs share the two
 # cores, two at a time, in this order: the host tier, the guest tier (after the VM image), the
-# harness's own QEMU tests, and the vet. Each starts when a job before it ends, so the harness's
-# guests and the vet run beside whichever tier is left, and the host tier's -race compile waits
-# for neither the vet nor the image. With -k every job runs even when one before it failed.
+# harness's own QEMU tests, and the vet. Each starts when a job before it ends (wait -n: make -j2
+# itself started the vet before the guest tier), so the harness's guests and the vet run beside
+# whichever tier is left, and the host tier's -race compile waits for neither the vet nor the
+# image. Every job runs even when one before it failed.
 .PHONY: check
 check: deps ## everything CI runs: deps, build, then the host, guest and harness tiers and the vet, two at a time
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory -k -j2 TEST_V=-v VM_BUILD= test-host test-vm-guests test-vm-harness vet
+	@rc=0; sub="$(MAKE) --no-print-directory VM_BUILD="; \
+	$$sub TEST_V=-v test-host & $$sub test-vm-guests & \
+	for next in test-vm-harness vet; do wait -n || rc=1; $$sub $$next & done; \
+	wait -n || rc=1; wait -n || rc=1; exit $$rc
 
 .PHONY: bench
 bench: build vm-prepare bench-parse ## every figure of issue 11, rocebed beside its anchor: one table and bench.json (BENCH_N=5 runs each; BENCH_CI=0 skips the CI run)
@@ -111,8 +115,7 @@ VM_SMP       ?= 1
 VM_TIMEOUT   ?= 20m
 VM_ROCEBED   ?= $(CURDIR)/$(BIN)
 
-# check builds before its jobs and empties this: a prepare waiting on a build would let make
-# start a later job (the vet) in its slot.
+# check builds once, before its jobs, and empties this.
 VM_BUILD ?= build
 .PHONY: vm-prepare
 vm-prepare: $(VM_BUILD) ## fetch Debian's kernel and build the guest image (cached: a no-op once done)
