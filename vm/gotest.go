@@ -169,8 +169,9 @@ func selectTests(pkgs []TestPackage, marks []string, log io.Writer) ([]TestPacka
 }
 
 // testDriver is the guest script that runs every binary in its package dir with -test.v (and
-// the package's own -test.run, or run for all) and prints go test's per-package "ok"/"FAIL" lines; it exits 1 when any failed. A binary's
-// stderr goes with its stdout, so that a panic stays with its package. With claims (a
+// the package's own -test.run, or run for all) and prints go test's per-package "ok"/"FAIL"
+// lines; it exits 1 when any failed. A binary's stderr goes with its stdout, so that a panic
+// stays with its package. With claims (a
 // directory every guest of the run can write), a guest runs a package only if it is the first
 // to make its entry there (mkdir is atomic on the host's file system, which all the guests'
 // shares are), so guests that run the same script share the packages out.
