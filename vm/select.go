@@ -22,10 +22,11 @@ import (
 // the rest already ran in the host tier, ten times faster than under TCG.
 //
 // A mark is pkg.Func or pkg.*, pkg being the name the code imports the package as
-// (testenv.RequireRXE, testlab.*); in package pkg itself, the plain name matches. The reading is syntactic and errs towards running a test: a method call counts
-// as a call of every method of that name, and a local variable that shadows a function's name
-// still counts as the function. The files are those `go test` would build here (build
-// constraints and _GOOS suffixes apply).
+// (testenv.RequireRXE, testlab.*); in package pkg itself, the plain name matches. The reading
+// is syntactic and errs towards running a test: a method call counts as a call of every method
+// of that name, and a local variable that shadows a function's name still counts as the
+// function. The files are those `go test` would build here (build constraints and _GOOS
+// suffixes apply).
 func TestsCalling(dir string, marks []string) ([]string, error) {
 	qualified, err := parseMarks(marks)
 	if err != nil {
