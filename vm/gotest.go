@@ -47,23 +47,9 @@ const TestShareEnv = "ROCEBED_VM_TEST_SHARE"
 // guestTestEnv is forced on every test binary in the guest: a skip there is a bug.
 var guestTestEnv = []string{"ROCEBED_REQUIRE_RXE=1", "ROCEBED_REQUIRE_ROOT=1"}
 
-// CompileTests runs `go test -c` for every package matched by patterns that has test files and
-// puts the binaries in dir. Patterns that match nothing are reported to log and skipped. The
-// packages compile in one `go test -c -o DIR/` (in parallel); two whose last path elements are
-// the same would name the same binary, so the second of such a pair compiles on its own.
-func CompileTests(ctx context.Context, goTool string, patterns []string, dir string, log io.Writer) ([]TestPackage, error) {
-	pkgs, err := listTestPackages(ctx, goTool, patterns, log)
-	if err != nil {
-		return nil, err
-	}
-	return pkgs, compileTests(ctx, goTool, pkgs, dir, log)
-}
-
-// listTestPackages is the packages matched by patterns that have test files, in order.
+// listTestPackages is the packages matched by patterns that have test files, in the patterns'
+// order. Patterns that match nothing are reported to log and skipped.
 func listTestPackages(ctx context.Context, goTool string, patterns []string, log io.Writer) ([]TestPackage, error) {
-	if goTool == "" {
-		goTool = "go"
-	}
 	var pkgs []TestPackage
 	seen := map[string]bool{}
 	for _, pat := range patterns {
@@ -102,11 +88,10 @@ func listTestPackages(ctx context.Context, goTool string, patterns []string, log
 	return pkgs, nil
 }
 
-// compileTests sets each package's Binary, in dir, and builds them.
+// compileTests sets each package's Binary, in dir, and builds them with `go test -c`. The
+// packages compile in one `go test -c -o DIR/` (in parallel); two whose last path elements are
+// the same would name the same binary, so the second of such a pair compiles on its own.
 func compileTests(ctx context.Context, goTool string, pkgs []TestPackage, dir string, log io.Writer) error {
-	if goTool == "" {
-		goTool = "go"
-	}
 	t0 := time.Now()
 	var together []string
 	var alone []int
@@ -260,7 +245,8 @@ func Test(ctx context.Context, o TestOptions) (*Result, error) {
 		dirs = append(dirs, d)
 	}
 	work = dirs[guests-1]
-	pkgs, err := listTestPackages(ctx, o.Go, o.Packages, log)
+	goTool := cmp.Or(o.Go, "go")
+	pkgs, err := listTestPackages(ctx, goTool, o.Packages, log)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +258,7 @@ func Test(ctx context.Context, o TestOptions) (*Result, error) {
 	if len(pkgs) == 0 {
 		return nil, fmt.Errorf("no tests to run among %s", strings.Join(o.Packages, " "))
 	}
-	if err := compileTests(ctx, o.Go, pkgs, work, log); err != nil {
+	if err := compileTests(ctx, goTool, pkgs, work, log); err != nil {
 		return nil, err
 	}
 	// A checkout under /tmp (as CI's often is) is invisible in the guest, whose /tmp is its
