@@ -2,6 +2,7 @@ package verbs
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -23,12 +24,10 @@ import (
 // Ping and Pong may run on two goroutines at once (one per CPU, as ib_send_lat's two
 // processes), or both on one (RunBoth). Close frees the C state once neither runs.
 type PingPong struct {
-	h        unsafe.Pointer
+	cLoop
 	ends     [2]*PingPongEnd
 	messages int
 	t0ns     uint64
-	closeMu  sync.Mutex
-	running  sync.WaitGroup
 }
 
 // PingPongEnd is one end of a ping-pong: its QP (RC, connected), the CQ both its queues use,
@@ -146,7 +145,7 @@ func NewPingPong(cfg PingPongConfig) (*PingPong, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PingPong{h: h, ends: [2]*PingPongEnd{&cfg.Ping, &cfg.Pong}, messages: cfg.Messages}, nil
+	return &PingPong{cLoop: cLoop{h: h}, ends: [2]*PingPongEnd{&cfg.Ping, &cfg.Pong}, messages: cfg.Messages}, nil
 }
 
 // Start sets the time completions and posts are measured from, and returns it.
@@ -184,7 +183,7 @@ func (p *PingPong) run(mask int, pingLimit, pongLimit int) (ping, pong PingPongS
 		return 0, 0, err
 	}
 	defer p.running.Done()
-	held := map[*node]bool{} // one end's CQ may be the other's: never read-lock a node twice
+	var nodes []*node
 	for _, role := range []PingPongRole{Ping, Pong} {
 		limit := []int{pingLimit, pongLimit}[role]
 		if mask&(1<<role) == 0 {
@@ -194,30 +193,15 @@ func (p *PingPong) run(mask int, pingLimit, pongLimit int) (ping, pong PingPongS
 			return 0, 0, &Error{Op: op, Err: fmt.Errorf("limit %d outside 1..%d: %w", limit, p.messages, syscall.EINVAL)}
 		}
 		e := p.ends[role]
-		for _, n := range []*node{&e.QP.node, &e.CQ.node, &e.MR.node} {
-			if held[n] {
-				continue
-			}
-			held[n] = true
-			if _, err := n.acquire(op); err != nil {
-				return 0, 0, err
-			}
-			defer n.mu.RUnlock()
-		}
+		nodes = append(nodes, &e.QP.node, &e.CQ.node, &e.MR.node)
 	}
+	release, err := holdOpen(op, nodes...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer release()
 	ping, pong = sysRunPingPong(p.h, mask, pingLimit, pongLimit)
 	return ping, pong, nil
-}
-
-// begin counts a call that uses the C state, unless Close freed it.
-func (p *PingPong) begin(op string) error {
-	p.closeMu.Lock()
-	defer p.closeMu.Unlock()
-	if p.h == nil {
-		return &Error{Op: op, Err: ErrClosed}
-	}
-	p.running.Add(1)
-	return nil
 }
 
 // Completions appends role's completions since the last call to dst, and forgets them. Call it
@@ -262,23 +246,72 @@ func (p *PingPong) EndPing() { p.signal(sysEndPing) }
 // EndPong says the ponger sends no more echoes: the pinger stops once its SENDs complete.
 func (p *PingPong) EndPong() { p.signal(sysEndPong) }
 
-func (p *PingPong) signal(fn func(unsafe.Pointer)) {
-	if p.begin("signal ping-pong") != nil {
-		return
-	}
-	defer p.running.Done()
-	fn(p.h)
-}
+func (p *PingPong) signal(fn func(unsafe.Pointer)) { p.cLoop.signal("signal ping-pong", fn) }
 
 // Close frees the C state once no Run is in progress; a second Close does nothing.
 func (p *PingPong) Close() error {
-	p.closeMu.Lock()
-	defer p.closeMu.Unlock()
-	if p.h == nil {
-		return nil
-	}
-	p.running.Wait()
-	sysFreePingPong(p.h)
-	p.h = nil
+	p.close(sysFreePingPong)
 	return nil
+}
+
+// cLoop is the C state of a loop that runs in C (PingPong, SendStream), and the calls using
+// it, so that close frees it only once none of them runs.
+type cLoop struct {
+	h       unsafe.Pointer
+	closeMu sync.Mutex
+	running sync.WaitGroup
+}
+
+// begin counts a call that uses the C state, unless close freed it.
+func (c *cLoop) begin(op string) error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.h == nil {
+		return &Error{Op: op, Err: ErrClosed}
+	}
+	c.running.Add(1)
+	return nil
+}
+
+// signal calls fn with the C state, unless close freed it.
+func (c *cLoop) signal(op string, fn func(unsafe.Pointer)) {
+	if c.begin(op) != nil {
+		return
+	}
+	defer c.running.Done()
+	fn(c.h)
+}
+
+// close waits for the calls in progress and frees the C state once.
+func (c *cLoop) close(free func(unsafe.Pointer)) {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.h == nil {
+		return
+	}
+	c.running.Wait()
+	free(c.h)
+	c.h = nil
+}
+
+// holdOpen read-locks each of nodes once (one end's CQ may be another's), so that none is
+// closed while C uses it, and returns what unlocks them.
+func holdOpen(op string, nodes ...*node) (release func(), err error) {
+	var held []*node
+	release = func() {
+		for _, n := range held {
+			n.mu.RUnlock()
+		}
+	}
+	for _, n := range nodes {
+		if slices.Contains(held, n) {
+			continue
+		}
+		if _, err := n.acquire(op); err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, n)
+	}
+	return release, nil
 }

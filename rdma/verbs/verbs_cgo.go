@@ -23,6 +23,9 @@ package verbs
 #cgo nocallback rb_post_send_list
 #cgo noescape rb_pp_run
 #cgo nocallback rb_pp_run
+#cgo noescape rb_ss_run
+#cgo nocallback rb_ss_run
+#cgo nocallback rb_ss_allow
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -246,6 +249,37 @@ static int rb_poll_cq(uintptr_t cq, int n, struct rb_wc *out) {
 
 #include <time.h>
 
+static uint64_t rb_now_ns(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+// rb_pace paces a C loop whose polls find nothing: it keeps polling for spin_ns after the last
+// completion, then sleeps, backing off from min_wait_ns to max_wait_ns.
+struct rb_pace {
+	uint64_t spin_ns, min_wait_ns, max_wait_ns;
+	uint64_t last, wait; // when polls started finding nothing (0: the last one moved), the last sleep
+};
+
+static void rb_pace(struct rb_pace *p, int moved) {
+	if (moved) {
+		p->wait = 0;
+		p->last = 0;
+		return;
+	}
+	uint64_t now = rb_now_ns();
+	if (p->last == 0)
+		p->last = now;
+	if (now - p->last < p->spin_ns)
+		return;
+	p->wait = p->wait * 2 < p->min_wait_ns ? p->min_wait_ns : p->wait * 2;
+	if (p->wait > p->max_wait_ns)
+		p->wait = p->max_wait_ns;
+	struct timespec ts = { .tv_sec = (time_t)(p->wait / 1000000000ull), .tv_nsec = (long)(p->wait % 1000000000ull) };
+	nanosleep(&ts, NULL);
+}
+
 enum { RB_PING = 0, RB_PONG = 1 };
 
 // Why a role's part of rb_pp_run ended (PingPongStop).
@@ -282,18 +316,13 @@ struct rb_pp {
 	int sendq;              // SENDs an end may have outstanding
 	uint64_t echo_flag;     // set in the WR IDs of echoes (the ponger's SENDs, the pinger's RECVs)
 	uint64_t *post_ns;      // when message k was posted
-	uint64_t spin_ns, min_wait_ns, max_wait_ns, grace_ns;
+	struct rb_pace pace;
+	uint64_t grace_ns;
 	int stop;               // rb_pp_stop was called (atomic)
 	int64_t pong_limit;     // messages the ponger has receives posted and polls for (atomic)
 	int pong_failed;        // the ponger sends no more echoes (atomic)
 	uint64_t ping_ended_ns; // when the pinger stopped for good, +1; 0 while it runs (atomic)
 };
-
-static uint64_t rb_now_ns(void) {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static struct rb_pp *rb_pp_new(int cap_ping, int cap_pong, int64_t messages) {
 	struct rb_pp *pp = calloc(1, sizeof *pp);
@@ -483,7 +512,7 @@ static void rb_pp_run(uintptr_t h, int mask, int64_t ping_limit, int64_t pong_li
 	*why_ping = *why_pong = RB_PP_RUNNING;
 	if (pong)
 		__atomic_store_n(&pp->pong_limit, pong_limit, __ATOMIC_RELEASE);
-	uint64_t last = rb_now_ns(), wait = 0;
+	pp->pace.last = pp->pace.wait = 0;
 	for (;;) {
 		int moved = 0;
 		if (ping)
@@ -492,21 +521,166 @@ static void rb_pp_run(uintptr_t h, int mask, int64_t ping_limit, int64_t pong_li
 			moved += rb_pp_pong_step(pp, pong_limit, why_pong);
 		if (*why_ping != RB_PP_RUNNING || *why_pong != RB_PP_RUNNING)
 			return;
-		if (moved > 0) {
-			wait = 0;
-			last = 0;
-			continue;
+		rb_pace(&pp->pace, moved > 0);
+	}
+}
+
+// ---- Send stream (stream.go): ib_send_bw's sending loop, run here so that the CPU that rings
+// the doorbells (in whose system calls 6.1's rxe runs the requester and, over a veth, the rest
+// of the transfer) runs no Go code between them.
+
+// Why rb_ss_run ended (SendStreamStop).
+enum { RB_SS_RUNNING = 0, RB_SS_LIMIT, RB_SS_FULL, RB_SS_FAILED, RB_SS_STOPPED, RB_SS_POLL_FAILED };
+
+struct rb_ss {
+	uintptr_t qp, cq, base;  // base: the MR's buffer
+	uint32_t lkey, inline_max, size, list;
+	uint64_t off;            // message k's slot: off + (k % slots) * size
+	uint32_t slots;
+	int64_t messages, queue; // SENDs in all, SENDs outstanding at most
+	int64_t posted, done;    // SENDs posted, SEND completions (ok or not)
+	int failed;              // it posts no more: a completion in error or a failed post
+	int post_rc, poll_rc;    // the failed post's errno and which SEND it was; ibv_poll_cq's value
+	int64_t post_k;
+	uint64_t *post_ns;       // when message k was posted
+	struct rb_pp_rec *recs;
+	int64_t nrecs, cap;
+	struct rb_pace pace;
+	int64_t allowed;         // messages below it may go: their receives are posted (atomic)
+	int stop;                // rb_ss_stop was called (atomic)
+};
+
+static struct rb_ss *rb_ss_new(int64_t messages, int64_t cap) {
+	struct rb_ss *ss = calloc(1, sizeof *ss);
+	if (ss == NULL)
+		return NULL;
+	ss->recs = calloc((size_t)cap, sizeof(struct rb_pp_rec));
+	ss->post_ns = calloc((size_t)messages, sizeof(uint64_t));
+	if (ss->recs == NULL || ss->post_ns == NULL) {
+		free(ss->recs);
+		free(ss->post_ns);
+		free(ss);
+		return NULL;
+	}
+	ss->cap = cap;
+	ss->messages = messages;
+	return ss;
+}
+
+static void rb_ss_free(struct rb_ss *ss) {
+	free(ss->recs);
+	free(ss->post_ns);
+	free(ss);
+}
+
+static void rb_ss_stop(uintptr_t ss) { __atomic_store_n(&((struct rb_ss *)ss)->stop, 1, __ATOMIC_RELEASE); }
+
+static void rb_ss_allow(uintptr_t h, int64_t n) {
+	struct rb_ss *ss = (struct rb_ss *)h;
+	if (n > __atomic_load_n(&ss->allowed, __ATOMIC_RELAXED))
+		__atomic_store_n(&ss->allowed, n, __ATOMIC_RELEASE);
+}
+
+// rb_ss_post posts, as one list (one doorbell), up to ss->list of the next SENDs below limit
+// that the queue and the receives allow, each signalled; it returns how many went.
+static int rb_ss_post(struct rb_ss *ss, int64_t limit) {
+	struct ibv_sge sge[RB_MAX_LIST];
+	struct ibv_send_wr wr[RB_MAX_LIST], *bad_wr = NULL;
+	int64_t n = limit;
+	int64_t allowed = __atomic_load_n(&ss->allowed, __ATOMIC_ACQUIRE);
+	if (allowed < n)
+		n = allowed;
+	if (ss->done + ss->queue < n)
+		n = ss->done + ss->queue;
+	n -= ss->posted;
+	if (n > ss->list)
+		n = ss->list;
+	if (ss->failed || n <= 0)
+		return 0;
+	unsigned int flags = IBV_SEND_SIGNALED;
+	if (ss->size > 0 && ss->size <= ss->inline_max)
+		flags |= IBV_SEND_INLINE;
+	memset(wr, 0, sizeof(wr[0]) * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		int64_t k = ss->posted + i;
+		sge[i].addr = ss->base + ss->off + (uint64_t)(k % ss->slots) * ss->size;
+		sge[i].length = ss->size;
+		sge[i].lkey = ss->lkey;
+		wr[i].wr_id = (uint64_t)k;
+		wr[i].sg_list = &sge[i];
+		wr[i].num_sge = ss->size > 0 ? 1 : 0;
+		wr[i].opcode = IBV_WR_SEND;
+		wr[i].send_flags = flags;
+		wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
+	}
+	uint64_t now = rb_now_ns();
+	int rc = ibv_post_send((struct ibv_qp *)ss->qp, wr, &bad_wr);
+	int went = rc == 0 ? (int)n : (bad_wr != NULL ? (int)(bad_wr - wr) : 0);
+	for (int i = 0; i < went; i++)
+		ss->post_ns[ss->posted + i] = now;
+	ss->posted += went;
+	if (rc != 0) {
+		ss->failed = 1;
+		ss->post_rc = rc;
+		ss->post_k = ss->posted;
+	}
+	return went;
+}
+
+// rb_ss_poll polls the send CQ into the records; it returns how many, or -1 (why set) when
+// the records are full or polling failed.
+static int rb_ss_poll(struct rb_ss *ss, int *why) {
+	struct rb_wc w[16];
+	int64_t room = ss->cap - ss->nrecs;
+	if (room <= 0) {
+		*why = RB_SS_FULL;
+		return -1;
+	}
+	int n = rb_poll_cq(ss->cq, room < 16 ? (int)room : 16, w);
+	if (n < 0) {
+		ss->poll_rc = n;
+		*why = RB_SS_POLL_FAILED;
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	uint64_t now = rb_now_ns();
+	for (int i = 0; i < n; i++) {
+		ss->recs[ss->nrecs + i].wc = w[i];
+		ss->recs[ss->nrecs + i].at_ns = now;
+		if (w[i].status != IBV_WC_SUCCESS)
+			ss->failed = 1; // the QP is in error: what is posted flushes
+	}
+	ss->nrecs += n;
+	ss->done += n;
+	return n;
+}
+
+// rb_ss_run polls and posts until every SEND below limit went and completed, a failure's
+// posted SENDs all completed, the records are full, polling failed, or rb_ss_stop; *why says
+// which.
+static void rb_ss_run(uintptr_t h, int64_t limit, int *why) {
+	struct rb_ss *ss = (struct rb_ss *)h;
+	*why = RB_SS_RUNNING;
+	ss->pace.last = ss->pace.wait = 0;
+	for (;;) {
+		if (__atomic_load_n(&ss->stop, __ATOMIC_ACQUIRE)) {
+			*why = RB_SS_STOPPED;
+			return;
 		}
-		uint64_t now = rb_now_ns();
-		if (last == 0)
-			last = now;
-		if (now - last < pp->spin_ns)
-			continue;
-		wait = wait * 2 < pp->min_wait_ns ? pp->min_wait_ns : wait * 2;
-		if (wait > pp->max_wait_ns)
-			wait = pp->max_wait_ns;
-		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000ull), .tv_nsec = (long)(wait % 1000000000ull) };
-		nanosleep(&ts, NULL);
+		int n = rb_ss_poll(ss, why);
+		if (n < 0)
+			return;
+		n += rb_ss_post(ss, limit);
+		if (ss->failed && ss->done == ss->posted) {
+			*why = RB_SS_FAILED;
+			return;
+		}
+		if (ss->posted >= limit && ss->done == ss->posted) {
+			*why = RB_SS_LIMIT;
+			return;
+		}
+		rb_pace(&ss->pace, n > 0);
 	}
 }
 */
@@ -901,8 +1075,8 @@ func sysNewPingPong(op string, ends [2]pingPongEnd, size, messages, sendQueue, r
 		c.send_off, c.slots = C.uint64_t(e.sendOff), C.uint32_t(e.slots)
 	}
 	pp.size, pp.sendq, pp.echo_flag = C.uint32_t(size), C.int(sendQueue), C.uint64_t(echoWRID)
-	pp.spin_ns, pp.min_wait_ns = C.uint64_t(pace.spin), C.uint64_t(pace.minWait)
-	pp.max_wait_ns, pp.grace_ns = C.uint64_t(pace.maxWait), C.uint64_t(pace.idleGrace)
+	pp.pace = cPace(pace.spin, pace.minWait, pace.maxWait)
+	pp.grace_ns = C.uint64_t(pace.idleGrace)
 	return unsafe.Pointer(pp), nil
 }
 
@@ -927,7 +1101,14 @@ func sysPingPostedNS(h unsafe.Pointer, k int) uint64 {
 // sysTakePingPong appends role's records to dst, their times since t0ns, and empties them.
 func sysTakePingPong(h unsafe.Pointer, role PingPongRole, t0ns uint64, dst []TimedCompletion) []TimedCompletion {
 	e := &(*C.struct_rb_pp)(h).e[role]
-	for _, r := range unsafe.Slice(e.recs, int(e.nrecs)) {
+	dst = appendRecords(dst, e.recs, int(e.nrecs), t0ns)
+	e.nrecs = 0
+	return dst
+}
+
+// appendRecords appends n C completion records to dst, their times since t0ns.
+func appendRecords(dst []TimedCompletion, recs *C.struct_rb_pp_rec, n int, t0ns uint64) []TimedCompletion {
+	for _, r := range unsafe.Slice(recs, n) {
 		w := &r.wc
 		dst = append(dst, TimedCompletion{
 			Completion: Completion{
@@ -938,8 +1119,62 @@ func sysTakePingPong(h unsafe.Pointer, role PingPongRole, t0ns uint64, dst []Tim
 			At: time.Duration(uint64(r.at_ns) - t0ns),
 		})
 	}
-	e.nrecs = 0
 	return dst
+}
+
+func cPace(spin, minWait, maxWait time.Duration) C.struct_rb_pace {
+	return C.struct_rb_pace{spin_ns: C.uint64_t(spin), min_wait_ns: C.uint64_t(minWait), max_wait_ns: C.uint64_t(maxWait)}
+}
+
+// sysNewSendStream allocates the C state of a send stream (rb_ss) with room for recs records.
+func sysNewSendStream(op string, e sendStreamEnd, cfg SendStreamConfig, recs int) (unsafe.Pointer, error) {
+	ss := C.rb_ss_new(C.int64_t(cfg.Messages), C.int64_t(recs))
+	if ss == nil {
+		return nil, &Error{Op: op, Err: syscall.ENOMEM}
+	}
+	ss.qp, ss.cq, ss.base = cAddr(e.qp), cAddr(e.cq), cAddr(e.buf)
+	ss.lkey, ss.inline_max = C.uint32_t(e.lkey), C.uint32_t(e.inlineMax)
+	ss.size, ss.list = C.uint32_t(cfg.Size), C.uint32_t(cfg.List)
+	ss.off, ss.slots = C.uint64_t(cfg.Offset), C.uint32_t(cfg.Slots)
+	ss.queue = C.int64_t(cfg.Queue)
+	ss.pace = cPace(cfg.Spin, cfg.MinWait, cfg.MaxWait)
+	return unsafe.Pointer(ss), nil
+}
+
+func sysFreeSendStream(h unsafe.Pointer) { C.rb_ss_free((*C.struct_rb_ss)(h)) }
+
+func sysRunSendStream(h unsafe.Pointer, limit int) SendStreamStop {
+	var why C.int
+	C.rb_ss_run(cAddr(h), C.int64_t(limit), &why)
+	return SendStreamStop(why)
+}
+
+func sysStopSendStream(h unsafe.Pointer)         { C.rb_ss_stop(cAddr(h)) }
+func sysAllowSendStream(h unsafe.Pointer, n int) { C.rb_ss_allow(cAddr(h), C.int64_t(n)) }
+
+func sysSendPostedNS(h unsafe.Pointer, k int) uint64 {
+	return uint64(unsafe.Slice((*C.struct_rb_ss)(h).post_ns, k+1)[k])
+}
+
+// sysTakeSendStream appends the stream's records to dst, their times since t0ns, and empties
+// them.
+func sysTakeSendStream(h unsafe.Pointer, t0ns uint64, dst []TimedCompletion) []TimedCompletion {
+	ss := (*C.struct_rb_ss)(h)
+	dst = appendRecords(dst, ss.recs, int(ss.nrecs), t0ns)
+	ss.nrecs = 0
+	return dst
+}
+
+func sysSendStreamProgress(h unsafe.Pointer) SendStreamProgress {
+	ss := (*C.struct_rb_ss)(h)
+	p := SendStreamProgress{Posted: int(ss.posted), Done: int(ss.done), Failed: ss.failed != 0}
+	if ss.post_rc != 0 {
+		p.PostErr = fmt.Errorf("post send %d: %w", int64(ss.post_k), syscall.Errno(ss.post_rc))
+	}
+	if ss.poll_rc != 0 {
+		p.PollErr = fmt.Errorf("ibv_poll_cq failed with %d: %w", int(ss.poll_rc), syscall.EIO)
+	}
+	return p
 }
 
 // sysPingPongProgress reads role's counters.

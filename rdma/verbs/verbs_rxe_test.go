@@ -849,3 +849,131 @@ func TestRXEPingPong(t *testing.T) {
 		}
 	}
 }
+
+// TestRXESendStream streams 300 messages of 2 KiB (two packets each) through a SendStream
+// in lists of at most 4 with 16 outstanding, while the receiver, on another goroutine, keeps
+// 32 receives posted, checks each payload, reposts and lets the stream go as far as its
+// receives: every SEND completes once, in order, after it was posted, and every message
+// arrives intact. Then, on the same QPs, a stream allowed 5 of 10 messages posts 5 and ends
+// on Stop, and Run after Close says the stream is closed.
+func TestRXESendStream(t *testing.T) {
+	const n, win, size = 300, 32, 2048
+	l := newLab(t, labOptions{policyRouting: true})
+	a := openSide(t, l.a.rxe, QPTypeRC, n, size)
+	b := openSide(t, l.b.rxe, QPTypeRC, n, size)
+	if err := connectRC(t, l, a, b); err != nil {
+		t.Fatalf("connect RC QPs: %v", err)
+	}
+	for k := 0; k < n; k++ {
+		FillPayload(a.mr.Bytes()[k*size:(k+1)*size], AToB, uint32(k))
+	}
+	st, err := NewSendStream(SendStreamConfig{QP: a.qp, CQ: a.cq, MR: a.mr, Slots: n, Size: size, Messages: n, Queue: 16, List: 4,
+		Spin: time.Millisecond, MinWait: 20 * time.Microsecond, MaxWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeOK(t, st.Close) })
+	posted := 0
+	for ; posted < win; posted++ {
+		if err := b.qp.PostRecv(b.mr, (posted%win)*size, size, uint64(posted)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Start()
+	st.Allow(posted)
+
+	// The receiver: 300 intact messages, in order, each receive reposted before the stream
+	// may use it.
+	recvErr := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		for got := 0; got < n; {
+			cs, err := b.cq.PollUntil(ctx, 1)
+			if err != nil {
+				st.Stop()
+				recvErr <- fmt.Errorf("after %d messages: %w", got, err)
+				return
+			}
+			for _, c := range cs {
+				if c.Status != WCSuccess || c.WRID != uint64(got) || c.ByteLen != size {
+					st.Stop()
+					recvErr <- fmt.Errorf("receive %d: %v", got, c)
+					return
+				}
+				if err := VerifyPayload(b.mr.Bytes()[(got%win)*size:(got%win+1)*size], AToB, uint32(got)); err != nil {
+					st.Stop()
+					recvErr <- err
+					return
+				}
+				got++
+				if posted < n {
+					if err := b.qp.PostRecv(b.mr, (posted%win)*size, size, uint64(posted)); err != nil {
+						st.Stop()
+						recvErr <- err
+						return
+					}
+					posted++
+				}
+			}
+			st.Allow(posted)
+		}
+		recvErr <- nil
+	}()
+	stop, err := st.Run(n)
+	if rerr := <-recvErr; rerr != nil {
+		t.Fatalf("receiver: %v", rerr)
+	}
+	if err != nil || stop != SendStreamLimit {
+		t.Fatalf("Run = %v, %v; want the limit", stop, err)
+	}
+	recs := st.Completions(nil)
+	if len(recs) != n {
+		t.Fatalf("%d SEND completions, want %d", len(recs), n)
+	}
+	for k, c := range recs {
+		if c.Status != WCSuccess || c.Opcode != WCSend || c.WRID != uint64(k) || c.QPN != a.qp.QPN() {
+			t.Fatalf("SEND completion %d: %v", k, c.Completion)
+		}
+		if at := st.PostedAt(k); at <= 0 || c.At < at {
+			t.Fatalf("SEND %d polled at %v, posted at %v", k, c.At, at)
+		}
+	}
+	if p := st.Progress(); p.Posted != n || p.Done != n || p.Failed || p.PostErr != nil || p.PollErr != nil {
+		t.Errorf("progress %+v, want %d posted and done", p, n)
+	}
+	if more := st.Completions(nil); len(more) != 0 {
+		t.Errorf("Completions gave %d again", len(more))
+	}
+	t.Logf("%d messages in %v", n, recs[n-1].At-st.PostedAt(0))
+
+	// Only as far as Allow says: 5 of 10 go, then Run waits until Stop.
+	for k := 0; k < 5; k++ {
+		if err := b.qp.PostRecv(b.mr, k*size, size, uint64(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	part, err := NewSendStream(SendStreamConfig{QP: a.qp, CQ: a.cq, MR: a.mr, Slots: 10, Size: size, Messages: 10, Queue: 16, List: 4,
+		Spin: time.Millisecond, MinWait: 20 * time.Microsecond, MaxWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part.Start()
+	part.Allow(5)
+	timer := time.AfterFunc(300*time.Millisecond, part.Stop)
+	stop, err = part.Run(10)
+	timer.Stop()
+	if p := part.Progress(); err != nil || stop != SendStreamStopped || p.Posted != 5 || p.Done != 5 {
+		t.Errorf("Run allowed 5 of 10 = %v, %v with %+v; want stopped with 5 posted and done", stop, err, p)
+	}
+	if got := len(part.Completions(nil)); got != 5 {
+		t.Errorf("%d completions, want 5", got)
+	}
+	closeOK(t, part.Close)
+	if _, err := part.Run(10); !errors.Is(err, ErrClosed) {
+		t.Errorf("Run after Close = %v, want ErrClosed", err)
+	}
+	if cs, err := b.cq.Poll(16); err != nil || len(cs) != 5 {
+		t.Errorf("receiver polled %d, %v after the partial stream; want the 5 allowed", len(cs), err)
+	}
+}

@@ -98,3 +98,21 @@ func sysTakePingPong(_ unsafe.Pointer, _ PingPongRole, _ uint64, dst []TimedComp
 func sysPingPongProgress(unsafe.Pointer, PingPongRole) PingPongProgress {
 	return PingPongProgress{PollErr: noVerbs("read ping-pong progress"), Failed: true}
 }
+
+func sysNewSendStream(op string, _ sendStreamEnd, _ SendStreamConfig, _ int) (unsafe.Pointer, error) {
+	return nil, noVerbs(op)
+}
+
+func sysFreeSendStream(unsafe.Pointer)                    {}
+func sysRunSendStream(unsafe.Pointer, int) SendStreamStop { return SendStreamPollFailed }
+func sysStopSendStream(unsafe.Pointer)                    {}
+func sysAllowSendStream(unsafe.Pointer, int)              {}
+func sysSendPostedNS(unsafe.Pointer, int) uint64          { return 0 }
+
+func sysTakeSendStream(_ unsafe.Pointer, _ uint64, dst []TimedCompletion) []TimedCompletion {
+	return dst
+}
+
+func sysSendStreamProgress(unsafe.Pointer) SendStreamProgress {
+	return SendStreamProgress{PollErr: noVerbs("read send stream progress"), Failed: true}
+}

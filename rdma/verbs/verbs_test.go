@@ -178,3 +178,24 @@ func TestNewPingPongRefusesBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestNewSendStreamRefusesBadConfig: a send stream is checked before any C state exists.
+func TestNewSendStreamRefusesBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  SendStreamConfig
+		want string
+	}{
+		{"no QP", SendStreamConfig{Size: 64, Messages: 10, Slots: 10, Queue: 4, List: 4}, "needs a QP, a CQ and an MR"},
+		{"UD", SendStreamConfig{QP: &QP{typ: QPTypeUD}, CQ: &CQ{}, MR: &MR{pd: &PD{}}}, "a send stream is RC"},
+		{"no messages", SendStreamConfig{QP: &QP{typ: QPTypeRC}, CQ: &CQ{}, MR: &MR{pd: &PD{}}, Size: 64, Slots: 1, Queue: 1, List: 1}, "must be positive"},
+		{"list too long", SendStreamConfig{QP: &QP{typ: QPTypeRC}, CQ: &CQ{}, MR: &MR{pd: &PD{}}, Size: 64, Messages: 1, Slots: 1, Queue: 1, List: 65}, "list 65 outside 1..64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := NewSendStream(tc.cfg)
+			if st != nil || !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewSendStream = %v, %v; want EINVAL saying %q", st, err, tc.want)
+			}
+		})
+	}
+}
