@@ -307,6 +307,7 @@ type batch struct {
 	// A ping-pong's loop (pingpong_linux.go), the echoes that came back to the sender
 	// (under sendMu) and those the receiver sent (under recvMu).
 	pp       *verbs.PingPong
+	stream   *verbs.SendStream       // the sender's loop in C (stream_linux.go), or nil
 	filled   int                     // messages filled so far, unless prefilled (sender)
 	pingRecs []verbs.TimedCompletion // what a Run polled, kept between Runs (sender)
 	pongRecs []verbs.TimedCompletion // (receiver)
@@ -861,7 +862,8 @@ func (b *batch) postSends() {
 // run drives the batch with two workers, one on this goroutine and one on another, so that
 // receiving and checking payloads runs beside sending on another CPU; a batch sent one message
 // at a time (window 1), or on a machine where the two could not run at once (one CPU, or
-// GOMAXPROCS 1), has one worker; a ping-pong runs its own loop (runPingPong).
+// GOMAXPROCS 1), has one worker; a ping-pong runs its own loop (runPingPong), and an RC
+// stream with both ends here and every message filled sends from C (runStream).
 // Each worker serves its own side first and then the other one if nobody is serving it, so
 // the batch keeps moving when one worker's CPU is taken away (under TCG on a busy host a vCPU
 // can stall for many milliseconds). It returns when both sides are done: every completion in,
@@ -876,13 +878,16 @@ func (b *batch) run(ctx, bctx context.Context, t scenario.Traffic) error {
 	if b.rcv == nil {
 		b.endRecv(stopDone, nil) // the receiver is on the other host
 	}
-	if b.pingpong {
+	recv := func() (int, int) { return b.serveRecv(grace) }
+	switch {
+	case b.pingpong:
 		b.runPingPong(ctx, bctx, grace)
-	} else {
+	case b.streams(t):
+		b.runStream(ctx, bctx, recv)
+	default:
 		defer b.watchEnd(ctx, bctx, nil)()
 		b.t0 = time.Now()
 		send := b.serveSend
-		recv := func() (int, int) { return b.serveRecv(grace) }
 		if b.sendWin == 1 || !twoCPUs() {
 			// One message at a time leaves nothing to overlap: one worker posts and polls
 			// both sides. rxe delivers over a veth inside the post, so the RECV completion
@@ -1129,6 +1134,9 @@ func (b *batch) serveRecv(grace time.Duration) (int, int) {
 			b.recordRecv(wc, at)
 		}
 		b.recvProgressNS.Store(int64(at))
+		if b.stream != nil {
+			b.stream.Allow(b.recvPosted)
+		}
 	}
 	switch {
 	case b.recvDone >= b.messages:

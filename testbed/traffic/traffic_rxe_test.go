@@ -121,7 +121,22 @@ func TestTrafficRXESameHostNofixConnectTimeout(t *testing.T) {
 	t.Logf("connect failed after %.1f ms: %s", b.ConnectMS, b.ConnectError)
 }
 
+// TestTrafficRXESeedRetryExceeded runs the seed's RC batch with the workers the CPUs allow,
+// then with two (the SENDs going from the C send stream, on one CPU too): the first SEND
+// fails with retry exceeded and the rest flush.
 func TestTrafficRXESeedRetryExceeded(t *testing.T) {
+	for _, forced := range []int{0, 2} {
+		t.Run(map[int]string{0: "workers-by-cpus", 2: "two-workers"}[forced], func(t *testing.T) {
+			if forced != 0 {
+				workers = forced
+				t.Cleanup(func() { workers = 0 })
+			}
+			seedRetryExceeded(t)
+		})
+	}
+}
+
+func seedRetryExceeded(t *testing.T) {
 	rep := runLab(t, "seed")
 	require.Len(t, rep.Batches, 1)
 	b := rep.Batches[0]
@@ -148,6 +163,45 @@ func TestTrafficRXESeedRetryExceeded(t *testing.T) {
 	assert.Zero(t, rcvd)
 	assert.GreaterOrEqual(t, m, sent, "every RoCE packet dropped as a martian source")
 	t.Logf("IBV_WC_RETRY_EXC_ERR %.1f ms after the first send; %s sent_pkts +%d, in_martian_src +%d", first.AtMS, b.Sender.Device, sent, m)
+}
+
+// TestTrafficRXESendStream runs 300 RC messages of 4 KiB each way on same-host with two
+// workers (the SENDs going from the C send stream, on one CPU too) and receive windows of 16,
+// so that the stream waits for the receiver's reposts: every message completes on both sides,
+// in order, intact, each SEND after it was posted.
+func TestTrafficRXESendStream(t *testing.T) {
+	recvWin := maxRecvWindow
+	workers, maxRecvWindow = 2, 16
+	t.Cleanup(func() { workers, maxRecvWindow = 0, recvWin })
+	const n = 300
+	rep := runLabWith(t, "same-host", func(s *scenario.Scenario) {
+		s.Traffic = []scenario.Traffic{{Name: "stream", Transport: scenario.TransportRC, Direction: scenario.DirectionBoth, Messages: n, Size: 4096}}
+	})
+	assert.True(t, rep.Pass, rep.Verdict)
+	require.Len(t, rep.Batches, 2)
+	for _, b := range rep.Batches {
+		assert.Equal(t, n, b.Posted, b.Name())
+		var sends, recvs uint64
+		for _, c := range b.Completions {
+			require.Equal(t, verbs.WCSuccess, c.Status, "%s: %+v", b.Name(), c)
+			switch c.Role {
+			case RoleSender:
+				require.Equal(t, sends, c.WRID, "%s: SEND completions out of order", b.Name())
+				sends++
+			case RoleReceiver:
+				require.Equal(t, recvs, c.WRID, "%s: RECV completions out of order", b.Name())
+				assert.Equal(t, "ok", c.Payload, "%s: message %d", b.Name(), c.WRID)
+				recvs++
+			}
+		}
+		assert.Equal(t, uint64(n), sends, b.Name())
+		assert.Equal(t, uint64(n), recvs, b.Name())
+		assert.Positive(t, b.MeanLatencyUS, "%s: each SEND polled after it was posted", b.Name())
+		require.NotNil(t, b.OneWayUS, b.Name())
+		assert.Equal(t, n, b.OneWayUS.N, b.Name())
+		assert.Positive(t, b.OneWayUS.Min, "%s: each message arrived after it was posted", b.Name())
+		t.Logf("%s: %.0f msg/s, one-way median %.1f µs", b.Name(), b.MsgPerSec, b.OneWayUS.Median)
+	}
 }
 
 // TestTrafficRXESeedUD is the seed with UD SENDs: no ACKs, so the requester's sends all

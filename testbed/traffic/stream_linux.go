@@ -1,0 +1,85 @@
+package traffic
+
+import (
+	"context"
+	"time"
+
+	"github.com/rocebed/rocebed/rdma/verbs"
+	"github.com/rocebed/rocebed/testbed/scenario"
+)
+
+// streamList is how many SENDs one doorbell of a send stream posts at most: fewer system
+// calls than ib_send_bw's one SEND a doorbell. In the guest, three rounds of the rate bench
+// each: lists of 16 gave 0.98–1.08 times ib_send_bw's rate; 4 gave 0.96–1.04, 8 gave
+// 0.93–0.98, 32 gave 0.95–1.04, and 1 (in two rounds) 0.87–1.03.
+const streamList = 16
+
+// streams says whether the batch's SENDs go from a send stream (verbs.SendStream, ib_send_bw's
+// loop in C): an RC stream with both ends in this process, two CPUs to run its two workers,
+// and every message filled before the first send (a ring of slots is refilled from Go as
+// SENDs complete).
+func (b *batch) streams(t scenario.Traffic) bool {
+	return b.snd != nil && b.rcv != nil && !b.pingpong && t.Transport == scenario.TransportRC &&
+		b.prefilled && b.sendWin > 1 && twoCPUs()
+}
+
+// runStream drives a batch whose SENDs go from a send stream: the stream's C loop on this
+// goroutine's thread, which then runs nothing of Go's between doorbells, and the receiver on
+// another goroutine, which polls, checks each payload, reposts the receive and lets the
+// stream send as far as the receives posted.
+func (b *batch) runStream(ctx, bctx context.Context, recv func() (int, int)) {
+	st, err := verbs.NewSendStream(verbs.SendStreamConfig{
+		QP: b.snd.qp, CQ: b.snd.cq, MR: b.snd.mr, Slots: b.sendSlots, Size: b.size, Messages: b.messages,
+		Queue: b.sendWin, List: streamList, Spin: spinFor, MinWait: minWait, MaxWait: maxWait,
+	})
+	if err != nil {
+		b.t0 = time.Now()
+		b.endSend(stopFailed, err)
+		b.endRecv(stopFailed, err)
+		return
+	}
+	defer st.Close()
+	b.stream = st
+	defer b.watchEnd(ctx, bctx, st.Stop)()
+	b.t0 = st.Start()
+	st.Allow(int(b.recvReady.Load()))
+	bothAtOnce(b.streamSends, func() {
+		work(recv)
+		if b.recvEnd != stopDone {
+			st.Stop() // no more receives come: the SENDs waiting for them never go
+		}
+	})
+}
+
+// streamSends runs the send stream until the sender stops, recording what it polled.
+func (b *batch) streamSends() {
+	b.sendMu.Lock()
+	defer b.sendMu.Unlock()
+	var recs []verbs.TimedCompletion
+	for b.sendEnd == "" {
+		stop, err := b.stream.Run(b.messages)
+		recs = b.stream.Completions(recs[:0])
+		prog := b.stream.Progress()
+		for k := b.posted; k < prog.Posted; k++ {
+			b.postAt[k] = b.stream.PostedAt(k)
+		}
+		b.posted, b.res.Posted = prog.Posted, prog.Posted
+		if prog.PostErr != nil && !b.stopSend {
+			b.stopSend = true
+			b.sendErrs = append(b.sendErrs, prog.PostErr.Error())
+		}
+		for _, c := range recs {
+			b.recordSend(c.Completion, c.At)
+		}
+		switch {
+		case err != nil:
+			b.endSend(stopFailed, err)
+		case stop == verbs.SendStreamLimit, stop == verbs.SendStreamFailed:
+			b.endSend(stopDone, nil)
+		case stop == verbs.SendStreamStopped:
+			b.endSend(b.stoppedBy(), nil)
+		case stop == verbs.SendStreamPollFailed:
+			b.endSend(stopFailed, prog.PollErr)
+		}
+	}
+}
