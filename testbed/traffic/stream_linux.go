@@ -9,9 +9,9 @@ import (
 )
 
 // streamList is how many SENDs one doorbell of a send stream posts at most: fewer system
-// calls than ib_send_bw's one SEND a doorbell. In the guest, three rounds of the rate bench
-// each: lists of 16 gave 0.98–1.08 times ib_send_bw's rate; 4 gave 0.96–1.04, 8 gave
-// 0.93–0.98, 32 gave 0.95–1.04, and 1 (in two rounds) 0.87–1.03.
+// calls than ib_send_bw's one SEND a doorbell. In the guest, rounds of the rate bench (paired
+// ratios to ib_send_bw): lists of 16 gave 0.98–1.08 in five rounds, 4 gave 0.96–1.04 in five,
+// 32 gave 0.95–1.04 and 8 gave 0.93–0.98 in three, 1 gave 0.87 and 1.03 in two.
 const streamList = 16
 
 // streams says whether the batch's SENDs go from a send stream (verbs.SendStream, ib_send_bw's
