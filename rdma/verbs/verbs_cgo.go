@@ -372,26 +372,33 @@ static void rb_pp_send(struct rb_pp *pp, struct rb_pp_end *e, int64_t k, uint64_
 	e->posted++;
 }
 
+// rb_poll_recs polls up to max (at most 16) completions of cq into recs, each stamped with
+// the time the poll returned; it returns how many, or ibv_poll_cq's negative value.
+static int rb_poll_recs(uintptr_t cq, struct rb_pp_rec *recs, int max) {
+	struct rb_wc w[16];
+	int n = rb_poll_cq(cq, max < 16 ? max : 16, w);
+	if (n <= 0)
+		return n;
+	uint64_t now = rb_now_ns();
+	for (int i = 0; i < n; i++) {
+		recs[i].wc = w[i];
+		recs[i].at_ns = now;
+	}
+	return n;
+}
+
 // rb_pp_poll polls end e into its records; it returns how many, or -1 (why set) when the
 // records are full or polling failed.
 static int rb_pp_poll(struct rb_pp_end *e, int *why) {
-	struct rb_wc w[16];
 	if (e->cap - e->nrecs < 16) {
 		*why = RB_PP_FULL;
 		return -1;
 	}
-	int n = rb_poll_cq(e->cq, 16, w);
+	int n = rb_poll_recs(e->cq, &e->recs[e->nrecs], 16);
 	if (n < 0) {
 		e->poll_rc = n;
 		*why = RB_PP_POLL_FAILED;
 		return -1;
-	}
-	if (n == 0)
-		return 0;
-	uint64_t now = rb_now_ns();
-	for (int i = 0; i < n; i++) {
-		e->recs[e->nrecs + i].wc = w[i];
-		e->recs[e->nrecs + i].at_ns = now;
 	}
 	return n;
 }
@@ -630,27 +637,21 @@ static int rb_ss_post(struct rb_ss *ss, int64_t limit) {
 // rb_ss_poll polls the send CQ into the records; it returns how many, or -1 (why set) when
 // the records are full or polling failed.
 static int rb_ss_poll(struct rb_ss *ss, int *why) {
-	struct rb_wc w[16];
 	int64_t room = ss->cap - ss->nrecs;
 	if (room <= 0) {
 		*why = RB_SS_FULL;
 		return -1;
 	}
-	int n = rb_poll_cq(ss->cq, room < 16 ? (int)room : 16, w);
+	struct rb_pp_rec *r = &ss->recs[ss->nrecs];
+	int n = rb_poll_recs(ss->cq, r, room < 16 ? (int)room : 16);
 	if (n < 0) {
 		ss->poll_rc = n;
 		*why = RB_SS_POLL_FAILED;
 		return -1;
 	}
-	if (n == 0)
-		return 0;
-	uint64_t now = rb_now_ns();
-	for (int i = 0; i < n; i++) {
-		ss->recs[ss->nrecs + i].wc = w[i];
-		ss->recs[ss->nrecs + i].at_ns = now;
-		if (w[i].status != IBV_WC_SUCCESS)
+	for (int i = 0; i < n; i++)
+		if (r[i].wc.status != IBV_WC_SUCCESS)
 			ss->failed = 1; // the QP is in error: what is posted flushes
-	}
 	ss->nrecs += n;
 	ss->done += n;
 	return n;

@@ -84,9 +84,7 @@ func (b *batch) runPingPong(ctx, bctx context.Context, grace time.Duration) {
 		Spin:      spinFor, MinWait: minWait, MaxWait: maxWait, IdleGrace: grace,
 	})
 	if err != nil {
-		b.t0 = time.Now()
-		b.endSend(stopFailed, err)
-		b.endRecv(stopFailed, err)
+		b.failedToStart(err)
 		return
 	}
 	defer pp.Close()

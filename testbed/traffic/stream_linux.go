@@ -33,9 +33,7 @@ func (b *batch) runStream(ctx, bctx context.Context, recv func() (int, int)) {
 		Queue: b.sendWin, List: streamList, Spin: spinFor, MinWait: minWait, MaxWait: maxWait,
 	})
 	if err != nil {
-		b.t0 = time.Now()
-		b.endSend(stopFailed, err)
-		b.endRecv(stopFailed, err)
+		b.failedToStart(err)
 		return
 	}
 	defer st.Close()
@@ -49,6 +47,13 @@ func (b *batch) runStream(ctx, bctx context.Context, recv func() (int, int)) {
 			st.Stop() // no more receives come: the SENDs waiting for them never go
 		}
 	})
+}
+
+// failedToStart ends both sides of a batch whose loop in C could not be set up.
+func (b *batch) failedToStart(err error) {
+	b.t0 = time.Now()
+	b.endSend(stopFailed, err)
+	b.endRecv(stopFailed, err)
 }
 
 // streamSends runs the send stream until the sender stops, recording what it polled.
