@@ -12,9 +12,9 @@ import (
 // lists of at most List (one doorbell each), and polls their CQ, recording every completion
 // and when it was polled. 6.1's rxe runs the requester, and over a veth the rest of the
 // transfer, inside the doorbell's system call, so the rate is the sending CPU's kernel time.
-// In the guest, with this loop in Go, that CPU was in the kernel 75–83 % of the time (pinned)
-// or the kernel's work spread over both CPUs, reordering packets (unpinned); with the loop
-// here it is in the kernel 97–99 % of the time, as ib_send_bw's is.
+// In the guest, with this loop in Go, that CPU was in the kernel 75–94 % of the time (pinned)
+// or the kernel's work spread over both CPUs (unpinned); with the loop here it was there
+// 93–99 % of the time in the bench runs, as ib_send_bw's is.
 //
 // The caller owns the payloads and the receives: message k goes from slot k % Slots, filled
 // before Run reaches it, and goes only once Allow has said that its receive is posted.
