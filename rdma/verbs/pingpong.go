@@ -27,7 +27,6 @@ type PingPong struct {
 	cLoop
 	ends     [2]*PingPongEnd
 	messages int
-	t0ns     uint64
 }
 
 // PingPongEnd is one end of a ping-pong: its QP (RC, connected), the CQ both its queues use,
@@ -95,8 +94,9 @@ type PingPongProgress struct {
 	PollErr   error
 }
 
-// pingPongEnd is an end in the form sysNewPingPong takes.
-type pingPongEnd struct {
+// loopEnd is one end of a loop in C (a ping-pong's end, a send stream) in the form
+// sysNewPingPong and sysNewSendStream take: its SENDs go from sendOff + (k % slots) * size.
+type loopEnd struct {
 	qp, cq, buf    unsafe.Pointer
 	lkey           uint32
 	inlineMax      int
@@ -115,7 +115,7 @@ func NewPingPong(cfg PingPongConfig) (*PingPong, error) {
 	if cfg.EchoWRID == 0 || cfg.EchoWRID&(cfg.EchoWRID-1) != 0 || cfg.EchoWRID <= uint64(cfg.Messages) {
 		return nil, &Error{Op: op, Err: fmt.Errorf("echo WR ID %#x must be one bit above every message number: %w", cfg.EchoWRID, syscall.EINVAL)}
 	}
-	var ends [2]pingPongEnd
+	var ends [2]loopEnd
 	for i, e := range []*PingPongEnd{&cfg.Ping, &cfg.Pong} {
 		role := []string{"pinger", "ponger"}[i]
 		switch {
@@ -131,7 +131,7 @@ func NewPingPong(cfg PingPongConfig) (*PingPong, error) {
 		if err := e.MR.checkRange(op, e.SendOffset, e.SendSlots*cfg.Size); err != nil {
 			return nil, err
 		}
-		ends[i] = pingPongEnd{qp: e.QP.h, cq: e.CQ.h, buf: e.MR.buf, lkey: e.MR.lkey, inlineMax: e.QP.caps.MaxInline,
+		ends[i] = loopEnd{qp: e.QP.h, cq: e.CQ.h, buf: e.MR.buf, lkey: e.MR.lkey, inlineMax: e.QP.caps.MaxInline,
 			sendOff: e.SendOffset, slots: e.SendSlots}
 		if ends[i].qp == nil || ends[i].cq == nil || e.MR.h == nil {
 			return nil, &Error{Op: op, Err: fmt.Errorf("the %s's QP, CQ or MR: %w", role, ErrClosed)}
@@ -149,11 +149,7 @@ func NewPingPong(cfg PingPongConfig) (*PingPong, error) {
 }
 
 // Start sets the time completions and posts are measured from, and returns it.
-func (p *PingPong) Start() time.Time {
-	t0 := time.Now()
-	p.t0ns = sysNowNS()
-	return t0
-}
+func (p *PingPong) Start() time.Time { return p.start() }
 
 // Run serves role until its part ends: every message below limit has gone out and come back
 // (pinger) or arrived and gone back (ponger), every SEND it posted completed, or see
@@ -225,15 +221,7 @@ func (p *PingPong) Progress(role PingPongRole) PingPongProgress {
 
 // PostedAt says when message k was posted, since Start (0 if it was not).
 func (p *PingPong) PostedAt(k int) time.Duration {
-	if k < 0 || k >= p.messages || p.begin("read ping-pong post time") != nil {
-		return 0
-	}
-	defer p.running.Done()
-	ns := sysPingPostedNS(p.h, k)
-	if ns == 0 {
-		return 0
-	}
-	return time.Duration(ns - p.t0ns)
+	return p.postedAt("read ping-pong post time", k, p.messages, sysPingPostedNS)
 }
 
 // Stop makes every Run return PingPongStopped at its next poll (from any goroutine: a
@@ -260,6 +248,28 @@ type cLoop struct {
 	h       unsafe.Pointer
 	closeMu sync.Mutex
 	running sync.WaitGroup
+	t0ns    uint64 // C's clock at start
+}
+
+// start sets the time the loop's completions and posts are measured from, and returns it.
+func (c *cLoop) start() time.Time {
+	t0 := time.Now()
+	c.t0ns = sysNowNS()
+	return t0
+}
+
+// postedAt says when message k (of messages) was posted, since start (0 if it was not), read
+// from the C state by read.
+func (c *cLoop) postedAt(op string, k, messages int, read func(h unsafe.Pointer, k int) uint64) time.Duration {
+	if k < 0 || k >= messages || c.begin(op) != nil {
+		return 0
+	}
+	defer c.running.Done()
+	ns := read(c.h, k)
+	if ns == 0 {
+		return 0
+	}
+	return time.Duration(ns - c.t0ns)
 }
 
 // begin counts a call that uses the C state, unless close freed it.

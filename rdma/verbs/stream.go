@@ -21,8 +21,7 @@ import (
 // Completions hands the records over between Runs, or after the last.
 type SendStream struct {
 	cLoop
-	cfg  SendStreamConfig
-	t0ns uint64
+	cfg SendStreamConfig
 }
 
 // SendStreamConfig describes a send stream: message k is Size bytes at Offset + (k % Slots) *
@@ -60,13 +59,6 @@ type SendStreamProgress struct {
 	PollErr error
 }
 
-// sendStreamEnd is the QP's side in the form sysNewSendStream takes.
-type sendStreamEnd struct {
-	qp, cq, buf unsafe.Pointer
-	lkey        uint32
-	inlineMax   int
-}
-
 // NewSendStream checks cfg and allocates the stream's C state.
 func NewSendStream(cfg SendStreamConfig) (*SendStream, error) {
 	op := "set up send stream"
@@ -86,7 +78,8 @@ func NewSendStream(cfg SendStreamConfig) (*SendStream, error) {
 	if err := cfg.MR.checkRange(op, cfg.Offset, cfg.Slots*cfg.Size); err != nil {
 		return nil, err
 	}
-	e := sendStreamEnd{qp: cfg.QP.h, cq: cfg.CQ.h, buf: cfg.MR.buf, lkey: cfg.MR.lkey, inlineMax: cfg.QP.caps.MaxInline}
+	e := loopEnd{qp: cfg.QP.h, cq: cfg.CQ.h, buf: cfg.MR.buf, lkey: cfg.MR.lkey, inlineMax: cfg.QP.caps.MaxInline,
+		sendOff: cfg.Offset, slots: cfg.Slots}
 	if e.qp == nil || e.cq == nil || cfg.MR.h == nil {
 		return nil, &Error{Op: op, Err: fmt.Errorf("the QP, CQ or MR: %w", ErrClosed)}
 	}
@@ -99,11 +92,7 @@ func NewSendStream(cfg SendStreamConfig) (*SendStream, error) {
 }
 
 // Start sets the time completions and posts are measured from, and returns it.
-func (s *SendStream) Start() time.Time {
-	t0 := time.Now()
-	s.t0ns = sysNowNS()
-	return t0
-}
+func (s *SendStream) Start() time.Time { return s.start() }
 
 // Allow lets messages below n go (their receives are posted); from any goroutine, while Run
 // runs. n never goes down.
@@ -151,15 +140,7 @@ func (s *SendStream) Progress() SendStreamProgress {
 
 // PostedAt says when message k was posted, since Start (0 if it was not).
 func (s *SendStream) PostedAt(k int) time.Duration {
-	if k < 0 || k >= s.cfg.Messages || s.begin("read send stream post time") != nil {
-		return 0
-	}
-	defer s.running.Done()
-	ns := sysSendPostedNS(s.h, k)
-	if ns == 0 {
-		return 0
-	}
-	return time.Duration(ns - s.t0ns)
+	return s.postedAt("read send stream post time", k, s.cfg.Messages, sysSendPostedNS)
 }
 
 // Stop makes Run return SendStreamStopped at its next poll (from any goroutine).

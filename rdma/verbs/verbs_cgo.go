@@ -591,8 +591,8 @@ static void rb_ss_allow(uintptr_t h, int64_t n) {
 // rb_ss_post posts, as one list (one doorbell), up to ss->list of the next SENDs below limit
 // that the queue and the receives allow, each signalled; it returns how many went.
 static int rb_ss_post(struct rb_ss *ss, int64_t limit) {
-	struct ibv_sge sge[RB_MAX_LIST];
-	struct ibv_send_wr wr[RB_MAX_LIST], *bad_wr = NULL;
+	uint64_t offs[RB_MAX_LIST], ids[RB_MAX_LIST];
+	uint32_t lens[RB_MAX_LIST], flags[RB_MAX_LIST];
 	int64_t n = limit;
 	int64_t allowed = __atomic_load_n(&ss->allowed, __ATOMIC_ACQUIRE);
 	if (allowed < n)
@@ -604,25 +604,19 @@ static int rb_ss_post(struct rb_ss *ss, int64_t limit) {
 		n = ss->list;
 	if (ss->failed || n <= 0)
 		return 0;
-	unsigned int flags = IBV_SEND_SIGNALED;
+	uint32_t flag = IBV_SEND_SIGNALED;
 	if (ss->size > 0 && ss->size <= ss->inline_max)
-		flags |= IBV_SEND_INLINE;
-	memset(wr, 0, sizeof(wr[0]) * (size_t)n);
+		flag |= IBV_SEND_INLINE;
 	for (int i = 0; i < n; i++) {
 		int64_t k = ss->posted + i;
-		sge[i].addr = ss->base + ss->off + (uint64_t)(k % ss->slots) * ss->size;
-		sge[i].length = ss->size;
-		sge[i].lkey = ss->lkey;
-		wr[i].wr_id = (uint64_t)k;
-		wr[i].sg_list = &sge[i];
-		wr[i].num_sge = ss->size > 0 ? 1 : 0;
-		wr[i].opcode = IBV_WR_SEND;
-		wr[i].send_flags = flags;
-		wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
+		offs[i] = ss->off + (uint64_t)(k % ss->slots) * ss->size;
+		lens[i] = ss->size;
+		ids[i] = (uint64_t)k;
+		flags[i] = flag;
 	}
 	uint64_t now = rb_now_ns();
-	int rc = ibv_post_send((struct ibv_qp *)ss->qp, wr, &bad_wr);
-	int went = rc == 0 ? (int)n : (bad_wr != NULL ? (int)(bad_wr - wr) : 0);
+	int went;
+	int rc = rb_post_send_list(ss->qp, ss->base, ss->lkey, (int)n, offs, lens, ids, flags, &went);
 	for (int i = 0; i < went; i++)
 		ss->post_ns[ss->posted + i] = now;
 	ss->posted += went;
@@ -1064,7 +1058,7 @@ func sysPollCQ(op string, h, scratch unsafe.Pointer, dst []Completion) (int, err
 
 // sysNewPingPong allocates the C state of a ping-pong (rb_pp) with room for recs records per
 // role.
-func sysNewPingPong(op string, ends [2]pingPongEnd, size, messages, sendQueue, recs int, echoWRID uint64, pace pingPongPace) (unsafe.Pointer, error) {
+func sysNewPingPong(op string, ends [2]loopEnd, size, messages, sendQueue, recs int, echoWRID uint64, pace pingPongPace) (unsafe.Pointer, error) {
 	pp := C.rb_pp_new(C.int(recs), C.int(recs), C.int64_t(messages))
 	if pp == nil {
 		return nil, &Error{Op: op, Err: syscall.ENOMEM}
@@ -1128,7 +1122,7 @@ func cPace(spin, minWait, maxWait time.Duration) C.struct_rb_pace {
 }
 
 // sysNewSendStream allocates the C state of a send stream (rb_ss) with room for recs records.
-func sysNewSendStream(op string, e sendStreamEnd, cfg SendStreamConfig, recs int) (unsafe.Pointer, error) {
+func sysNewSendStream(op string, e loopEnd, cfg SendStreamConfig, recs int) (unsafe.Pointer, error) {
 	ss := C.rb_ss_new(C.int64_t(cfg.Messages), C.int64_t(recs))
 	if ss == nil {
 		return nil, &Error{Op: op, Err: syscall.ENOMEM}
@@ -1136,7 +1130,7 @@ func sysNewSendStream(op string, e sendStreamEnd, cfg SendStreamConfig, recs int
 	ss.qp, ss.cq, ss.base = cAddr(e.qp), cAddr(e.cq), cAddr(e.buf)
 	ss.lkey, ss.inline_max = C.uint32_t(e.lkey), C.uint32_t(e.inlineMax)
 	ss.size, ss.list = C.uint32_t(cfg.Size), C.uint32_t(cfg.List)
-	ss.off, ss.slots = C.uint64_t(cfg.Offset), C.uint32_t(cfg.Slots)
+	ss.off, ss.slots = C.uint64_t(e.sendOff), C.uint32_t(e.slots)
 	ss.queue = C.int64_t(cfg.Queue)
 	ss.pace = cPace(cfg.Spin, cfg.MinWait, cfg.MaxWait)
 	return unsafe.Pointer(ss), nil
@@ -1169,12 +1163,7 @@ func sysTakeSendStream(h unsafe.Pointer, t0ns uint64, dst []TimedCompletion) []T
 func sysSendStreamProgress(h unsafe.Pointer) SendStreamProgress {
 	ss := (*C.struct_rb_ss)(h)
 	p := SendStreamProgress{Posted: int(ss.posted), Done: int(ss.done), Failed: ss.failed != 0}
-	if ss.post_rc != 0 {
-		p.PostErr = fmt.Errorf("post send %d: %w", int64(ss.post_k), syscall.Errno(ss.post_rc))
-	}
-	if ss.poll_rc != 0 {
-		p.PollErr = fmt.Errorf("ibv_poll_cq failed with %d: %w", int(ss.poll_rc), syscall.EIO)
-	}
+	p.PostErr, p.PollErr = loopErrors(ss.post_rc, ss.post_k, ss.poll_rc)
 	return p
 }
 
@@ -1182,11 +1171,19 @@ func sysSendStreamProgress(h unsafe.Pointer) SendStreamProgress {
 func sysPingPongProgress(h unsafe.Pointer, role PingPongRole) PingPongProgress {
 	e := &(*C.struct_rb_pp)(h).e[role]
 	p := PingPongProgress{Posted: int(e.posted), SendsDone: int(e.send_done), Arrived: int(e.arrived), Failed: e.failed != 0}
-	if e.post_rc != 0 {
-		p.PostErr = fmt.Errorf("post send %d: %w", int64(e.post_k), syscall.Errno(e.post_rc))
-	}
-	if e.poll_rc != 0 {
-		p.PollErr = fmt.Errorf("ibv_poll_cq failed with %d: %w", int(e.poll_rc), syscall.EIO)
-	}
+	p.PostErr, p.PollErr = loopErrors(e.post_rc, e.post_k, e.poll_rc)
 	return p
+}
+
+// loopErrors says what a C loop recorded: a failed post's errno (rc) and which SEND it was
+// (k), and ibv_poll_cq's negative value; nil where nothing failed.
+func loopErrors(rc C.int, k C.int64_t, pollRC C.int) (postErr, pollErr error) {
+	if rc != 0 {
+		postErr = fmt.Errorf("post send %d: %w", int64(k), syscall.Errno(rc))
+	}
+	if pollRC != 0 {
+		// ibv_poll_cq(3) promises only "a negative value", not an errno.
+		pollErr = fmt.Errorf("ibv_poll_cq failed with %d: %w", int(pollRC), syscall.EIO)
+	}
+	return postErr, pollErr
 }

@@ -73,7 +73,7 @@ func sysPostSendList(op string, _, _ unsafe.Pointer, _ uint32, _ []SendWR, _ int
 	return 0, noVerbs(op)
 }
 
-func sysNewPingPong(op string, _ [2]pingPongEnd, _, _, _, _ int, _ uint64, _ pingPongPace) (unsafe.Pointer, error) {
+func sysNewPingPong(op string, _ [2]loopEnd, _, _, _, _ int, _ uint64, _ pingPongPace) (unsafe.Pointer, error) {
 	return nil, noVerbs(op)
 }
 
@@ -99,7 +99,7 @@ func sysPingPongProgress(unsafe.Pointer, PingPongRole) PingPongProgress {
 	return PingPongProgress{PollErr: noVerbs("read ping-pong progress"), Failed: true}
 }
 
-func sysNewSendStream(op string, _ sendStreamEnd, _ SendStreamConfig, _ int) (unsafe.Pointer, error) {
+func sysNewSendStream(op string, _ loopEnd, _ SendStreamConfig, _ int) (unsafe.Pointer, error) {
 	return nil, noVerbs(op)
 }
 
