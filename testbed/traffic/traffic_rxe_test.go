@@ -166,41 +166,64 @@ func seedRetryExceeded(t *testing.T) {
 }
 
 // TestTrafficRXESendStream runs 300 RC messages of 4 KiB each way on same-host with two
-// workers (the SENDs going from the C send stream, on one CPU too) and receive windows of 16,
-// so that the stream waits for the receiver's reposts: every message completes on both sides,
-// in order, intact, each SEND after it was posted.
+// workers (the SENDs going from the C send stream, on one CPU too): with receive windows of
+// 16, so that the stream waits for the receiver's reposts, and with every receive posted at
+// once, so that the receiver naps between bursts. Either way every message completes on both
+// sides, in order, intact, each SEND after it was posted.
 func TestTrafficRXESendStream(t *testing.T) {
-	recvWin := maxRecvWindow
-	workers, maxRecvWindow = 2, 16
-	t.Cleanup(func() { workers, maxRecvWindow = 0, recvWin })
-	const n = 300
-	rep := runLabWith(t, "same-host", func(s *scenario.Scenario) {
-		s.Traffic = []scenario.Traffic{{Name: "stream", Transport: scenario.TransportRC, Direction: scenario.DirectionBoth, Messages: n, Size: 4096}}
-	})
-	assert.True(t, rep.Pass, rep.Verdict)
-	require.Len(t, rep.Batches, 2)
-	for _, b := range rep.Batches {
-		assert.Equal(t, n, b.Posted, b.Name())
-		var sends, recvs uint64
-		for _, c := range b.Completions {
-			require.Equal(t, verbs.WCSuccess, c.Status, "%s: %+v", b.Name(), c)
-			switch c.Role {
-			case RoleSender:
-				require.Equal(t, sends, c.WRID, "%s: SEND completions out of order", b.Name())
-				sends++
-			case RoleReceiver:
-				require.Equal(t, recvs, c.WRID, "%s: RECV completions out of order", b.Name())
-				assert.Equal(t, "ok", c.Payload, "%s: message %d", b.Name(), c.WRID)
-				recvs++
+	for _, tc := range []struct {
+		name     string
+		recvWin  int  // maxRecvWindow
+		naps     bool // the receiver naps between bursts
+		messages int
+	}{
+		// 16 receives: the stream waits on each repost, and the receiver never naps.
+		{name: "reposts", recvWin: 16, naps: false, messages: 300},
+		// Every receive posted at once: the receiver polls in bursts and naps between them.
+		{name: "bursts", recvWin: maxRecvWindow, naps: true, messages: 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recvWin := maxRecvWindow
+			workers, maxRecvWindow = 2, tc.recvWin
+			t.Cleanup(func() { workers, maxRecvWindow = 0, recvWin })
+			n := tc.messages
+			napsBefore := streamNaps.Load()
+			rep := runLabWith(t, "same-host", func(s *scenario.Scenario) {
+				s.Traffic = []scenario.Traffic{{Name: "stream", Transport: scenario.TransportRC, Direction: scenario.DirectionBoth, Messages: n, Size: 4096}}
+			})
+			naps := streamNaps.Load() - napsBefore
+			assert.True(t, rep.Pass, rep.Verdict)
+			require.Len(t, rep.Batches, 2)
+			for _, b := range rep.Batches {
+				assert.Equal(t, n, b.Posted, b.Name())
+				var sends, recvs uint64
+				for _, c := range b.Completions {
+					require.Equal(t, verbs.WCSuccess, c.Status, "%s: %+v", b.Name(), c)
+					switch c.Role {
+					case RoleSender:
+						require.Equal(t, sends, c.WRID, "%s: SEND completions out of order", b.Name())
+						sends++
+					case RoleReceiver:
+						require.Equal(t, recvs, c.WRID, "%s: RECV completions out of order", b.Name())
+						assert.Equal(t, "ok", c.Payload, "%s: message %d", b.Name(), c.WRID)
+						recvs++
+					}
+				}
+				assert.Equal(t, uint64(n), sends, b.Name())
+				assert.Equal(t, uint64(n), recvs, b.Name())
+				assert.Positive(t, b.MeanLatencyUS, "%s: each SEND polled after it was posted", b.Name())
+				require.NotNil(t, b.OneWayUS, b.Name())
+				assert.Equal(t, n, b.OneWayUS.N, b.Name())
+				assert.Positive(t, b.OneWayUS.Min, "%s: each message arrived after it was posted", b.Name())
+				t.Logf("%s: %.0f msg/s, one-way median %.1f µs", b.Name(), b.MsgPerSec, b.OneWayUS.Median)
 			}
-		}
-		assert.Equal(t, uint64(n), sends, b.Name())
-		assert.Equal(t, uint64(n), recvs, b.Name())
-		assert.Positive(t, b.MeanLatencyUS, "%s: each SEND polled after it was posted", b.Name())
-		require.NotNil(t, b.OneWayUS, b.Name())
-		assert.Equal(t, n, b.OneWayUS.N, b.Name())
-		assert.Positive(t, b.OneWayUS.Min, "%s: each message arrived after it was posted", b.Name())
-		t.Logf("%s: %.0f msg/s, one-way median %.1f µs", b.Name(), b.MsgPerSec, b.OneWayUS.Median)
+			if tc.naps {
+				assert.Positive(t, naps, "the receivers napped between bursts")
+			} else {
+				assert.Zero(t, naps, "no receiver napped with %d receives posted", tc.recvWin)
+			}
+			t.Logf("receiver naps: %d", naps)
+		})
 	}
 }
 
