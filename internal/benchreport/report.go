@@ -166,6 +166,8 @@ func figures(m map[string]map[string][]float64) []Figure {
 		AnchorName: "ib_send_bw", Target: "ratio ≥ 1.0",
 		Ratio: statOf(m, "BenchmarkRate", "rate-ratio", "BenchmarkVersusPerftest", "rate-ratio")}
 	add(rate, func() (bool, string) { return atLeast(rate.Ratio, 1.0) })
+	add(Figure{Name: "rate runs: pairs the medians are over (rocebed and ib_send_bw back to back)", Unit: "pairs",
+		Rocebed: stat(m, "BenchmarkRate", "rate-pairs")}, nil)
 	// What rxe sent again in each tool's rate runs.
 	add(Figure{Name: "rate runs: requester retries a run (retransmit timer or sequence NAK)", Unit: "",
 		Rocebed: stat(m, "BenchmarkRate", "rocebed-retries"), Anchor: stat(m, "BenchmarkRate", "ib_send_bw-retries"), AnchorName: "ib_send_bw"}, nil)

@@ -8,7 +8,7 @@ import (
 const sample = `goos: linux
 BenchmarkFirstConnect-2   	       5	         4.100 first-connect-ms	         9.000 first-connect-ms-max	         3.000 first-connect-ms-min	         1.500 warm-connect-ms	         2.000 warm-connect-ms-max	         1.000 warm-connect-ms-min
 --- BENCH: BenchmarkFirstConnect-2
-BenchmarkRate-2   	5	0 ns/op	5000 ib_send_bw-msg/s	6000 ib_send_bw-msg/s-max	4000 ib_send_bw-msg/s-min	1.1 rate-ratio	1.3 rate-ratio-max	0.9 rate-ratio-min	5500 rocebed-msg/s	6500 rocebed-msg/s-max	4500 rocebed-msg/s-min	4000 profile-rocebed-msg/s	170 profile-rocebed-kernel-us/msg	5000 profile-ib_send_bw-msg/s	160 profile-ib_send_bw-kernel-us/msg	0.6 profile-rocebed-busiest-kernel-share	7 rocebed-retries	1 ib_send_bw-retries
+BenchmarkRate-2   	5	0 ns/op	5000 ib_send_bw-msg/s	6000 ib_send_bw-msg/s-max	4000 ib_send_bw-msg/s-min	1.1 rate-ratio	1.3 rate-ratio-max	0.9 rate-ratio-min	5500 rocebed-msg/s	6500 rocebed-msg/s-max	4500 rocebed-msg/s-min	4000 profile-rocebed-msg/s	170 profile-rocebed-kernel-us/msg	5000 profile-ib_send_bw-msg/s	160 profile-ib_send_bw-kernel-us/msg	0.6 profile-rocebed-busiest-kernel-share	7 rocebed-retries	1 ib_send_bw-retries	15 rate-pairs
 BenchmarkExecTrue-2 	5	2.1 boot-s	2.5 boot-s-max	1.9 boot-s-min	2.4 total-s	2.9 total-s-max	2.2 total-s-min
 BenchmarkMakeLab	1	6.5 make-lab-s
 BenchmarkMakeLab	1	5.5 make-lab-s
@@ -44,6 +44,9 @@ func TestFiguresFromBenchmarkLines(t *testing.T) {
 	}
 	if k := byName["rate profile, 15000 × 4 KiB: kernel CPU per message in the transfer (system, irq, softirq; all CPUs)"]; k.Rocebed == nil || k.Rocebed.Median != 170 || k.Anchor.Median != 160 {
 		t.Errorf("kernel CPU: %+v", k)
+	}
+	if p := byName["rate runs: pairs the medians are over (rocebed and ib_send_bw back to back)"]; p.Rocebed == nil || p.Rocebed.Median != 15 || p.Anchor != nil || p.Met != nil {
+		t.Errorf("rate pairs: %+v", p)
 	}
 	if r := byName["rate runs: requester retries a run (retransmit timer or sequence NAK)"]; r.Rocebed == nil || r.Rocebed.Median != 7 || r.Anchor.Median != 1 {
 		t.Errorf("retries: %+v", r)
