@@ -107,6 +107,14 @@ func BenchmarkFirstConnect(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// ratePairs is how many rocebed / ib_send_bw pairs each BenchmarkRate iteration runs. One
+// 2000-message run takes about 270 ms, and the guest moves a run by ±10 %, and now and then
+// slows it by a third or more, whichever tool it is (in 30 back-to-back rounds in one boot,
+// ib_send_bw ran from 4151 to 7844 msg/s). So the median of five pairs' ratios landed on
+// either side of 1.0 (1.02, 1.03 and 0.993 in three bench runs); `make bench` (five
+// iterations) gets fifteen pairs.
+const ratePairs = 3
+
 // BenchmarkRate is the SEND message rate, 2000 × 4 KiB RC a->b with every SEND and RECV
 // completion and every payload checked, beside ib_send_bw with the same size and count on the
 // same devices (msg/s from its MsgRate column). Each iteration runs ratePairs pairs; which of
@@ -119,13 +127,6 @@ func BenchmarkFirstConnect(b *testing.B) {
 // own rate says the messages took; setup and teardown fall outside it. Over that stretch: CPU
 // per message over all CPUs, and the share of its time the CPU most in the kernel spent there.
 // It says what bounds the rate. 15000 × 4 KiB still fits rocebed's prefilled send buffer.
-// ratePairs is how many rocebed / ib_send_bw pairs each BenchmarkRate iteration runs. One
-// 2000-message run takes about 270 ms, and the guest moves a run by ±10 %, and now and then
-// slows it by a third or more, whichever tool it is (in 30 back-to-back rounds in one boot,
-// ib_send_bw ran from 4151 to 7844 msg/s). The median of five pairs' ratios then fell on
-// either side of the rounds' median; `make bench` (five iterations) gets fifteen pairs.
-const ratePairs = 3
-
 func BenchmarkRate(b *testing.B) {
 	env := openEnv(b)
 	s := sameHost(b, env)

@@ -19,10 +19,12 @@ const streamList = 16
 // sending and at least recvNapDepth receives stay posted, it sleeps recvNap instead of
 // spinning. The stream sends on into those receives meanwhile (64 in 200 µs is 320 000
 // messages a second), and the receiver's CPU is free for other work: under TCG, the host CPU
-// that the sending vCPU's thread would otherwise share. In the guest, two sets of 30 rounds
-// of 2000 × 4 KiB, each round napping, spinning and ib_send_bw back to back: medians 7838 and
-// 7871 msg/s napping, 7651 and 7578 spinning, 7457 and 7256 for ib_send_bw. Naps of 1 ms did
-// no better than 200 µs; keeping the sending thread on one CPU as well did not help.
+// that the sending vCPU's thread would otherwise share. In the guest, three sets of 30 rounds
+// of 2000 × 4 KiB, each round napping, spinning and ib_send_bw back to back: medians 7838,
+// 7871 and 7447 msg/s napping, 7651, 7578 and 7466 spinning, 7457, 7256 and 6608 for
+// ib_send_bw (the third on a slowed host; median ratios 1.059, 1.093 and 1.080 napping, 1.036,
+// 1.060 and 1.047 spinning). Naps of 1 ms did no better than 200 µs; keeping the sending
+// thread on one CPU as well helped in one set and hurt in another.
 const (
 	recvNap      = 200 * time.Microsecond
 	recvNapDepth = 64
