@@ -171,22 +171,21 @@ func seedRetryExceeded(t *testing.T) {
 // once, so that the receiver naps between bursts. Either way every message completes on both
 // sides, in order, intact, each SEND after it was posted.
 func TestTrafficRXESendStream(t *testing.T) {
+	const n = 300
 	for _, tc := range []struct {
-		name     string
-		recvWin  int  // maxRecvWindow
-		naps     bool // the receiver naps between bursts
-		messages int
+		name    string
+		recvWin int  // maxRecvWindow
+		naps    bool // the receiver naps between bursts
 	}{
 		// 16 receives: the stream waits on each repost, and the receiver never naps.
-		{name: "reposts", recvWin: 16, naps: false, messages: 300},
+		{name: "reposts", recvWin: 16, naps: false},
 		// Every receive posted at once: the receiver polls in bursts and naps between them.
-		{name: "bursts", recvWin: maxRecvWindow, naps: true, messages: 300},
+		{name: "bursts", recvWin: maxRecvWindow, naps: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			recvWin := maxRecvWindow
 			workers, maxRecvWindow = 2, tc.recvWin
 			t.Cleanup(func() { workers, maxRecvWindow = 0, recvWin })
-			n := tc.messages
 			napsBefore := streamNaps.Load()
 			rep := runLabWith(t, "same-host", func(s *scenario.Scenario) {
 				s.Traffic = []scenario.Traffic{{Name: "stream", Transport: scenario.TransportRC, Direction: scenario.DirectionBoth, Messages: n, Size: 4096}}
